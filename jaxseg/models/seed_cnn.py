@@ -1,0 +1,40 @@
+"""The classic conv-ReLU-pool x2 network, made fully convolutional.
+
+The LeNet-style classifier ends in flatten + dense; here the dense layer
+becomes a 1x1 convolution and the coarse score map is bilinearly upsampled to
+the input size, which is exactly the FCN recipe applied to the smallest CNN.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxseg.models import MODELS
+from jaxseg.models.layers import compute_dtype, resize_bilinear
+
+
+class SeedCNN(nn.Module):
+  num_classes: int
+  width: int = 32
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BHWC, *, train: bool):
+    del train  # No dropout or BN: the seed network is deterministic.
+    H, W = x_BHWC.shape[1:3]
+    x = x_BHWC.astype(self.dtype)
+    for features in (self.width, 2 * self.width):
+      x = nn.Conv(features, (3, 3), padding="SAME", dtype=self.dtype)(x)
+      x = nn.relu(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = nn.Conv(4 * self.width, (3, 3), padding="SAME", dtype=self.dtype)(x)
+    x = nn.relu(x)
+    coarse_logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype)(x)
+    logits_BHWC = resize_bilinear(coarse_logits.astype(jnp.float32), (H, W))
+    return logits_BHWC, {}
+
+
+@MODELS.register("seed_cnn")
+def build_seed_cnn(cfg, num_classes: int) -> SeedCNN:
+  return SeedCNN(num_classes=num_classes, width=cfg.width, dtype=compute_dtype(cfg.dtype))

@@ -1,0 +1,54 @@
+"""U-Net (Ronneberger et al. 2015) with 'same' padding, BN and configurable depth/width."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxseg.models import MODELS
+from jaxseg.models.layers import ConvBNReLU, compute_dtype
+
+
+class DoubleConv(nn.Module):
+  features: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = ConvBNReLU(self.features, dtype=self.dtype)(x, train=train)
+    return ConvBNReLU(self.features, dtype=self.dtype)(x, train=train)
+
+
+class UNet(nn.Module):
+  num_classes: int
+  width: int = 64
+  depth: int = 4  # Number of 2x downsamplings; the input side must divide 2**depth.
+  dropout: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BHWC, *, train: bool):
+    H, W = x_BHWC.shape[1:3]
+    if H % 2**self.depth or W % 2**self.depth:
+      raise ValueError(f"unet of depth {self.depth} needs H and W divisible by "
+                       f"{2**self.depth}; got {H}x{W}")
+    x = x_BHWC.astype(self.dtype)
+    skips = []
+    for level in range(self.depth):
+      x = DoubleConv(self.width * 2**level, dtype=self.dtype)(x, train=train)
+      skips.append(x)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = DoubleConv(self.width * 2**self.depth, dtype=self.dtype)(x, train=train)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    for level in reversed(range(self.depth)):
+      x = nn.ConvTranspose(self.width * 2**level, (2, 2), strides=(2, 2), dtype=self.dtype)(x)
+      x = jnp.concatenate([skips[level], x], axis=-1)
+      x = DoubleConv(self.width * 2**level, dtype=self.dtype)(x, train=train)
+    logits_BHWC = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype)(x)
+    return logits_BHWC.astype(jnp.float32), {}
+
+
+@MODELS.register("unet")
+def build_unet(cfg, num_classes: int) -> UNet:
+  return UNet(num_classes=num_classes, width=cfg.width, depth=cfg.depth,
+              dropout=cfg.dropout, dtype=compute_dtype(cfg.dtype))
