@@ -1,0 +1,1 @@
+"""Experiment files: each module's `get_config(variant)` returns a ConfigDict."""

@@ -1,0 +1,64 @@
+"""Shared defaults. Every key the code reads exists here (or in the experiment)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.experiment = ""  # Filled in by the loader with 'name[:variant]'.
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "shapes"  # A registered dataset (python run.py --list).
+  c.data.config = ""  # Builder config, e.g. '2012_aug' for voc_seg.
+  c.data.dir = "~/tensorflow_datasets"  # Where prepared ArrayRecord files live.
+  c.data.manual_dir = ""  # Where manually downloaded archives are ('' = <dir>/downloads/manual).
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.worker_count = 0  # grain worker processes (0 = read in the main process).
+  c.data.shuffle_seed = 0
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.preset = "flip"  # A registered augmentation preset.
+  c.augment.crop_size = (64, 64)  # (H, W) of training crops.
+  # Normalisation happens on device, on uint8 images, inside the jitted step.
+  c.augment.mean = (123.675, 116.28, 103.53)  # ImageNet, in 0-255 units.
+  c.augment.std = (58.395, 57.12, 57.375)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "unet"
+  c.model.dtype = "float32"  # Compute dtype; params and logits stay float32.
+  c.model.width = 16
+  c.model.depth = 3
+  c.model.dropout = 0.0
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = "cross_entropy"
+  c.loss.aux_weight = 0.4  # Weight of the auxiliary head's loss, when a model has one.
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "sgd"  # sgd | adam | adamw
+  c.optim.lr = 0.01
+  c.optim.momentum = 0.9  # sgd only
+  c.optim.nesterov = False
+  c.optim.b1 = 0.9  # adam/adamw
+  c.optim.b2 = 0.999
+  c.optim.weight_decay = 5e-4
+  c.optim.schedule = "poly"  # poly | cosine | constant, after linear warmup
+  c.optim.poly_power = 0.9
+  c.optim.end_lr = 0.0
+  c.optim.warmup_steps = 0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000
+  c.train.batch_size = 16  # Global batch over all devices and hosts.
+  c.train.log_every = 50
+  c.train.eval_every = 0  # 0 = only at the end.
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.
+  return c

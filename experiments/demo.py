@@ -1,0 +1,41 @@
+"""The embedded default: a small U-Net on the procedural `shapes` dataset.
+
+Variants: `smoke` (a few steps, for tests), `seed` (the seed CNN instead of U-Net).
+"""
+
+from __future__ import annotations
+
+from experiments.base import get_base_config
+from jaxseg.config import parse_variant
+
+
+def get_config(variant: str = ""):
+  flags, _ = parse_variant(variant, known_flags={"smoke", "seed"}, known_keys={})
+  c = get_base_config()
+  c.data.name = "shapes"
+  c.augment.preset = "flip"
+  c.augment.crop_size = (64, 64)
+  c.model.name = "unet"
+  c.model.width = 16
+  c.model.depth = 3
+  c.optim.name = "adamw"
+  c.optim.lr = 3e-3
+  c.optim.weight_decay = 1e-4
+  c.optim.warmup_steps = 50
+  c.train.steps = 1500
+  c.train.batch_size = 32
+  c.train.log_every = 50
+  c.train.eval_every = 500
+  c.train.checkpoint_every = 500
+  c.eval.batch_size = 64
+  if "seed" in flags:
+    c.model.name = "seed_cnn"
+    c.model.width = 32
+  if "smoke" in flags:
+    c.train.steps = 12
+    c.train.batch_size = 16
+    c.train.log_every = 4
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 6
+    c.eval.batch_size = 40
+  return c

@@ -1,0 +1,51 @@
+"""Builds the parts of a run (mesh, data, model, optimizer, state, steps) from its config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+from jaxseg import losses, optim, steps
+from jaxseg.data import datasets
+from jaxseg.models import build_model
+from jaxseg.sharding import make_mesh
+from jaxseg.state import TrainState, create_train_state
+
+
+@dataclasses.dataclass
+class Run:
+  cfg: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  builder: Any  # The prepared tfds builder.
+  meta: datasets.DatasetMeta
+  model: Any
+  schedule: Callable
+  state: TrainState
+  train_step: Callable  # jitted (state, batch) -> (state, metrics)
+  eval_step: Callable  # jitted (state, batch) -> confusion matrix
+
+  def source(self, split: str):
+    """Random-access records of a split (ArrayRecord via tfds; no TensorFlow)."""
+    return self.builder.as_data_source(split)
+
+
+def assemble(cfg: ml_collections.ConfigDict) -> Run:
+  mesh = make_mesh()
+  for name, batch in (("train.batch_size", cfg.train.batch_size),
+                      ("eval.batch_size", cfg.eval.batch_size)):
+    if batch % mesh.size:
+      raise ValueError(f"{name}={batch} must be divisible by the {mesh.size} devices")
+  builder = datasets.prepare(cfg.data)
+  meta = datasets.meta_of(builder)
+  model = build_model(cfg.model, meta.num_classes)
+  tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
+  state = create_train_state(model, tx, (*cfg.augment.crop_size, 3), cfg.seed, mesh)
+  loss_fn = losses.make_loss(cfg.loss, meta.ignore_index)
+  train_step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg),
+                                    state, mesh)
+  eval_step = steps.jit_eval_step(
+      steps.make_eval_step(model, cfg, meta.num_classes, meta.ignore_index), state, mesh)
+  return Run(cfg, mesh, builder, meta, model, schedule, state, train_step, eval_step)

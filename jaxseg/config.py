@@ -1,0 +1,127 @@
+"""Experiments: load by name (with variant), apply typed `--set` overrides, lock."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+
+import ml_collections
+
+from jaxseg.registry import UnknownNameError, unknown_name_message
+
+
+class ConfigError(ValueError):
+  """A bad experiment name, variant or override; the message says what is valid."""
+
+
+def experiment_names() -> list[str]:
+  import experiments  # The repo-level package of experiment files.
+
+  return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
+                if m.name != "base" and not m.name.startswith("_"))
+
+
+def parse_variant(variant: str, known_flags: set[str], known_keys: dict[str, set[str] | None]
+                  ) -> tuple[set[str], dict[str, str]]:
+  """Splits 'smoke,loss=dice' into flags {'smoke'} and options {'loss': 'dice'}.
+
+  `known_keys` maps each option to its allowed values (None = any value).
+  """
+  flags, options = set(), {}
+  for token in filter(None, (t.strip() for t in variant.split(","))):
+    key, sep, value = token.partition("=")
+    if not sep:
+      if key not in known_flags:
+        raise ConfigError(unknown_name_message("variant", key, known_flags | set(known_keys)))
+      flags.add(key)
+      continue
+    if key not in known_keys:
+      raise ConfigError(unknown_name_message("variant option", key, known_keys))
+    allowed = known_keys[key]
+    if allowed is not None and value not in allowed:
+      raise ConfigError(unknown_name_message(f"value for variant option {key!r}", value, allowed))
+    options[key] = value
+  return flags, options
+
+
+def load_experiment(spec: str) -> ml_collections.ConfigDict:
+  """'name[:variant]' -> the experiment's config (unlocked; overrides come next)."""
+  name, _, variant = spec.partition(":")
+  names = experiment_names()
+  if name not in names:
+    raise ConfigError(unknown_name_message("experiment", name, names))
+  module = importlib.import_module(f"experiments.{name}")
+  cfg = module.get_config(variant)
+  with cfg.unlocked():
+    cfg.experiment = spec
+  return cfg
+
+
+def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  keys = []
+  for key, value in cfg.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict):
+      keys.extend(flat_keys(value, path + "."))
+    else:
+      keys.append(path)
+  return keys
+
+
+def _parse_value(text: str, current, key: str):
+  """Parses `text` to the type of the existing value (the config fixes each key's type)."""
+  if isinstance(current, bool):
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+      return True
+    if lowered in ("false", "0", "no"):
+      return False
+    raise ConfigError(f"--set {key}={text}: expected a bool (true/false)")
+  if isinstance(current, str):
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise ConfigError(f"--set {key}={text}: expected a {type(current).__name__} "
+                      f"like {current!r}") from None
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if isinstance(current, (tuple, list)):
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if current and value and type(current[0]) is float:
+      value = tuple(float(v) for v in value)
+    return type(current)(value)
+  if current is not None and type(value) is not type(current):
+    raise ConfigError(f"--set {key}={text}: expected a {type(current).__name__} "
+                      f"like {current!r}, got {type(value).__name__}")
+  return value
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
+  """Applies 'a.b=value' strings in order; unknown keys fail with the closest ones."""
+  keys = flat_keys(cfg)
+  for override in overrides:
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep:
+      raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+    if key not in keys:
+      raise ConfigError(unknown_name_message("config key", key, keys))
+    *parents, leaf = key.split(".")
+    node = cfg
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = _parse_value(text, node[leaf], key)
+  return cfg
+
+
+def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+  """The locked config of one run: experiment, then overrides."""
+  try:
+    cfg = load_experiment(spec)
+  except UnknownNameError as e:  # Raised by registries consulted inside get_config.
+    raise ConfigError(str(e)) from None
+  apply_overrides(cfg, list(overrides))
+  cfg.lock()
+  return cfg

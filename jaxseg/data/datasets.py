@@ -1,0 +1,78 @@
+"""The dataset registry: name -> tfds builder class, prepared once, read without TF."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+
+import ml_collections
+import numpy as np
+
+from jaxseg.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+# Modules whose import registers builders; listed so `DATASETS.names()` is complete.
+_BUILDER_MODULES = {"shapes": "jaxseg.data.builders.shapes:Shapes"}
+
+
+def _register_all() -> None:
+  for name, target in _BUILDER_MODULES.items():
+    if name not in DATASETS:
+      module, _, cls = target.partition(":")
+      DATASETS.register(name)(getattr(importlib.import_module(module), cls))
+
+
+def dataset_names() -> list[str]:
+  _register_all()
+  return DATASETS.names()
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+  """What the model, loss and reports need to know about a prepared dataset."""
+
+  class_names: tuple[str, ...]
+  palette_K3: np.ndarray
+  ignore_index: int
+  eval_canvas_HW: tuple[int, int]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def _builder(data_cfg: ml_collections.ConfigDict):
+  _register_all()
+  builder_cls = DATASETS.get(data_cfg.name)
+  kwargs = {"data_dir": os.path.expanduser(data_cfg.dir), "file_format": "array_record"}
+  if data_cfg.config:
+    kwargs["config"] = data_cfg.config
+  return builder_cls(**kwargs)
+
+
+def prepare(data_cfg: ml_collections.ConfigDict):
+  """Returns the builder, generating ArrayRecord files first if they are missing.
+
+  tfds writes into an `incomplete.*` directory and renames it only when every
+  split is written, so an interrupted preparation is never read as complete.
+  """
+  builder = _builder(data_cfg)
+  if not builder.is_prepared():
+    from tensorflow_datasets.core import download  # Preparation is the one TF user.
+
+    manual_dir = os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else None
+    builder.download_and_prepare(
+        download_config=download.DownloadConfig(manual_dir=manual_dir))
+  return builder
+
+
+def meta_of(builder) -> DatasetMeta:
+  md = builder.info.metadata
+  return DatasetMeta(
+      class_names=tuple(md["class_names"]),
+      palette_K3=np.asarray(md["palette"], np.uint8).reshape(-1, 3),
+      ignore_index=int(md["ignore_index"]),
+      eval_canvas_HW=tuple(md["eval_canvas"]),
+  )

@@ -1,0 +1,103 @@
+"""grain input pipelines over prepared tfds ArrayRecord files (no TensorFlow here).
+
+Each process reads its own shard (grain's ShardByJaxProcess) and yields its
+slice of the global batch as numpy; `sharding.global_batch` assembles the
+global jax.Array.
+"""
+
+from __future__ import annotations
+
+import math
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from jaxseg.data import transforms
+
+
+class _Decode(grain.transforms.Map):
+  """tfds example -> {'image' HxWx3 uint8, 'label' HxW uint8} (drops the string id)."""
+
+  def map(self, example):
+    return {"image": example["image"], "label": example["label"][..., 0]}
+
+
+class _Augment(grain.transforms.RandomMap):
+  def __init__(self, augment: transforms.Compose):
+    self.augment = augment
+
+  def random_map(self, example, rng: np.random.Generator):
+    return self.augment(example, rng)
+
+
+def _per_process(global_batch: int, what: str) -> int:
+  if global_batch % jax.process_count():
+    raise ValueError(f"{what}={global_batch} must be divisible by the number of "
+                     f"processes ({jax.process_count()})")
+  return global_batch // jax.process_count()
+
+
+def train_loader(source, cfg: ml_collections.ConfigDict, ignore_index: int) -> grain.DataLoader:
+  """An endless, shuffled, augmented loader; its iterator state is checkpointable."""
+  shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None,
+      seed=cfg.data.shuffle_seed)
+  ops = [_Decode(), _Augment(transforms.build_augment(cfg.augment, ignore_index)),
+         grain.transforms.Batch(_per_process(cfg.train.batch_size, "train.batch_size"),
+                                drop_remainder=True)]
+  return grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
+                          worker_count=cfg.data.worker_count)
+
+
+class _PadToCanvas(grain.transforms.Map):
+  """Pads to the fixed eval canvas so every batch has one static shape."""
+
+  def __init__(self, canvas_HW: tuple[int, int], ignore_index: int):
+    self.canvas_HW, self.ignore_index = tuple(canvas_HW), ignore_index
+
+  def map(self, example):
+    H, W = example["label"].shape
+    if H > self.canvas_HW[0] or W > self.canvas_HW[1]:
+      raise ValueError(f"eval image of {H}x{W} exceeds the eval canvas {self.canvas_HW}; "
+                       "the dataset's metadata `eval_canvas` must cover every image")
+    example = transforms.pad_to(example, self.canvas_HW, self.ignore_index)
+    return dict(example, example_mask=np.bool_(True))
+
+
+def eval_batches(source, cfg: ml_collections.ConfigDict, canvas_HW, ignore_index: int):
+  """Yields per-process batches covering the split exactly once.
+
+  The last batch is padded with masked examples (`example_mask` False) rather
+  than dropped, and every process yields the same number of batches so the
+  sharded eval step runs in lockstep across hosts.
+  """
+  per_process = _per_process(cfg.eval.batch_size, "eval.batch_size")
+  shard = grain.sharding.ShardByJaxProcess(drop_remainder=False)
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source), shard_options=shard, shuffle=False, num_epochs=1)
+  loader = grain.DataLoader(
+      data_source=source, sampler=sampler, worker_count=cfg.data.worker_count,
+      operations=[_Decode(), _PadToCanvas(canvas_HW, ignore_index),
+                  grain.transforms.Batch(per_process, drop_remainder=False)])
+  # The largest shard has ceil(N / P) records; every process matches its batch count.
+  num_batches = math.ceil(math.ceil(len(source) / jax.process_count()) / per_process)
+  H, W = canvas_HW
+  empty = {"image": np.zeros((per_process, H, W, 3), np.uint8),
+           "label": np.full((per_process, H, W), ignore_index, np.uint8),
+           "example_mask": np.zeros((per_process,), bool)}
+  produced = 0
+  for batch in loader:
+    yield _pad_batch(batch, empty)
+    produced += 1
+  for _ in range(num_batches - produced):
+    yield empty
+
+
+def _pad_batch(batch, empty):
+  n = batch["label"].shape[0]
+  if n == empty["label"].shape[0]:
+    return batch
+  return {k: np.concatenate([batch[k], empty[k][n:]]) for k in empty}

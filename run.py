@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""jaxseg command line: python run.py --exp NAME[:VARIANT] [--set key=value ...]."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parse_args(argv):
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument("--exp", default="demo", help="experiment NAME[:VARIANT] (default: demo)")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
+  p.add_argument("--workdir", default=None, help="default: runs/<exp>")
+  p.add_argument("--mode", choices=("train", "eval"), default="train")
+  p.add_argument("--list", action="store_true", help="list experiments and registry names")
+  return p.parse_args(argv)
+
+
+def _list() -> None:
+  from jaxseg import losses, optim
+  from jaxseg.config import experiment_names
+  from jaxseg.data.datasets import dataset_names
+  from jaxseg.data.transforms import AUGMENTATIONS
+  from jaxseg.models import model_names
+
+  sections = {"experiments": experiment_names(), "models": model_names(),
+              "datasets": dataset_names(), "losses": losses.LOSSES.names(),
+              "optimizers": optim.OPTIMIZERS.names(), "schedules": optim.SCHEDULES.names(),
+              "augmentations": AUGMENTATIONS.names()}
+  for title, names in sections.items():
+    print(f"{title}: {', '.join(names)}")
+
+
+def main(argv=None) -> int:
+  args = _parse_args(argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from absl import flags
+
+  # grain's worker processes read absl flags; mark them parsed outside absl.app.
+  flags.FLAGS.mark_as_parsed()
+  if args.list:
+    _list()
+    return 0
+  from jaxseg.config import ConfigError, build_config
+
+  try:
+    cfg = build_config(args.exp, args.overrides)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
+  from jaxseg import train
+
+  if args.mode == "train":
+    train.train_and_evaluate(cfg, workdir)
+  else:
+    train.evaluate_checkpoint(cfg, workdir)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
