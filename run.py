@@ -37,10 +37,11 @@ def _list() -> None:
 def main(argv=None) -> int:
   args = _parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from absl import flags
+  from absl import flags, logging
 
   # grain's worker processes read absl flags; mark them parsed outside absl.app.
   flags.FLAGS.mark_as_parsed()
+  logging.set_verbosity(logging.ERROR)  # tfds' info chatter would break the progress bar.
   if args.list:
     _list()
     return 0
@@ -54,10 +55,14 @@ def main(argv=None) -> int:
   workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
   from jaxseg import train
 
-  if args.mode == "train":
-    train.train_and_evaluate(cfg, workdir)
-  else:
-    train.evaluate_checkpoint(cfg, workdir)
+  try:
+    if args.mode == "train":
+      train.train_and_evaluate(cfg, workdir)
+    else:
+      train.evaluate_checkpoint(cfg, workdir)
+  except FileNotFoundError as e:  # A missing checkpoint or dataset file: say which.
+    print(f"error: {e}", file=sys.stderr)
+    return 1
   return 0
 
 

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from jaxseg.data.builders import shapes_render
 
 _SIZE = 64
-_SPLITS = {"train": (0, 4000), "validation": (1_000_000, 500)}  # (seed offset, count)
+_SPLITS = {"train": (0, 4000), "validation": (1_000_000, 300)}  # (seed offset, count)
 # A VOC-like palette: distinct colours for the classes, white for ignore.
 _PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128]]
 

@@ -1,9 +1,10 @@
 """Procedural scenes for the embedded `shapes` dataset (pure numpy, deterministic).
 
 Five object classes on a textured background. Colours are drawn at random per
-object, so colour says nothing about the class; classes form a shape x texture
-grid (disk/square x stripes/checker, plus triangle/dots), so telling class 1
-from 2 needs the outline and telling 1 from 3 needs the texture. Objects have
+object, so colour says nothing about the class. Textures are shared between
+pairs of classes (disk and cross are both striped, square and ring both
+checkered), so telling those apart needs the shape, while texture separates
+the rest. Objects have
 varied scales and may overlap (later ones occlude earlier ones); a VOC-style
 band of ignore labels (255) runs along every object boundary.
 """
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASS_NAMES = ("background", "disk_stripes", "square_stripes", "disk_checker",
-               "square_checker", "triangle_dots")
+CLASS_NAMES = ("background", "disk_stripes", "square_checker", "triangle_dots",
+               "cross_stripes", "ring_checker")
 IGNORE_INDEX = 255
-_SHAPE = {1: "disk", 2: "square", 3: "disk", 4: "square", 5: "triangle"}
-_TEXTURE = {1: "stripes", 2: "stripes", 3: "checker", 4: "checker", 5: "dots"}
+_SHAPE = {1: "disk", 2: "square", 3: "triangle", 4: "cross", 5: "ring"}
+_TEXTURE = {1: "stripes", 2: "checker", 3: "dots", 4: "stripes", 5: "checker"}
 
 
 def _shape_mask(kind: str, yy, xx, cy, cx, size, angle) -> np.ndarray:
@@ -24,6 +25,13 @@ def _shape_mask(kind: str, yy, xx, cy, cx, size, angle) -> np.ndarray:
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= (size / 2) ** 2
   if kind == "square":
     return (np.abs(yy - cy) <= size / 2) & (np.abs(xx - cx) <= size / 2)
+  if kind == "cross":  # A plus sign with arms a third of its size wide.
+    dy, dx = np.abs(yy - cy), np.abs(xx - cx)
+    return ((dy <= size / 6) & (dx <= size / 2)) | ((dx <= size / 6) & (dy <= size / 2))
+  if kind == "ring":  # An annulus whose band is a third of the radius, at least 6 px.
+    r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    inner = max(size / 2 - max(size / 6, 6.0), 0.0)
+    return (r2 <= (size / 2) ** 2) & (r2 >= inner**2)
   # Equilateral triangle: inside all three half-planes around the centre.
   inside = np.ones_like(yy, dtype=bool)
   for k in range(3):
