@@ -40,7 +40,7 @@ def make_train_step(model, loss_fn, tx, schedule, cfg):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                               batch_stats=batch_stats, opt_state=opt_state)
-    step_metrics = {"loss": loss, "lr": schedule(state.step), "grad_norm": optax.global_norm(grads),
+    step_metrics = {"loss": loss, "lr": schedule(state.step), "grad_norm": optax.tree.norm(grads),
                     **{f"loss/{name}": value for name, value in terms.items()}}
     return new_state, step_metrics
 
