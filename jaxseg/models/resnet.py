@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import batch_norm, conv2d
+from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init
+from jaxseg.models.zoo_config import check_choice
 
 # depth -> (block, blocks per stage), as torchvision's resnet18 ... resnet152.
 SPECS = {
@@ -150,10 +151,7 @@ def feature_channels(depth: int) -> dict[str, int]:
 
 def resnet_from_config(cfg, depth: int) -> ResNet:
   """The ResNet backbone configured by the zoo keys of `cfg` (see zoo_config)."""
-  from jaxseg.models.layers import compute_dtype, kernel_init
-  from jaxseg.models.zoo_config import check_choice
-
   return ResNet(depth=depth, output_stride=check_choice(cfg, "output_stride"),
                 deep_stem=cfg.deep_stem, kernel_init=kernel_init(check_choice(cfg, "init")),
                 bn_momentum=cfg.bn_momentum, zero_init_residual=cfg.zero_init_residual,
-                dtype=compute_dtype(cfg.dtype), name="backbone")
+                dtype=compute_dtype(cfg.dtype))
