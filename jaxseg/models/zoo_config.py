@@ -24,6 +24,10 @@ def zoo_defaults() -> ml_collections.ConfigDict:
       "dropout": 0.1,
       # Dropout after the ASPP projection (torchvision's DeepLabHead uses 0.5).
       "aspp_dropout": 0.5,
+      # Dropout after fc6 and fc7 of the VGG FCNs (VGG's own 0.5).
+      "fc_dropout": 0.5,
+      # fcn32s/16s/8s on VGG-16-BN (torchvision's vgg16_bn) instead of VGG-16.
+      "vgg_batch_norm": False,
       "init": "kaiming_normal",
       # Zero the last BN scale of each residual block (Goyal et al. 2017).
       "zero_init_residual": False,
