@@ -109,11 +109,11 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
       head_children.setdefault(modules[0], set()).add(modules[1])
 
   updates, missing, mismatched, used = {}, [], [], set()
-  for (collection, *path), old in flat.items():
-    name = "/".join([collection, *path])
-    if prefix and path[0] != prefix:
+  for (collection, *var_path), old in flat.items():
+    name = "/".join([collection, *var_path])
+    if prefix and var_path[0] != prefix:
       continue
-    key = torch_key(collection, tuple(path), head_children)
+    key = torch_key(collection, tuple(var_path), head_children)
     if key is not None and prefix:
       key = key[len(prefix) + 1:]
     if key is None or key not in state:
@@ -125,7 +125,7 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
                         f"model expects {tuple(old.shape)} for {name}")
       continue
     used.add(key)
-    updates[(collection, *path)] = new
+    updates[(collection, *var_path)] = new
   if mismatched:
     raise ValueError(f"shape mismatch loading {path!r}:\n  " + "\n  ".join(mismatched))
   if not updates:
