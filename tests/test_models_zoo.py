@@ -208,3 +208,15 @@ def test_fcn_upsampling_starts_bilinear():
   kernel = bilinear_kernel_init(None, (4, 4, 2, 2))
   np.testing.assert_allclose(kernel[:, 0, 0, 0], [0.0625, 0.1875, 0.1875, 0.0625])
   assert float(kernel[:, :, 0, 1].sum()) == 0.0  # No cross-class leakage.
+
+
+@pytest.mark.parametrize("name", ["deeplabv3plus_resnet50", "fcn16s"])
+def test_bfloat16_compute_keeps_float32_params_and_logits(name):
+  model = build_model(model_cfg(name, dtype="bfloat16", vgg_batch_norm=True), 4)
+  variables = param_shapes(model)
+  assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype("float32")}
+  (logits, aux), _ = jax.eval_shape(
+      lambda v: model.apply(v, X_BHWC, train=True, rngs={"dropout": KEY},
+                            mutable=["batch_stats"]), variables)
+  assert logits.dtype == jnp.float32
+  assert all(a.dtype == jnp.float32 for a in aux.values())
