@@ -218,3 +218,22 @@ def test_backbone_features_match_torch_at_output_stride_32(tmp_path):
       variables, jnp.asarray(x_BCHW.numpy().transpose(0, 2, 3, 1)))
   for name in ("stem", "layer1", "layer4"):
     assert rel_l2(feats[name], expected[name].numpy().transpose(0, 2, 3, 1)) < 1e-4, name
+
+
+def test_torch_key_mapping_of_each_module_kind():
+  from jaxseg.models.convert import torch_key
+  heads = {"classifier": {"aspp", "conv", "bn", "cls"}, "aux_classifier": {"conv", "bn", "cls"}}
+  cases = {
+      ("params", ("backbone", "stem_3", "kernel")): "backbone.stem.3.weight",
+      ("batch_stats", ("backbone", "stem_4", "var")): "backbone.stem.4.running_var",
+      ("params", ("backbone", "features_10", "bias")): "backbone.features.10.bias",
+      ("params", ("classifier", "aspp", "convs_4_1", "kernel")):
+          "classifier.0.convs.4.1.weight",
+      ("params", ("classifier", "aspp", "project_1", "scale")): "classifier.0.project.1.weight",
+      ("params", ("classifier", "conv", "kernel")): "classifier.1.weight",
+      ("params", ("classifier", "cls", "bias")): "classifier.4.bias",
+      ("batch_stats", ("aux_classifier", "bn", "mean")): "aux_classifier.1.running_mean",
+      ("params", ("upscore_pool4", "kernel")): None,
+  }
+  for (collection, path), expected in cases.items():
+    assert torch_key(collection, path, heads) == expected, path
