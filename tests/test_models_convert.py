@@ -56,6 +56,19 @@ def random_state(shapes, seed=0):
           for k, s in shapes.items()}
 
 
+def save_state(state, tmp_path, name) -> str:
+  """Writes `state` as .safetensors when installed, else .npz: both load without torch."""
+  try:
+    from safetensors.numpy import save_file
+  except ImportError:
+    path = str(tmp_path / f"{name}.npz")
+    np.savez(path, **state)
+    return path
+  path = str(tmp_path / f"{name}.safetensors")
+  save_file(state, path)
+  return path
+
+
 def abstract_variables(model, size=32):
   x = jnp.zeros((1, size, size, 3))
   return jax.eval_shape(lambda: model.init(KEY, x, train=False))
@@ -72,10 +85,8 @@ def test_no_weights_is_a_noop():
 
 
 def test_backbone_safetensors_lands_every_tensor_without_torch(tmp_path):
-  from safetensors.numpy import save_file
   state = random_state(torchvision_resnet50_shapes())
-  path = str(tmp_path / "resnet50.safetensors")
-  save_file(state, path)
+  path = save_state(state, tmp_path, "resnet50")
   model = build_model(model_cfg("fcn_resnet50"), 21)
   variables, report = load_into(zeros_like_variables(model), load_state_dict(path), path=path,
                                 prefix="backbone")
@@ -101,7 +112,6 @@ def test_backbone_safetensors_lands_every_tensor_without_torch(tmp_path):
 
 
 def test_vgg_fc_layers_become_convolutions(tmp_path):
-  from safetensors.numpy import save_file
   model = build_model(model_cfg("fcn8s", output_stride=32), 21)
   abstract = abstract_variables(model)["params"]["backbone"]
   shapes = {}
@@ -114,8 +124,7 @@ def test_vgg_fc_layers_become_convolutions(tmp_path):
   shapes["classifier.3.weight"] = (4096, 4096)
   shapes.update({"classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,)})
   state = random_state(shapes)
-  path = str(tmp_path / "vgg16.safetensors")
-  save_file(state, path)
+  path = save_state(state, tmp_path, "vgg16")
   variables = apply_pretrained(model_cfg("fcn8s", output_stride=32, backbone_weights=path),
                                zeros_like_variables(model))
   fc6 = np.asarray(variables["params"]["backbone"]["classifier_0"]["kernel"])  # (7, 7, 512, 4096)
@@ -127,11 +136,9 @@ def test_vgg_fc_layers_become_convolutions(tmp_path):
 
 
 def test_shape_mismatch_names_key_shapes_and_file_and_changes_nothing(tmp_path):
-  from safetensors.numpy import save_file
   shapes = torchvision_resnet50_shapes()
   shapes["layer2.1.conv2.weight"] = (128, 128, 1, 1)
-  path = str(tmp_path / "bad.safetensors")
-  save_file(random_state(shapes), path)
+  path = save_state(random_state(shapes), tmp_path, "bad")
   model = build_model(model_cfg("fcn_resnet50"), 21)
   variables = zeros_like_variables(model)
   with pytest.raises(ValueError, match=r"layer2\.1\.conv2\.weight.*\(128, 128, 1, 1\).*"
@@ -142,9 +149,7 @@ def test_shape_mismatch_names_key_shapes_and_file_and_changes_nothing(tmp_path):
 
 
 def test_nothing_matching_is_an_error(tmp_path):
-  from safetensors.numpy import save_file
-  path = str(tmp_path / "other.safetensors")
-  save_file({"encoder.weight": np.ones((2, 2), np.float32)}, path)
+  path = save_state({"encoder.weight": np.ones((2, 2), np.float32)}, tmp_path, "other")
   model = build_model(model_cfg("fcn_resnet50"), 21)
   with pytest.raises(ValueError, match="no tensor"):
     apply_pretrained(model_cfg("fcn_resnet50", weights=path), zeros_like_variables(model))

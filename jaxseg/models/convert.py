@@ -51,11 +51,17 @@ class LoadReport:
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """A torch state dict as numpy arrays; .safetensors needs no torch."""
+  """A torch state dict as numpy arrays; .safetensors and .npz need no torch."""
   if not os.path.exists(path):
     raise FileNotFoundError(f"weights file {path!r} does not exist")
+  if path.endswith(".npz"):  # Torch-layout arrays keyed by torch names.
+    with np.load(path) as arrays:
+      return dict(arrays)
   if path.endswith(".safetensors"):
-    from safetensors.numpy import load_file  # Lazy: only weight loading needs it.
+    try:
+      from safetensors.numpy import load_file  # Lazy: only weight loading needs it.
+    except ImportError as e:
+      raise ImportError(f"reading {path!r} needs safetensors (pip install safetensors)") from e
     return dict(load_file(path))
   try:
     import torch  # Lazy: torch is optional and heavy.
