@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxseg.models.zoo_config import zoo_defaults
+
 
 def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -33,6 +35,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.width = 16
   c.model.depth = 3
   c.model.dropout = 0.0
+  c.model.update(zoo_defaults())  # Backbone/head keys of the ResNet/VGG zoo.
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "cross_entropy"

@@ -18,6 +18,7 @@ def get_config(variant: str = ""):
   c.model.name = "unet"
   c.model.width = 16
   c.model.depth = 3
+  c.model.dropout = 0.0
   c.optim.name = "adamw"
   c.optim.lr = 3e-3
   c.optim.weight_decay = 1e-4

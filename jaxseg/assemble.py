@@ -10,7 +10,7 @@ import ml_collections
 
 from jaxseg import losses, optim, steps
 from jaxseg.data import datasets
-from jaxseg.models import build_model
+from jaxseg.models import build_model, convert
 from jaxseg.sharding import make_mesh
 from jaxseg.state import TrainState, create_train_state
 
@@ -43,6 +43,9 @@ def assemble(cfg: ml_collections.ConfigDict) -> Run:
   model = build_model(cfg.model, meta.num_classes)
   tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
   state = create_train_state(model, tx, (*cfg.augment.crop_size, 3), cfg.seed, mesh)
+  if cfg.model.weights or cfg.model.backbone_weights:  # torchvision weights over the init.
+    variables = convert.apply_pretrained(cfg.model, state.variables())
+    state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
   loss_fn = losses.make_loss(cfg.loss, meta.ignore_index)
   train_step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg),
                                     state, mesh)
