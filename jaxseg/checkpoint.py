@@ -112,6 +112,11 @@ class Checkpointer:
     restored = self.manager.restore(step, args=ocp.args.Composite(**args))
     return restored["state"]
 
+  def restore_arrays(self, step: int) -> dict:
+    """The saved state as a nested dict of numpy arrays (no template; for inspection)."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.device_get(restored["state"])
+
   def restore_config(self, step: int) -> dict:
     restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return restored["config"]

@@ -52,12 +52,19 @@ def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> No
       "optim.clip_grad_norm, or --set train.skip_nonfinite=true to skip such updates")
 
 
-def _resume(ckpt: Checkpointer, cfg, state, train_iter, force: bool):
-  """(state, start step) from the latest checkpoint, after checking the config."""
+def _check_config(ckpt: Checkpointer, cfg, force: bool) -> dict:
+  """Allowed changes vs the latest checkpoint's config; raises on refused ones."""
+  latest = ckpt.latest_step()
+  if latest is None or force:
+    return {}
+  return check_resume_config(ckpt.restore_config(latest), cfg.to_dict())
+
+
+def _resume(ckpt: Checkpointer, state, train_iter, changes: dict):
+  """(state, start step) from the latest checkpoint, or (state, 0) without one."""
   latest = ckpt.latest_step()
   if latest is None:
     return state, 0
-  changes = check_resume_config(ckpt.restore_config(latest), cfg.to_dict()) if not force else {}
   state = ckpt.restore(latest, state, train_iter)
   if jax.process_index() == 0:
     changed = "".join(f"; {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
@@ -72,12 +79,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   that should not change (checkpoint.RESUMABLE_KEYS lists those that may).
   """
   os.makedirs(workdir, exist_ok=True)
-  run = assemble(cfg)
   ckpt = _checkpointer(cfg, workdir)
+  changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
+  run = assemble(cfg)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
   train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
-  state, start = _resume(ckpt, cfg, run.state, train_iter, force)
+  state, start = _resume(ckpt, run.state, train_iter, changes)
   config = cfg.to_dict()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
