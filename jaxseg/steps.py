@@ -72,7 +72,7 @@ def make_train_step(model, loss_fn, tx, schedule, cfg):
         micro_step, (state.batch_stats, zeros), xs)
     grads = jax.tree.map(lambda g: g / accum, grad_sum)
     loss, terms = jnp.mean(losses), jax.tree.map(jnp.mean, terms)
-    grad_norm = optax.global_norm(grads)  # Before clipping, which lives in the optimizer.
+    grad_norm = optax.tree.norm(grads)  # Before clipping, which lives in the optimizer.
 
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
