@@ -1,0 +1,69 @@
+"""The shared PASCAL VOC 2012 recipe of the `voc_*` experiments.
+
+mmsegmentation's 20k-iteration VOC schedule (configs/_base_/schedules/schedule_20k.py,
+datasets/pascal_voc12_aug.py): trainaug (10582 images), 512x512 crops of images
+rescaled by 0.5-2.0 around 2048x512, flip, photometric distortion; batch 16,
+SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly decay (power 0.9) to 1e-4.
+Evaluated on the 1449 val images at original resolution (512x512 canvas).
+
+Every voc experiment shares two variants:
+  `smoke`: the same model and step, on the embedded `shapes` data at 32x32, for a
+           few steps, so the whole path runs on a CPU in seconds (no VOC needed);
+  `loss=NAME`: train with another registered loss.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.base import get_base_config
+
+VARIANT_FLAGS = {"smoke"}
+
+
+def voc_config() -> ml_collections.ConfigDict:
+  c = get_base_config()
+  c.data.name = "voc_seg"
+  c.data.config = "2012_aug"
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.worker_count = 8  # JPEG decoding + rescale at 512 crops needs parallel workers.
+  c.augment.preset = "voc"
+  c.augment.crop_size = (512, 512)
+  c.model.output_stride = 8
+  c.model.aux_head = True
+  c.model.dropout = 0.1
+  c.loss.aux_weight = 0.4
+  c.optim.name = "sgd"
+  c.optim.lr = 0.01
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.optim.schedule = "poly"
+  c.optim.poly_power = 0.9
+  c.optim.end_lr = 1e-4
+  c.optim.warmup_steps = 0
+  c.train.steps = 20_000
+  c.train.batch_size = 16
+  c.train.log_every = 50
+  c.train.eval_every = 2_000
+  c.train.checkpoint_every = 2_000
+  c.eval.batch_size = 16
+  return c
+
+
+def apply_smoke(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a voc config to seconds on a CPU: same model, shapes data, tiny crops."""
+  c.data.name = "shapes"
+  c.data.config = ""
+  c.data.eval_split = "validation[:32]"
+  c.data.worker_count = 0
+  c.augment.preset = "flip"
+  c.augment.crop_size = (32, 32)
+  c.model.backbone_weights = ""
+  c.model.weights = ""
+  c.train.steps = 2
+  c.train.batch_size = 8
+  c.train.log_every = 1
+  c.train.eval_every = 0
+  c.train.checkpoint_every = 2
+  c.eval.batch_size = 16
