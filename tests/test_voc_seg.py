@@ -159,3 +159,20 @@ def test_label_size_mismatch_names_the_label(tmp_path, archives):
   bad_id = fabricate.VOC_TRAIN[4]
   _prepare_fails(tmp_path, archives, rf"SegmentationClass/{bad_id}\.png: label is \d+x\d+ but "
                  f"its image .*{bad_id}.jpg", wrong_size_label=bad_id)
+
+
+def test_extracted_directories_work_like_the_archives(archives, tmp_path):
+  import tarfile
+
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  for name in ("VOCtrainval_11-May-2012.tar", "benchmark.tgz"):
+    with tarfile.open(os.path.join(archives[0], name)) as tar:
+      tar.extractall(manual, filter="data")
+  assert sorted(os.listdir(manual)) == ["VOCdevkit", "benchmark_RELEASE"]
+  builder = datasets.prepare(_cfg(str(tmp_path / "tfds"), str(manual), "2012_aug"))
+  assert set(_examples(builder, "train")) == set(fabricate.TRAINAUG)
+
+
+def test_registered():
+  assert {"shapes", "voc_seg", "folder"} <= set(datasets.dataset_names())

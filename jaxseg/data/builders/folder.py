@@ -187,6 +187,8 @@ def _check_all(root, pairs, num_classes, colors, ignore_rgb):
   """Decodes every file once; returns ({(split, name): (H, W)}, problems)."""
   sizes_HW, problems = {}, []
   for split, split_pairs in pairs.items():
+    if not split_pairs:
+      problems.append(f"split {split!r}: no images")
     for name, image_paths, label_path in split_pairs:
       rel_label = os.path.relpath(label_path, root)
       if not image_paths:

@@ -97,8 +97,8 @@ class Members:
 
   def read(self, name: str) -> bytes:
     if not self.exists(name):
-      raise DatasetError(f"{self.where(name)}: missing (listed in the image sets; is the "
-                         "archive truncated?)")
+      raise DatasetError(f"{self.where(name)}: missing (is the archive truncated, or not "
+                         "the one named in docs/data.md?)")
     if self._is_dir:
       with open(os.path.join(self._root, name), "rb") as f:
         return f.read()
