@@ -72,7 +72,7 @@ def _palette_png(label: np.ndarray) -> bytes:
 
 
 def _gtcls_mat(label: np.ndarray) -> bytes:
-  """An SBD cls .mat: struct GTcls with Boundaries (cell of sparse), Segmentation, CategoriesPresent."""
+  """An SBD cls .mat: struct GTcls {Boundaries (sparse cells), Segmentation, CategoriesPresent}."""
   boundaries = np.empty((20, 1), object)
   for c in range(20):
     boundaries[c, 0] = scipy.sparse.csc_matrix(label.shape, dtype=np.float64)
@@ -105,8 +105,10 @@ def voc_tar(path: str, *, corrupt_jpeg: str = "", wrong_size_label: str = "") ->
         label_size = (size_HW[0] + 1, size_HW[1]) if example_id == wrong_size_label else size_HW
         labels[example_id] = _label(k, label_size, 21, border=True)
         _add(tar, f"{root}SegmentationClass/{example_id}.png", _palette_png(labels[example_id]))
-    for split, ids in (("train", VOC_TRAIN), ("val", VOC_VAL), ("trainval", VOC_TRAIN + VOC_VAL)):
-      _add(tar, f"{root}ImageSets/Segmentation/{split}.txt", "".join(f"{i}\n" for i in ids).encode())
+    lists = (("train", VOC_TRAIN), ("val", VOC_VAL), ("trainval", VOC_TRAIN + VOC_VAL))
+    for split, ids in lists:
+      text = "".join(f"{i}\n" for i in ids).encode()
+      _add(tar, f"{root}ImageSets/Segmentation/{split}.txt", text)
   return labels
 
 
@@ -149,7 +151,8 @@ def folder_dataset(root: str, *, rgb: bool, splits=(("train", 5), ("val", 3)),
     os.makedirs(os.path.join(root, "labels", split), exist_ok=True)
     for i in range(count):
       name, size_HW = f"img{i:03d}", _size_HW(k, salt=7)
-      Image.fromarray(_image(k, size_HW)).save(os.path.join(root, "images", split, name + image_ext))
+      image_path = os.path.join(root, "images", split, name + image_ext)
+      Image.fromarray(_image(k, size_HW)).save(image_path)
       label = _label(900 + k, size_HW, len(FOLDER_CLASSES), border=True)
       label_path = os.path.join(root, "labels", split, name + ".png")
       if rgb:

@@ -50,6 +50,7 @@ def test_happy_path(tmp_path, rgb):
   # The same content is found prepared again; no second preparation.
   again = datasets._builder(_cfg(str(tmp_path / "tfds"), str(root)))
   assert again.is_prepared() and again.builder_config.name == builder.builder_config.name
+  assert datasets.meta_of(again).eval_canvas_HW == meta.eval_canvas_HW  # Read back from disk.
 
 
 def _assert_nothing_written(data_dir, cfg):

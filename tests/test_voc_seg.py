@@ -82,11 +82,15 @@ def test_labels_and_images_match_their_ids(prepared, archives, config):
       assert (255 in values) == (not from_sbd)  # VOC's borders; SBD has none.
 
 
-def test_reading_does_not_import_tensorflow(prepared):
+def test_reading_does_not_import_tensorflow(prepared, archives):
   data_dir, _ = prepared
-  code = ("import sys; from jaxseg.data.builders.voc_seg import VocSeg; "
-          f"src = VocSeg(data_dir={data_dir!r}, config='2012_aug').as_data_source('train'); "
-          "src[0]; assert 'tensorflow' not in sys.modules, 'TF was imported'")
+  # The path a run takes: prepare() finds the copy prepared, then reads a record.
+  code = ("import sys; from jaxseg.config import build_config; "
+          "from jaxseg.data import datasets; "
+          "cfg = build_config('demo', ['data.name=voc_seg', 'data.config=2012_aug', "
+          f"'data.dir={data_dir}', 'data.manual_dir={archives[0]}']); "
+          "datasets.prepare(cfg.data).as_data_source('train')[0]; "
+          "assert 'tensorflow' not in sys.modules, 'TF was imported'")
   subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -128,15 +128,18 @@ class Folder(tfds.core.GeneratorBasedBuilder):
                                     self.builder_config.ignore_rgb)
     if problems:
       listed = "\n  ".join(problems[:_MAX_LISTED])
-      more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+      more = (f"\n  ... and {len(problems) - _MAX_LISTED} more"
+              if len(problems) > _MAX_LISTED else "")
       raise DatasetError(f"{root}: {len(problems)} problem(s), nothing was written:\n  "
                          f"{listed}{more}")
     canvas_from = "validation" if "validation" in pairs else "train"
-    height = max(sizes_HW[(canvas_from, name)][0] for name, _, _ in pairs[canvas_from])
-    width = max(sizes_HW[(canvas_from, name)][1] for name, _, _ in pairs[canvas_from])
+    height = max(h for (split, _), (h, _) in sizes_HW.items() if split == canvas_from)
+    width = max(w for (split, _), (_, w) in sizes_HW.items() if split == canvas_from)
     # Rounded up to a multiple of 32, what the strided models divide by.
     self.info.metadata["eval_canvas"] = [-(-height // 32) * 32, -(-width // 32) * 32]
-    return {split: self._generate_examples(split_pairs, len(names), colors)
+    # Checked: every name now has exactly one image.
+    return {split: self._generate_examples([(n, ims[0], lab) for n, ims, lab in split_pairs],
+                                           len(names), colors)
             for split, split_pairs in pairs.items()}
 
   def _generate_examples(self, split_pairs, num_classes, colors):
@@ -149,7 +152,7 @@ class Folder(tfds.core.GeneratorBasedBuilder):
 
 
 def _pairs(root: str) -> dict[str, list[tuple[str, str, str]]]:
-  """{split: [(name, image path, label path)]}; unpaired files are left to _check_all."""
+  """{split: [(name, [image paths], label path)]}; _check_all reports unpaired files."""
   images_dir = os.path.join(root, "images")
   if not os.path.isdir(images_dir):
     raise DatasetMissingError(f"{images_dir}: missing (images/<split>/<name>.jpg|png)")
@@ -215,9 +218,6 @@ def _check_all(root, pairs, num_classes, colors, ignore_rgb):
         problems.append(f"{rel_label}: label is {label_HW.shape[0]}x{label_HW.shape[1]} but "
                         f"{rel_image} is {size_HW[0]}x{size_HW[1]} (HxW)")
       sizes_HW[(split, name)] = size_HW
-  # Paired tuples carry a list of image paths; generation wants the one path.
-  for split, split_pairs in pairs.items():
-    pairs[split] = [(n, ims[0], lab) for n, ims, lab in split_pairs]
   return sizes_HW, problems
 
 
