@@ -180,3 +180,18 @@ def test_extracted_directories_work_like_the_archives(archives, tmp_path):
 
 def test_registered():
   assert {"shapes", "voc_seg", "folder"} <= set(datasets.dataset_names())
+
+
+def test_missing_member_refused_before_writing(tmp_path, archives):
+  import tarfile
+
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  drop = f"VOCdevkit/VOC2012/SegmentationClass/{fabricate.VOC_VAL[-1]}.png"
+  with tarfile.open(os.path.join(archives[0], "VOCtrainval_11-May-2012.tar")) as src, \
+       tarfile.open(manual / "VOCtrainval_11-May-2012.tar", "w") as dst:
+    for member in src.getmembers():
+      if member.name != drop:
+        dst.addfile(member, src.extractfile(member))
+  with pytest.raises(datasets.DatasetError, match=f"1 listed files missing.*{drop}"):
+    datasets.prepare(_cfg(str(tmp_path / "tfds"), str(manual), "2012"))

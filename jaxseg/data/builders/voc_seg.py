@@ -102,12 +102,20 @@ class VocSeg(tfds.core.GeneratorBasedBuilder):
     if sbd_path:
       sbd_ids, sbd_labels, sbd_images = _read_sbd(sbd_path, set(val_ids), voc)
       train_ids = sorted((set(train_ids) | sbd_ids) - set(val_ids))
+    _check_members(voc, train_ids, sbd_labels, sbd_images)
+    _check_members(voc, val_ids, {}, {})
     return {
         "train": self._generate_examples(voc, train_ids, sbd_labels, sbd_images),
         "validation": self._generate_examples(voc, val_ids, {}, {}),
     }
 
   def _generate_examples(self, voc, ids, sbd_labels, sbd_images):
+    try:
+      yield from self._examples(voc, ids, sbd_labels, sbd_images)
+    finally:
+      voc.close()
+
+  def _examples(self, voc, ids, sbd_labels, sbd_images):
     for example_id in ids:
       image_name = f"{_VOC_DIR}JPEGImages/{example_id}.jpg"
       if example_id in sbd_images:
@@ -125,12 +133,25 @@ class VocSeg(tfds.core.GeneratorBasedBuilder):
       _check_label(label_HW, size_HW, label_where, image_where)
       yield example_id, {"image": image, "label": imagefiles.label_png(label_HW),
                          "id": example_id}
-    voc.close()
 
 
 def _id_list(members: sources.Members, name: str) -> list[str]:
   text = members.read(name).decode("utf-8", errors="replace")
   return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+def _check_members(voc: sources.Members, ids, sbd_labels, sbd_images) -> None:
+  """Every listed id has its image and label, checked by name before anything is written."""
+  missing = []
+  for example_id in ids:
+    if example_id not in sbd_images:
+      missing.append(f"{_VOC_DIR}JPEGImages/{example_id}.jpg")
+    if example_id not in sbd_labels:
+      missing.append(f"{_VOC_DIR}SegmentationClass/{example_id}.png")
+  missing = [name for name in missing if not voc.exists(name)]
+  if missing:
+    raise DatasetError(f"{voc.path}: {len(missing)} listed files missing (is the archive "
+                       f"truncated?), e.g. {', '.join(missing[:5])}")
 
 
 def _check_label(label_HW, size_HW, label_where: str, image_where: str) -> None:
