@@ -116,15 +116,33 @@ def test_missing_sbd_named_even_when_voc_is_there(archives, tmp_path):
 
 
 def test_failed_download_gives_the_same_advice(tmp_path, monkeypatch):
+  """data.download=True offline: one connection probe fails it in seconds (tfds alone
+  retries for minutes), and a download that fails later gives the same advice."""
+  import socket
+
   import tensorflow_datasets as tfds
 
-  def offline(self, url):
-    raise ConnectionError(f"cannot resolve {url}")
-  monkeypatch.setattr(tfds.download.DownloadManager, "download", offline)
+  def no_network(address, timeout=None):
+    raise OSError(f"Name or service not known: {address[0]}")
+  monkeypatch.setattr(socket, "create_connection", no_network)
+  def must_not_download(self, url):
+    raise AssertionError("tried to download although the host is unreachable")
+  monkeypatch.setattr(tfds.download.DownloadManager, "download", must_not_download)
+  cfg = _cfg(str(tmp_path / "tfds"), str(tmp_path / "m"), "2012", "data.download=True")
   with pytest.raises(datasets.DatasetMissingError, match="downloading it failed") as e:
-    datasets.prepare(_cfg(str(tmp_path / "tfds"), str(tmp_path / "m"), "2012",
-                          "data.download=True"))
+    datasets.prepare(cfg)
+  assert "host.robots.ox.ac.uk:80" in str(e.value)
   assert "VOCtrainval_11-May-2012.tar" in str(e.value) and "python run.py" in str(e.value)
+
+  class Connection:
+    def close(self):
+      pass
+  monkeypatch.setattr(socket, "create_connection", lambda address, timeout=None: Connection())
+  def broken(self, url):
+    raise ConnectionError(f"connection reset fetching {url}")
+  monkeypatch.setattr(tfds.download.DownloadManager, "download", broken)
+  with pytest.raises(datasets.DatasetMissingError, match="downloading it failed.*reset"):
+    datasets.prepare(cfg)
 
 
 def _prepare_fails(tmp_path, archives, match, **bad):

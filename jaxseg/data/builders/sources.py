@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import socket
 import tarfile
+import urllib.parse
+import urllib.request
 import zlib
 from typing import Callable, Iterator
 
@@ -42,13 +45,32 @@ def locate(archive: Archive, dl_manager, allow_download: bool, needed_by: str) -
              f"extracted {archive.extracted}/ directory works too)")
   if not allow_download:
     raise DatasetMissingError(f"{message}, or set data.download=True to fetch it. {_DEMO_HINT}")
-  try:
-    path = os.fspath(dl_manager.download(archive.url))
-  except Exception as e:  # pylint: disable=broad-except  # Any network failure, same advice.
-    raise DatasetMissingError(f"{message}; downloading it failed ({e}). {_DEMO_HINT}") from e
+  # tfds retries a failed connection with backoff for minutes; one probe fails in seconds.
+  error = _unreachable(archive.url)
+  if error is None:
+    try:
+      path = os.fspath(dl_manager.download(archive.url))
+    except Exception as e:  # pylint: disable=broad-except  # Any network failure, same advice.
+      error = e
+  if error is not None:
+    raise DatasetMissingError(f"{message}; downloading it failed ({error}). {_DEMO_HINT}")
   if archive.sha256 and _sha256(path) != archive.sha256:
     raise DatasetError(f"{path}: downloaded file does not match sha256 {archive.sha256}")
   return path
+
+
+def _unreachable(url: str, timeout_s: float = 10.0) -> str | None:
+  """Why the URL's host (or the proxy for it) cannot be connected to, or None if it can."""
+  parts = urllib.parse.urlsplit(url)
+  proxy = urllib.request.getproxies().get(parts.scheme)
+  if proxy and not urllib.request.proxy_bypass(parts.hostname):
+    parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+  port = parts.port or (443 if parts.scheme == "https" else 80)
+  try:
+    socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+  except OSError as e:
+    return f"cannot connect to {parts.hostname}:{port}: {e}"
+  return None
 
 
 def _sha256(path: str) -> str:
