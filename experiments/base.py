@@ -21,6 +21,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "validation"
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process).
   c.data.shuffle_seed = 0
+  # voc_seg: fetch archives missing from manual_dir from their URLs (False: fail at
+  # once, naming the file to put there; offline machines never wait on a download).
+  c.data.download = False
+  c.data.folder_root = ""  # folder: root of images/<split>/, labels/<split>/, classes.txt.
+  # folder: RGB colour labels map this colour to the ignore index 255 (() = none).
+  c.data.folder_ignore_rgb = (255, 255, 255)
 
   c.augment = ml_collections.ConfigDict()
   c.augment.preset = "flip"  # A registered augmentation preset.
