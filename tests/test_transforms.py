@@ -207,3 +207,36 @@ def test_unknown_preset_names_the_closest():
     T.build_augment(_augment_cfg("augment.preset=vocc"), 255)
   with pytest.raises(ValueError, match="image_pad"):
     T.build_augment(_augment_cfg("augment.image_pad=edge"), 255)
+
+
+def test_train_loader_with_workers_resumes_exactly(shapes_dir):
+  """Augmentation in grain worker processes: same batches as in-process, exact resume."""
+  from absl import flags
+
+  from jaxseg.data import datasets, pipeline
+
+  flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags (outside absl.app).
+  overrides = [f"data.dir={shapes_dir}", "train.batch_size=4", "augment.preset=scale_crop_flip",
+               "augment.base_size=()", "augment.photometric=true", "augment.cat_max_ratio=0.75"]
+
+  def batches(workers, n, state=None):
+    cfg = build_config("demo", [*overrides, f"data.worker_count={workers}"])
+    source = datasets.prepare(cfg.data).as_data_source("train")
+    it = iter(pipeline.train_loader(source, cfg, 255))
+    if state is not None:
+      it.set_state(state)
+    out = [next(it) for _ in range(n)], it.get_state()
+    it.close() if hasattr(it, "close") else None
+    return out
+
+  inline, _ = batches(0, 4)
+  pooled, _ = batches(2, 4)
+  _, state = batches(2, 2)
+  resumed, _ = batches(2, 2, state)
+  assert inline[0]["image"].shape == (4, 64, 64, 3)
+  for a, b in zip(inline, pooled):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+  for a, b in zip(inline[2:], resumed):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
