@@ -103,7 +103,7 @@ def main() -> None:
     assert batch["image"].shape == (args.batch, args.crop, args.crop, 3)
     print(f"| {workers} | {args.batches * args.batch / elapsed:.1f} | "
           f"{1000 * elapsed / args.batches:.0f} |", flush=True)
-    del it  # Stops this worker pool before the next one starts.
+    del it, batch  # Stops this worker pool, and frees its shared memory, before the next.
 
 
 if __name__ == "__main__":

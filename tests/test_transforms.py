@@ -225,9 +225,8 @@ def test_train_loader_with_workers_resumes_exactly(shapes_dir):
     it = iter(pipeline.train_loader(source, cfg, 255))
     if state is not None:
       it.set_state(state)
-    out = [next(it) for _ in range(n)], it.get_state()
-    it.close() if hasattr(it, "close") else None
-    return out
+    # Copies: batches from workers live in shared memory that the pool reclaims.
+    return [{k: np.array(v) for k, v in next(it).items()} for _ in range(n)], it.get_state()
 
   inline, _ = batches(0, 4)
   pooled, _ = batches(2, 4)
