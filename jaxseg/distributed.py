@@ -22,10 +22,20 @@ COORDINATOR, NUM_PROCESSES, PROCESS_ID = (
 SWITCH = "JAXSEG_DISTRIBUTED"
 
 
+def _on_cloud_tpu_vm() -> bool:
+  # jax sets this flag on import from the PCI devices it sees, before any backend
+  # starts. Private, hence the getattr; initialize() is harmless on a one-host VM
+  # and on a pod slice finds the other hosts through the TPU metadata server.
+  try:
+    from jax._src import cloud_tpu_init
+  except ImportError:
+    return False
+  return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
+
+
 def _detected_multi_process(env) -> bool:
   """Environments where jax.distributed.initialize() finds its peers by itself."""
-  # A single-host TPU VM also names its worker(s): more than one is a pod slice.
-  if "," in env.get("TPU_WORKER_HOSTNAMES", "") or env.get("MEGASCALE_COORDINATOR_ADDRESS"):
+  if _on_cloud_tpu_vm() or env.get("MEGASCALE_COORDINATOR_ADDRESS"):
     return True
   # SLURM and Open MPI also set these for one task; only several need joining.
   if env.get("SLURM_STEP_NODELIST") and int(env.get("SLURM_NTASKS", "1")) > 1:
@@ -38,7 +48,7 @@ def initialize(env=None) -> None:
 
   Explicit: JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES, JAX_PROCESS_ID
   (the coordinator alone lets jax detect the other two). Detected: Cloud TPU
-  pod slices, multi-task SLURM and Open MPI jobs. Idempotent.
+  VMs, multi-task SLURM and Open MPI jobs. Idempotent.
   """
   env = os.environ if env is None else env
   if jax.distributed.is_initialized() or env.get(SWITCH) == "0":

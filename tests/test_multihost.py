@@ -141,3 +141,25 @@ def test_same_command_twice_gives_the_same_losses(runs):
   _, state_again = _final_state(workdirs["again"])
   for a, b in zip(jax.tree.leaves(state_one), jax.tree.leaves(state_again)):
     assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, None),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"},
+     {"coordinator_address": "h:1", "num_processes": 2, "process_id": 1}),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1"},  # The rest from the cluster (e.g. SLURM).
+     {"coordinator_address": "h:1", "num_processes": None, "process_id": None}),
+    ({"SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "2"}, {}),
+    ({"SLURM_STEP_NODELIST": "n1", "SLURM_NTASKS": "1"}, None),  # One task: nothing to join.
+    ({"OMPI_COMM_WORLD_SIZE": "4"}, {}),
+    ({"JAXSEG_DISTRIBUTED": "1"}, {}),
+    ({"JAXSEG_DISTRIBUTED": "0", "OMPI_COMM_WORLD_SIZE": "4"}, None),
+])
+def test_initialize_joins_only_multi_process_runs(monkeypatch, env, expected):
+  from jaxseg import distributed
+
+  calls = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  distributed.initialize(env)
+  assert calls == ([] if expected is None else [expected])
