@@ -7,9 +7,11 @@ JAX_NUM_PROCESSES / JAX_PROCESS_ID (jax's CPU cross-process collectives: gloo).
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -22,11 +24,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
 
 
-def _command(workdir, shapes_dir):
+def _command(workdir, shapes_dir, steps=STEPS):
   return [sys.executable, os.path.join(ROOT, "run.py"), "--exp", "demo:smoke,seed", "--workdir",
           workdir, "--set", f"data.dir={shapes_dir}", "--set", "model.width=4",
-          "--set", f"train.steps={STEPS}", "--set", "train.batch_size=8",
-          "--set", "train.log_every=1", "--set", "train.checkpoint_every=100",
+          "--set", f"train.steps={steps}", "--set", "train.batch_size=8",
+          "--set", "train.log_every=1", "--set", "train.checkpoint_every=100000",
           "--set", "train.tensorboard=false", "--set", "eval.batch_size=304"]
 
 
@@ -53,13 +55,16 @@ def _one_process(workdir, shapes_dir):
   return proc
 
 
-def _two_processes(workdir, shapes_dir):
+def _start_two(command):
   address = f"localhost:{_free_port()}"
-  procs = [subprocess.Popen(_command(workdir, shapes_dir), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env=_env(4, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
-                                     JAX_PROCESS_ID=str(i)))
-           for i in range(2)]
+  return [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=_env(4, JAX_COORDINATOR_ADDRESS=address,
+                                               JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+          for i in range(2)]
+
+
+def _finish(procs, check=True):
+  """(stdout, stderr) of each process; kills them all if one hangs."""
   outputs = []
   try:
     for proc in procs:
@@ -68,9 +73,15 @@ def _two_processes(workdir, shapes_dir):
     for proc in procs:
       if proc.poll() is None:
         proc.kill()
-  for proc, (_, stderr) in zip(procs, outputs):
-    _check(proc, stderr)
+  if check:
+    for proc, (_, stderr) in zip(procs, outputs):
+      _check(proc, stderr)
   return outputs
+
+
+def _two_processes(workdir, shapes_dir):
+  procs = _start_two(_command(workdir, shapes_dir))
+  return _finish(procs)
 
 
 def _losses(workdir):
@@ -141,6 +152,26 @@ def test_same_command_twice_gives_the_same_losses(runs):
   _, state_again = _final_state(workdirs["again"])
   for a, b in zip(jax.tree.leaves(state_one), jax.tree.leaves(state_again)):
     assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_host_stops_both_at_the_same_step(shapes_dir, tmp_path):
+  workdir = str(tmp_path / "preempted")
+  procs = _start_two(_command(workdir, shapes_dir, steps=5000))
+  deadline = time.time() + 120
+  while (not os.path.exists(os.path.join(workdir, "metrics.jsonl")) or len(_losses(workdir)) < 3
+         ) and all(p.poll() is None for p in procs) and time.time() < deadline:
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)  # One host told to go: jax's preemption sync point.
+  outputs = _finish(procs, check=False)
+  for proc, (_, stderr) in zip(procs, outputs):
+    assert proc.returncode == 3, stderr[-3000:]
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+  saved = ckpt.latest_step()
+  ckpt.close()
+  assert 3 <= saved < 5000 and max(_losses(workdir)) == saved
+  for _, stderr in outputs:
+    assert f"saved a checkpoint at step {saved}" in stderr
 
 
 @pytest.mark.parametrize("env, expected", [
