@@ -50,9 +50,9 @@ def main(argv=None) -> int:
   # grain's worker processes read absl flags; mark them parsed outside absl.app.
   flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.ERROR)  # tfds' info chatter would break the progress bar.
-  from jaxseg.sharding import initialize_distributed
+  from jaxseg import distributed
 
-  initialize_distributed()  # Before any jax backend starts (multi-process runs only).
+  distributed.initialize()  # Before any jax backend starts (multi-process runs only).
   if args.list:
     _list()
     return 0
