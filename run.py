@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     return 2
   workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
   from jaxseg import train
+  from jaxseg.data.datasets import DatasetError
 
   try:
     if args.mode == "train":
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
   except train.NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)
     return 4
-  except FileNotFoundError as e:  # A missing checkpoint or dataset file: say which.
+  except (FileNotFoundError, DatasetError) as e:  # A missing or bad file: the message names it.
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.base import get_base_config
+from jaxseg.data import transforms
 
 VARIANT_FLAGS = {"smoke"}
 
@@ -25,11 +26,14 @@ def voc_config() -> ml_collections.ConfigDict:
   c = get_base_config()
   c.data.name = "voc_seg"
   c.data.config = "2012_aug"
+  # Put VOCtrainval_11-May-2012.tar and SBD's benchmark.tgz in data.manual_dir
+  # (default <data.dir>/downloads/manual); see docs/data.md.
   c.data.train_split = "train"
   c.data.eval_split = "validation"
   c.data.worker_count = 8  # JPEG decoding + rescale at 512 crops needs parallel workers.
-  c.augment.preset = "voc"
-  c.augment.crop_size = (512, 512)
+  # The `voc` preset with mmseg's values: rescale 0.5-2.0 of 2048x512, 512 crop with
+  # cat_max_ratio 0.75, flip, photometric distortion, mean padding.
+  c.augment.update(transforms.mmseg_voc_augment())
   c.model.output_stride = 8
   c.model.aux_head = True
   c.model.dropout = 0.1
@@ -57,8 +61,10 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
   c.data.config = ""
   c.data.eval_split = "validation[:32]"
   c.data.worker_count = 0
-  c.augment.preset = "flip"
+  c.augment.preset = "scale_crop_flip"  # The voc ops (no photometric) at a tiny size.
   c.augment.crop_size = (32, 32)
+  c.augment.base_size = ()  # Rescale relative to the 64x64 original.
+  c.augment.cat_max_ratio = 1.0
   c.model.backbone_weights = ""
   c.model.weights = ""
   c.train.steps = 2
