@@ -1,4 +1,12 @@
-"""Every registered model runs one jitted, sharded train step on 8 fake devices."""
+"""Every registered model runs one jitted, sharded train step on 8 fake devices.
+
+Params are replicated on every device, so 8 fake CPU devices hold 8 copies of
+params, gradients and optimizer state: VGG's 4096-wide fc6/fc7 (134M params)
+would need ~21 GB. The smoke size narrows them (model.fc_channels) and every
+test frees its compiled programs and arrays before the next.
+"""
+
+import gc
 
 import jax
 import numpy as np
@@ -14,9 +22,17 @@ NUM_CLASSES = 5
 SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
 
 
+@pytest.fixture(autouse=True)
+def _free_memory():
+  yield
+  jax.clear_caches()
+  gc.collect()
+
+
 @pytest.mark.parametrize("name", model_names())
 def test_one_sharded_train_step(name):
   cfg = build_config("demo", [f"model.name={name}", "model.width=4", "model.depth=2",
+                              "model.fc_channels=64",
                               f"augment.crop_size=({SIZE},{SIZE})", "optim.name=sgd",
                               "optim.warmup_steps=0"])
   mesh = make_mesh()

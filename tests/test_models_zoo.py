@@ -155,6 +155,7 @@ def test_unknown_config_values_name_the_key(key, value, valid):
 def test_zoo_defaults_have_every_key_the_factories_read():
   cfg = zoo_defaults()
   for key in ("output_stride", "deep_stem", "aux_head", "dropout", "init", "classifier_init_std",
+              "fc_channels",
               "zero_init_residual", "bn_momentum", "backbone_weights", "weights"):
     assert key in cfg
   base = ml_collections.ConfigDict({"name": "fcn8s", "dtype": "float32", "width": 8, "depth": 2})

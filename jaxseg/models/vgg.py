@@ -18,7 +18,6 @@ from jaxseg.models.zoo_config import check_choice
 
 # torchvision's configuration "D": conv widths of the five stages, each followed by a max-pool.
 STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-FC_FEATURES = 4096
 FC6_KERNEL = 7  # fc6 sees a 7x7 pool5 window in the ImageNet classifier.
 
 # output stride -> stride-1 pools among pool4, pool5 (DeepLab-v1 style dilation).
@@ -31,6 +30,7 @@ class VGG16(nn.Module):
   batch_norm: bool = False
   output_stride: int = 32
   fc_dropout: float = 0.5
+  fc_features: int = 4096  # Width of fc6/fc7 (the ImageNet classifier's 4096).
   kernel_init: Callable = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
   bn_momentum: float = 0.9
   dtype: Any = jnp.float32
@@ -64,10 +64,10 @@ class VGG16(nn.Module):
       index += 1
       features[f"pool{stage + 1}"] = x
 
-    x = conv2d(FC_FEATURES, FC6_KERNEL, dilation=dilation, use_bias=True, init=self.kernel_init,
+    x = conv2d(self.fc_features, FC6_KERNEL, dilation=dilation, use_bias=True, init=self.kernel_init,
                dtype=self.dtype, name="classifier_0")(x)
     x = nn.Dropout(self.fc_dropout, deterministic=not train)(nn.relu(x))
-    x = conv2d(FC_FEATURES, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
+    x = conv2d(self.fc_features, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
                name="classifier_3")(x)
     features["fc7"] = nn.Dropout(self.fc_dropout, deterministic=not train)(nn.relu(x))
     return features
@@ -76,5 +76,6 @@ class VGG16(nn.Module):
 def vgg_from_config(cfg, batch_norm: bool) -> VGG16:
   """The VGG-16 backbone configured by the zoo keys of `cfg`."""
   return VGG16(batch_norm=batch_norm, output_stride=check_choice(cfg, "output_stride"),
-               fc_dropout=cfg.fc_dropout, kernel_init=kernel_init(check_choice(cfg, "init")),
+               fc_dropout=cfg.fc_dropout, fc_features=cfg.fc_channels,
+               kernel_init=kernel_init(check_choice(cfg, "init")),
                bn_momentum=cfg.bn_momentum, dtype=compute_dtype(cfg.dtype))

@@ -26,6 +26,9 @@ def zoo_defaults() -> ml_collections.ConfigDict:
       "aspp_dropout": 0.5,
       # Dropout after fc6 and fc7 of the VGG FCNs (VGG's own 0.5).
       "fc_dropout": 0.5,
+      # Width of VGG's fc6/fc7 convs: 4096 as ImageNet VGG-16 (and its weights);
+      # smaller (DeepLab-LargeFOV's 1024) trains from scratch with far less memory.
+      "fc_channels": 4096,
       # fcn32s/16s/8s on VGG-16-BN (torchvision's vgg16_bn) instead of VGG-16.
       "vgg_batch_norm": False,
       "init": "kaiming_normal",
