@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""jaxseg command line: python run.py --exp NAME[:VARIANT] [--set key=value ...]."""
+"""jaxseg command line: python run.py --exp NAME[:VARIANT] [--set key=value ...].
+
+Exit status: 0 done, 1 error, 2 bad config or command line (including a config
+that differs from the checkpoint's on resume), 3 stopped by SIGTERM/SIGINT after
+saving a checkpoint (run again to resume), 4 stopped on a NaN/Inf loss or gradient.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ def _parse_args(argv):
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
   p.add_argument("--mode", choices=("train", "eval"), default="train")
   p.add_argument("--list", action="store_true", help="list experiments and registry names")
+  p.add_argument("--force", action="store_true",
+                 help="resume even if the config differs from the checkpoint's in keys "
+                      "that should not change (model, optimizer, data, ...)")
   return p.parse_args(argv)
 
 
@@ -42,6 +50,9 @@ def main(argv=None) -> int:
   # grain's worker processes read absl flags; mark them parsed outside absl.app.
   flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.ERROR)  # tfds' info chatter would break the progress bar.
+  from jaxseg.sharding import initialize_distributed
+
+  initialize_distributed()  # Before any jax backend starts (multi-process runs only).
   if args.list:
     _list()
     return 0
@@ -57,9 +68,18 @@ def main(argv=None) -> int:
 
   try:
     if args.mode == "train":
-      train.train_and_evaluate(cfg, workdir)
+      train.train_and_evaluate(cfg, workdir, force=args.force)
     else:
       train.evaluate_checkpoint(cfg, workdir)
+  except ConfigError as e:  # E.g. resuming with changed settings.
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except train.Preempted as e:
+    print(f"stopped: {e}", file=sys.stderr)
+    return 3
+  except train.NonFiniteError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 4
   except FileNotFoundError as e:  # A missing checkpoint or dataset file: say which.
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxseg import losses
+from jaxseg.models.zoo_config import zoo_defaults
 
 # Variant options shared by experiments: `--exp NAME:loss=dice` trains with that loss.
 LOSS_VARIANT = {"loss": set(losses.LOSSES.names())}
@@ -44,6 +45,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.width = 16
   c.model.depth = 3
   c.model.dropout = 0.0
+  c.model.update(zoo_defaults())  # Backbone/head keys of the ResNet/VGG zoo.
 
   c.loss = ml_collections.ConfigDict()
   # Weighted sum of registered losses, 'name:weight,...' (a bare name = weight 1),
@@ -76,6 +78,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.optim.poly_power = 0.9
   c.optim.end_lr = 0.0
   c.optim.warmup_steps = 0
+  c.optim.clip_grad_norm = 0.0  # Clip gradients to this global norm (0 = off).
+  c.optim.decay_norm_and_bias = True  # False: weight decay on kernels (ndim > 1) only.
+  # Per-parameter-group lr multipliers: ((regex, multiplier), ...) matched with re.search
+  # against '/'-joined param paths (e.g. 'head/Conv_0/kernel'); the first match wins.
+  c.optim.lr_mult = ()
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 1000
@@ -83,7 +90,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_every = 0  # 0 = only at the end.
   c.train.checkpoint_every = 500
-  c.train.keep_checkpoints = 3
+  c.train.keep_checkpoints = 3  # The last N; the best-by-mIoU is kept apart (checkpoints_best/).
+  c.train.grad_accum_steps = 1  # Micro-batches per step (batch_size is the sum of them).
+  c.train.ema_decay = 0.0  # EMA of params, used for evaluation (0 = off).
+  # A NaN/Inf loss or gradient: False stops the run (exit 4) naming the last good
+  # checkpoint; True skips that update (params unchanged) and counts it.
+  c.train.skip_nonfinite = False
+  c.train.debug_nan_at_step = 0  # Testing only: make the loss NaN at this step (0 = never).
+  c.train.tensorboard = True  # Also write TensorBoard event files to <workdir>/tensorboard.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.

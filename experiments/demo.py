@@ -19,15 +19,17 @@ def get_config(variant: str = ""):
   c.model.name = "unet"
   c.model.width = 16
   c.model.depth = 3
+  c.model.dropout = 0.0
   c.optim.name = "adamw"
   c.optim.lr = 3e-3
   c.optim.weight_decay = 1e-4
   c.optim.warmup_steps = 50
-  c.train.steps = 1500
-  c.train.batch_size = 32
+  # Calibrated on a 2-core CPU: about 3-4 minutes of training to val mIoU ~0.9.
+  c.train.steps = 800
+  c.train.batch_size = 16
   c.train.log_every = 50
-  c.train.eval_every = 500
-  c.train.checkpoint_every = 500
+  c.train.eval_every = 400
+  c.train.checkpoint_every = 400
   c.eval.batch_size = 64
   apply_loss_variant(c, options)
   if "seed" in flags:

@@ -10,7 +10,7 @@ import ml_collections
 
 from jaxseg import evaluate, losses, optim, steps
 from jaxseg.data import datasets
-from jaxseg.models import build_model
+from jaxseg.models import build_model, convert
 from jaxseg.sharding import make_mesh
 from jaxseg.state import TrainState, create_train_state
 
@@ -38,11 +38,22 @@ def assemble(cfg: ml_collections.ConfigDict) -> Run:
                       ("eval.batch_size", cfg.eval.batch_size)):
     if batch % mesh.size:
       raise ValueError(f"{name}={batch} must be divisible by the {mesh.size} devices")
+  accum = cfg.train.grad_accum_steps
+  if accum < 1 or cfg.train.batch_size % (accum * mesh.size):
+    # Every micro-batch must still split evenly over the devices.
+    raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by "
+                     f"train.grad_accum_steps={accum} x {mesh.size} devices")
   builder = datasets.prepare(cfg.data)
   meta = datasets.meta_of(builder)
   model = build_model(cfg.model, meta.num_classes)
   tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
-  state = create_train_state(model, tx, (*cfg.augment.crop_size, 3), cfg.seed, mesh)
+  state = create_train_state(model, tx, (*cfg.augment.crop_size, 3), cfg.seed, mesh,
+                             ema=cfg.train.ema_decay > 0)
+  if cfg.model.weights or cfg.model.backbone_weights:  # torchvision weights over the init.
+    variables = convert.apply_pretrained(cfg.model, state.variables())
+    state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+    if state.ema_params:  # The average starts from the loaded weights too.
+      state = state.replace(ema_params=variables["params"])
   loss_fn = losses.make_loss(cfg.loss, meta.ignore_index)
   train_step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg),
                                     state, mesh)

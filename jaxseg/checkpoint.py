@@ -1,25 +1,87 @@
-"""Orbax checkpoints of (train state, data iterator state, config), one per step.
+"""Orbax checkpoints of (train state, data iterator state, config), and what may
+change when a run resumes from one.
 
-Orbax writes each step into a temporary directory and renames it when
-complete, so a crash mid-save never leaves a checkpoint that restore would pick.
+Two managers: `checkpoints/` keeps the last `train.keep_checkpoints` steps (for
+resuming), `checkpoints_best/` keeps the single best by validation mIoU (for
+using). One manager cannot do both: with `best_fn`, orbax's `max_to_keep` keeps
+the best N and would delete the newest. Orbax writes each step into
+`<step>.orbax-checkpoint-tmp-*` and renames it when complete, so a checkpoint
+half-written by a kill is never listed, restored or counted as the latest.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 
+from jaxseg.config import ConfigError
+
+# Keys that may differ from the checkpoint's config on resume: how long and how
+# often things happen, where data lives, and evaluation. The poly/cosine
+# schedule is re-derived from the new `train.steps`. Everything else would make
+# the resumed run a different experiment: refused unless `run.py --force`.
+RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every",
+                  "train.checkpoint_every", "train.keep_checkpoints", "train.tensorboard",
+                  "train.skip_nonfinite", "data.dir", "data.manual_dir", "data.worker_count")
+RESUMABLE_PREFIXES = ("eval.",)
+
+
+class ResumeConfigError(ConfigError):
+  """The config differs from the checkpoint's in keys that cannot change on resume."""
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple]:
+  """{key: (old, new)} for every key whose value differs (compared as JSON)."""
+  # Through JSON both ways, so tuples and lists (and ints and floats) compare alike.
+  old, new = (_flat(json.loads(json.dumps(c))) for c in (old, new))
+  return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+          if old.get(k) != new.get(k)}
+
+
+def check_resume_config(old: dict, new: dict) -> dict[str, tuple]:
+  """Returns the allowed changes; raises ResumeConfigError naming the refused ones."""
+  changes = config_changes(old, new)
+  refused = {k: v for k, v in changes.items()
+             if k not in RESUMABLE_KEYS and not k.startswith(RESUMABLE_PREFIXES)}
+  if refused:
+    listed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in refused.items())
+    raise ResumeConfigError(f"cannot resume: config differs from the checkpoint's in {listed}; "
+                            "use a new --workdir, or --force to resume anyway")
+  return changes
+
+
+def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=True,
+      best_fn=(lambda metrics: metrics["miou"]) if best else None, best_mode="max",
+      keep_checkpoints_without_metrics=not best)
+  return ocp.CheckpointManager(directory, options=options,
+                               item_names=("state", "data", "config"))
+
 
 class Checkpointer:
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "data", "config"))
+    self.manager = _manager(self.directory, keep, best=False)
+    self._best = None  # Opened on first use: evaluation-only runs never write it.
+
+  @property
+  def best_directory(self) -> str:
+    return self.directory + "_best"
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -31,6 +93,16 @@ class Checkpointer:
       args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**args), force=True)
 
+  def save_if_best(self, step: int, state, config_dict: dict, miou: float) -> None:
+    """Offers (state, config) at `step` to the best-by-mIoU manager, which keeps one."""
+    if self._best is None:
+      self._best = _manager(self.best_directory, 1, best=True)
+    if step in self._best.all_steps():
+      return
+    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict)}
+    self._best.save(step, args=ocp.args.Composite(**args), metrics={"miou": float(miou)},
+                    force=True)
+
   def restore(self, step: int, state_like, data_iterator=None):
     """Restores into the shapes and shardings of `state_like`; moves `data_iterator`."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
@@ -40,9 +112,27 @@ class Checkpointer:
     restored = self.manager.restore(step, args=ocp.args.Composite(**args))
     return restored["state"]
 
+  def restore_arrays(self, step: int) -> dict:
+    """The saved state as a nested dict of numpy arrays (no template; for inspection)."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.device_get(restored["state"])
+
+  def restore_config(self, step: int) -> dict:
+    restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return restored["config"]
+
+  def reached_preemption(self, step: int) -> bool:
+    """Multi-process: whether every process agreed to stop at `step` (jax's
+    preemption sync point, fed by SIGTERM on any host)."""
+    return self.manager.reached_preemption(step)
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
+    if self._best is not None:
+      self._best.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
+    if self._best is not None:
+      self._best.close()

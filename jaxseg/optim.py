@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -36,25 +40,71 @@ def build_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sc
   return optax.join_schedules([warmup, decay], [cfg.warmup_steps])
 
 
+def param_path(path) -> str:
+  """A tree path as 'encoder/Conv_0/kernel', the form `optim.lr_mult` regexes match."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def decay_mask(cfg):
+  """None (decay everything) or params -> True on kernels only: biases and norm
+  scales/offsets are the 1-D params."""
+  if cfg.decay_norm_and_bias:
+    return None
+  return lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def lr_multipliers(cfg, params):
+  """The multiplier of each param: the first `optim.lr_mult` regex that matches, else 1."""
+  rules = [(re.compile(pattern), float(mult)) for pattern, mult in cfg.lr_mult]
+
+  def multiplier(path, _):
+    name = param_path(path)
+    return next((mult for regex, mult in rules if regex.search(name)), 1.0)
+
+  return jax.tree_util.tree_map_with_path(multiplier, params)
+
+
+def scale_by_lr_mult(cfg) -> optax.GradientTransformation:
+  """Scales final updates per param group. Every optimizer here is linear in lr at
+  its last stage (decoupled decay included), so this equals a per-group lr."""
+
+  def update(updates, params=None):
+    del params
+    return jax.tree.map(lambda u, m: u * jnp.asarray(m, u.dtype), updates,
+                        lr_multipliers(cfg, updates))
+
+  return optax.stateless(update)
+
+
 @OPTIMIZERS.register("sgd")
 def sgd(cfg, lr) -> optax.GradientTransformation:
   # Decay added to the gradient before momentum, as torch.optim.SGD does.
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+  return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask(cfg)),
                      optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
 
 
 @OPTIMIZERS.register("adam")
 def adam(cfg, lr) -> optax.GradientTransformation:
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+  return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask(cfg)),
                      optax.adam(lr, b1=cfg.b1, b2=cfg.b2))
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(cfg, lr) -> optax.GradientTransformation:
-  return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+  return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
+                     mask=decay_mask(cfg))
 
 
 def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
-  """Returns (optax transformation, schedule) from `cfg.optim`."""
+  """Returns (optax transformation, schedule) from `cfg.optim`.
+
+  Order: clip the (accumulated) gradient by global norm, run the named
+  optimizer, then scale each param group's update by its lr multiplier.
+  """
   schedule = build_schedule(cfg, total_steps)
-  return OPTIMIZERS.get(cfg.name)(cfg, schedule), schedule
+  parts = [OPTIMIZERS.get(cfg.name)(cfg, schedule)]
+  if cfg.clip_grad_norm > 0:
+    parts.insert(0, optax.clip_by_global_norm(cfg.clip_grad_norm))
+  if cfg.lr_mult:
+    parts.append(scale_by_lr_mult(cfg))
+  return optax.chain(*parts) if len(parts) > 1 else parts[0], schedule

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+
+# Environments where jax.distributed.initialize() finds its peers by itself.
+_AUTO_DETECTED = ("JAX_COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS",
+                  "TPU_WORKER_HOSTNAMES", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")
+
+
+def initialize_distributed() -> None:
+  """Joins the other processes of a multi-process run; a no-op for one process.
+
+  Must run before anything touches a jax backend. Explicit: JAXSEG_COORDINATOR
+  (host:port), JAXSEG_NUM_PROCESSES, JAXSEG_PROCESS_ID. Otherwise jax detects
+  Cloud TPU pods, SLURM, Open MPI and its own JAX_* variables.
+  """
+  env = os.environ
+  if env.get("JAXSEG_COORDINATOR"):
+    jax.distributed.initialize(coordinator_address=env["JAXSEG_COORDINATOR"],
+                               num_processes=int(env["JAXSEG_NUM_PROCESSES"]),
+                               process_id=int(env["JAXSEG_PROCESS_ID"]))
+  elif any(env.get(k) for k in _AUTO_DETECTED) and _multi_host_tpu_or_cluster(env):
+    jax.distributed.initialize()
+
+
+def _multi_host_tpu_or_cluster(env) -> bool:
+  # A single-host TPU VM also sets TPU_WORKER_HOSTNAMES (to one host): nothing to join.
+  hosts = env.get("TPU_WORKER_HOSTNAMES", "")
+  return "," in hosts or any(env.get(k) for k in _AUTO_DETECTED if k != "TPU_WORKER_HOSTNAMES")
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -35,3 +63,36 @@ def global_batch(mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Arra
                        f"({key!r}) is not divisible by the {mesh.size} devices")
   return {key: jax.make_array_from_process_local_data(sharding, value)
           for key, value in local_batch.items()}
+
+
+class DevicePrefetcher:
+  """Iterates global batches, keeping `size` of them already transferred to devices.
+
+  jax transfers are asynchronous, so staying ahead lets the copy of batch k+1
+  overlap step k. Checkpointing stays exact: `get_state` returns the wrapped
+  iterator's state as of the last batch handed out, not the prefetched ones,
+  so it can stand in for the iterator in `grain.checkpoint.CheckpointSave`.
+  """
+
+  def __init__(self, iterator, mesh, size: int = 2):
+    self._iterator, self._mesh, self._size = iterator, mesh, size
+    self._queue: list[tuple[dict, object]] = []  # (global batch, iterator state after it)
+    self._state = iterator.get_state()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    while len(self._queue) <= self._size:
+      batch = next(self._iterator)
+      self._queue.append((global_batch(self._mesh, batch), self._iterator.get_state()))
+    batch, self._state = self._queue.pop(0)
+    return batch
+
+  def get_state(self):
+    return self._state
+
+  def set_state(self, state) -> None:
+    self._queue.clear()
+    self._iterator.set_state(state)
+    self._state = state

@@ -14,17 +14,25 @@ from jaxseg.sharding import replicated
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array  # int32 scalar: optimizer steps taken (the schedule reads it too).
+  step: jax.Array  # int32 scalar: steps taken, skipped ones included (the schedule reads it).
   params: Any
   batch_stats: Any  # BatchNorm running statistics ({} for models without BN).
   opt_state: Any
+  ema_params: Any  # Exponential moving average of params ({} when train.ema_decay == 0).
+  # Non-finite guard, kept on device so no step needs a host sync to notice it:
+  nonfinite_steps: jax.Array  # int32: steps whose update was skipped for a NaN/Inf.
+  first_nonfinite_step: jax.Array  # int32: 1-based step of the first one, -1 if none.
 
   def variables(self) -> dict:
     return {"params": self.params, "batch_stats": self.batch_stats}
 
+  def for_eval(self) -> "TrainState":
+    """The state evaluation should see: EMA params in place of params when EMA is on."""
+    return self.replace(params=self.ema_params) if self.ema_params else self
+
 
 def create_train_state(model, tx: optax.GradientTransformation, input_shape_HWC, seed: int,
-                       mesh) -> TrainState:
+                       mesh, ema: bool = False) -> TrainState:
   """Initialises params on device, already replicated over the mesh (no host copy)."""
 
   def init(key) -> TrainState:
@@ -32,7 +40,10 @@ def create_train_state(model, tx: optax.GradientTransformation, input_shape_HWC,
     variables = model.init({"params": key, "dropout": key}, dummy_1HWC, train=False)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+                      ema_params=jax.tree.map(jnp.copy, params) if ema else {},
+                      nonfinite_steps=jnp.zeros((), jnp.int32),
+                      first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
   key = jax.random.key(seed)
   abstract = jax.eval_shape(init, key)

@@ -12,62 +12,130 @@ import tqdm
 
 from jaxseg import report
 from jaxseg.assemble import Run, assemble
-from jaxseg.checkpoint import Checkpointer
+from jaxseg.checkpoint import Checkpointer, check_resume_config
 from jaxseg.evaluate import evaluate
+from jaxseg.preemption import StopRequest
 from jaxseg.sharding import global_batch
 from jaxseg.steps import to_host
 from jaxseg.writer import MetricsWriter
 
 
+class Preempted(Exception):
+  """Stopped by a signal after saving a checkpoint at the step reached (run.py: status 3)."""
+
+
+class NonFiniteError(Exception):
+  """A NaN/Inf loss or gradient with train.skip_nonfinite off (run.py: status 4)."""
+
+
+def _checkpointer(cfg, workdir: str) -> Checkpointer:
+  return Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
+
+
 def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter) -> dict:
-  summary, _ = evaluate(run.eval_step, state, run.source(run.cfg.data.eval_split), run.cfg,
-                        run.meta, run.mesh)
+  summary, _ = evaluate(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
+                        run.cfg, run.meta, run.mesh)
   writer.write(step, {f"eval/{k}": v for k, v in summary.items()})
   return summary
 
 
-def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from the latest checkpoint in `workdir`), then evaluates."""
+def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> None:
+  """Raises NonFiniteError if a step since the start went non-finite (skipping off)."""
+  if first_bad < 0 or cfg.train.skip_nonfinite:
+    return
+  ckpt.wait()
+  last = ckpt.latest_step()
+  where = f"step {last} in {ckpt.directory}" if last is not None else "none"
+  raise NonFiniteError(
+      f"non-finite loss or gradient norm at step {first_bad} (noticed at step {step}); "
+      f"nothing saved after it. Last good checkpoint: {where}. Lower optim.lr, set "
+      "optim.clip_grad_norm, or --set train.skip_nonfinite=true to skip such updates")
+
+
+def _check_config(ckpt: Checkpointer, cfg, force: bool) -> dict:
+  """Allowed changes vs the latest checkpoint's config; raises on refused ones."""
+  latest = ckpt.latest_step()
+  if latest is None or force:
+    return {}
+  return check_resume_config(ckpt.restore_config(latest), cfg.to_dict())
+
+
+def _resume(ckpt: Checkpointer, state, train_iter, changes: dict):
+  """(state, start step) from the latest checkpoint, or (state, 0) without one."""
+  latest = ckpt.latest_step()
+  if latest is None:
+    return state, 0
+  state = ckpt.restore(latest, state, train_iter)
+  if jax.process_index() == 0:
+    changed = "".join(f"; {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+    print(f"resuming from step {latest} in {ckpt.directory}{changed}", flush=True)
+  return state, latest
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool = False) -> dict:
+  """Trains (resuming from the latest checkpoint in `workdir`), then evaluates.
+
+  `force` resumes even when the config differs from the checkpoint's in keys
+  that should not change (checkpoint.RESUMABLE_KEYS lists those that may).
+  """
   os.makedirs(workdir, exist_ok=True)
+  ckpt = _checkpointer(cfg, workdir)
+  changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
   run = assemble(cfg)
-  writer = MetricsWriter(workdir)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
-  loader = run.source(cfg.data.train_split)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
-  train_iter = iter(train_loader(loader, cfg, run.meta.ignore_index))
-  state, start = run.state, 0
-  if (latest := ckpt.latest_step()) is not None:
-    state = ckpt.restore(latest, state, train_iter)
-    start = latest
-    print(f"resuming from step {start} in {ckpt.directory}")
+  train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
+  state, start = _resume(ckpt, run.state, train_iter, changes)
+  config = cfg.to_dict()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(cfg.to_dict(), f, indent=2)
+      json.dump(config, f, indent=2)
+  writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard)
+
+  def first_bad() -> int:  # One tiny host sync; called at checkpoint and stop points only.
+    return int(jax.device_get(state.first_nonfinite_step))
 
   bar = tqdm.tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                   disable=jax.process_index() != 0, dynamic_ncols=True)
   last_time, last_step = time.perf_counter(), start
-  for step in range(start + 1, cfg.train.steps + 1):
-    state, step_metrics = run.train_step(state, global_batch(run.mesh, next(train_iter)))
-    bar.update(1)
-    if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-      values = to_host(step_metrics)  # The one host sync per log interval.
-      now = time.perf_counter()
-      values["img_per_s"] = (step - last_step) * cfg.train.batch_size / (now - last_time)
-      last_time, last_step = now, step
-      writer.write(step, values)
-      bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
-    if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
-      summary = _evaluate_and_log(run, state, step, writer)
-      bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
-    if step % cfg.train.checkpoint_every == 0 and step != cfg.train.steps:
-      ckpt.save(step, state, train_iter, cfg.to_dict())
+  with StopRequest(ckpt) as stop:
+    for step in range(start + 1, cfg.train.steps + 1):
+      state, step_metrics = run.train_step(state, global_batch(run.mesh, next(train_iter)))
+      bar.update(1)
+      if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+        values = to_host(step_metrics)  # The one host sync per log interval.
+        now = time.perf_counter()
+        values["step_time_s"] = (now - last_time) / (step - last_step)
+        values["img_per_s"] = cfg.train.batch_size / values["step_time_s"]
+        last_time, last_step = now, step
+        writer.write(step, values)
+        _stop_if_nonfinite(cfg, values["first_nonfinite_step"], step, ckpt)
+        bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
+      if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
+        _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
+        summary = _evaluate_and_log(run, state, step, writer)
+        ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
+        bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
+      if step % cfg.train.checkpoint_every == 0 and step != cfg.train.steps:
+        _stop_if_nonfinite(cfg, first_bad(), step, ckpt)  # Never checkpoint a bad state.
+        ckpt.save(step, state, train_iter, config)
+      if step != cfg.train.steps and stop.should_stop(step):
+        _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
+        if ckpt.latest_step() != step:
+          ckpt.save(step, state, train_iter, config)
+        ckpt.close()
+        bar.close()
+        writer.close()
+        raise Preempted(f"{stop.signal_name}: saved a checkpoint at step {step} in "
+                        f"{ckpt.directory}; run the same command again to resume")
   bar.close()
+  _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
-    ckpt.save(cfg.train.steps, state, train_iter, cfg.to_dict())
-  ckpt.close()
+    ckpt.save(cfg.train.steps, state, train_iter, config)
   summary = _evaluate_and_log(run, state, cfg.train.steps, writer)
+  ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
+  ckpt.close()
+  writer.close()
   if jax.process_index() == 0:
     print(report.summary_table(summary, run.meta.class_names))
   return summary
@@ -76,14 +144,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the latest checkpoint in `workdir` on the eval split."""
   run = assemble(cfg)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
+  ckpt = _checkpointer(cfg, workdir)
   latest = ckpt.latest_step()
   if latest is None:
     raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first "
                             f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
   state = ckpt.restore(latest, run.state)
   ckpt.close()
-  summary = _evaluate_and_log(run, state, latest, MetricsWriter(workdir))
+  writer = MetricsWriter(workdir, tensorboard=False)
+  summary = _evaluate_and_log(run, state, latest, writer)
   if jax.process_index() == 0:
     print(f"checkpoint step {latest}")
     print(report.summary_table(summary, run.meta.class_names))

@@ -1,8 +1,9 @@
 """grain input pipelines over prepared tfds ArrayRecord files (no TensorFlow here).
 
-Each process reads its own shard (grain's ShardByJaxProcess) and yields its
-slice of the global batch as numpy; `sharding.global_batch` assembles the
-global jax.Array.
+For training, each process reads its slice of every global batch from one
+global shuffled order (`_SliceOfGlobalBatch`); for evaluation, its own shard
+(grain's ShardByJaxProcess). Each yields its slice of the global batch as
+numpy; `sharding.global_batch` assembles the global jax.Array.
 """
 
 from __future__ import annotations
@@ -39,17 +40,45 @@ def _per_process(global_batch: int, what: str) -> int:
   return global_batch // jax.process_count()
 
 
+class _SliceOfGlobalBatch:
+  """A grain sampler: this process's slice of each global batch of one global order.
+
+  Every process walks the same shuffled order (seeded once); process p of P
+  takes records [p*b, (p+1)*b) of each global batch of P*b. So the global batch,
+  and each record's augmentation seed, are the same for any number of
+  processes: a 2-process run sees exactly what a 1-process run sees.
+  """
+
+  def __init__(self, num_records: int, seed: int, per_process: int):
+    self.order = grain.samplers.IndexSampler(num_records=num_records, shuffle=True,
+                                             num_epochs=None, seed=seed)
+    self.per_process = per_process
+    self.process_index, self.process_count = jax.process_index(), jax.process_count()
+
+  def __len__(self) -> int:
+    return len(self.order)
+
+  def __repr__(self) -> str:  # grain compares it with the checkpoint's on restore.
+    return (f"_SliceOfGlobalBatch({self.order!r}, per_process={self.per_process}, "
+            f"process={self.process_index}/{self.process_count})")
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    batch, offset = divmod(index, self.per_process)
+    position = (batch * self.process_count + self.process_index) * self.per_process + offset
+    chosen = self.order[position]
+    return grain.RecordMetadata(index=index, record_key=chosen.record_key, rng=chosen.rng)
+
+
 def train_loader(source, cfg: ml_collections.ConfigDict, ignore_index: int) -> grain.DataLoader:
   """An endless, shuffled, augmented loader; its iterator state is checkpointable."""
-  shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
-  sampler = grain.samplers.IndexSampler(
-      num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None,
-      seed=cfg.data.shuffle_seed)
+  per_process = _per_process(cfg.train.batch_size, "train.batch_size")
+  sampler = _SliceOfGlobalBatch(len(source), cfg.data.shuffle_seed, per_process)
   ops = [_Decode(), _Augment(transforms.build_augment(cfg.augment, ignore_index)),
-         grain.transforms.Batch(_per_process(cfg.train.batch_size, "train.batch_size"),
-                                drop_remainder=True)]
+         grain.transforms.Batch(per_process, drop_remainder=True)]
+  # The sampler already does the per-process split, so the loader must not shard again.
   return grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
-                          worker_count=cfg.data.worker_count)
+                          worker_count=cfg.data.worker_count,
+                          shard_options=grain.sharding.NoSharding())
 
 
 class _PadToCanvas(grain.transforms.Map):

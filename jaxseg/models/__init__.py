@@ -15,7 +15,7 @@ from jaxseg.registry import Registry
 MODELS: Registry = Registry("model")
 
 # Modules that register models on import; listed so `MODELS.names()` is complete.
-_MODEL_MODULES = ("seed_cnn", "unet")
+_MODEL_MODULES = ("seed_cnn", "unet", "fcn", "deeplab", "fcn_vgg")
 
 
 def _import_all() -> None:

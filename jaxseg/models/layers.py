@@ -40,3 +40,37 @@ class ConvBNReLU(nn.Module):
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype)(x)
     return nn.relu(x)
+
+
+def kernel_init(name: str):
+  """The conv kernel initializer named by `model.init`."""
+  inits = {
+      # torchvision's ResNet/VGG init: He normal over fan-out, not truncated.
+      "kaiming_normal": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+      "xavier_uniform": nn.initializers.xavier_uniform(),
+  }
+  if name not in inits:
+    raise ValueError(f"model.init={name!r}; expected one of {sorted(inits)}")
+  return inits[name]
+
+
+def conv2d(features: int, kernel: int, *, stride: int = 1, dilation: int = 1,
+           use_bias: bool = False, init=nn.initializers.lecun_normal(),
+           dtype=jnp.float32, name: str | None = None) -> nn.Conv:
+  """A conv padded like torch's `padding=dilation*(k-1)//2`.
+
+  Flax's "SAME" pads (0, 1) for a stride-2 3x3 conv on even inputs where torch
+  pads (1, 1); the pixels then differ, and torchvision weights would not match.
+  """
+  pad = dilation * (kernel - 1) // 2
+  return nn.Conv(features, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)),
+                 kernel_dilation=dilation, use_bias=use_bias, kernel_init=init,
+                 dtype=dtype, name=name)
+
+
+def batch_norm(*, train: bool, momentum: float, zero_scale: bool = False,
+               dtype=jnp.float32, name: str | None = None) -> nn.BatchNorm:
+  """BatchNorm with torch's epsilon; `momentum` is flax's (0.9 = torch's 0.1)."""
+  scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
+                      scale_init=scale_init, dtype=dtype, name=name)

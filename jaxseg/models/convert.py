@@ -1,0 +1,167 @@
+"""Load torchvision weights (.pth or .safetensors) into Flax variables.
+
+Flax names mirror torchvision's modules with `_` for `.` before an index
+(`layer1_0/downsample_1` is `layer1.0.downsample.1`); only the readable head
+names need the table below.  Conversion is all-or-nothing: every tensor is
+checked before any variable is replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import flax
+import jax
+import numpy as np
+from flax import traverse_util
+
+# Readable head-module names -> indices in torchvision's head Sequentials.
+FCN_HEAD_NAMES = {"conv": "0", "bn": "1", "cls": "4"}
+DEEPLAB_HEAD_NAMES = {"aspp": "0", "conv": "1", "bn": "2", "cls": "4"}
+LEAF_NAMES = {("params", "kernel"): "weight", ("params", "bias"): "bias",
+              ("params", "scale"): "weight", ("batch_stats", "mean"): "running_mean",
+              ("batch_stats", "var"): "running_var"}
+COLLECTIONS = ("params", "batch_stats")
+# Top-level modules that are heads (their children may carry readable names).
+HEADS = ("classifier", "aux_classifier")
+# torch's ConvTranspose2d kernels are (in, out, kh, kw) and spatially flipped
+# relative to Flax's; torchvision has no such layer, so they are never mapped.
+UNMAPPED_MODULE_PREFIXES = ("upscore_",)
+# BN's step counter carries no weights; every other unused tensor is reported.
+IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+@dataclasses.dataclass
+class LoadReport:
+  path: str
+  loaded: list[str]  # torch keys copied into the variables
+  missing: list[str]  # Flax variables ("collection/path") the file had nothing for
+  unused: list[str]  # torch keys nothing asked for
+
+  def summary(self) -> str:
+    lines = [f"{self.path}: loaded {len(self.loaded)} tensors"]
+    for label, names in (("missing (kept at init)", self.missing),
+                         ("unused in file", self.unused)):
+      if names:
+        lines.append(f"  {label}: {len(names)}: {', '.join(names[:20])}"
+                     + (" ..." if len(names) > 20 else ""))
+    return "\n".join(lines)
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+  """A torch state dict as numpy arrays; .safetensors and .npz need no torch."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"weights file {path!r} does not exist")
+  if path.endswith(".npz"):  # Torch-layout arrays keyed by torch names.
+    with np.load(path) as arrays:
+      return dict(arrays)
+  if path.endswith(".safetensors"):
+    try:
+      from safetensors.numpy import load_file  # Lazy: only weight loading needs it.
+    except ImportError as e:
+      raise ImportError(f"reading {path!r} needs safetensors (pip install safetensors)") from e
+    return dict(load_file(path))
+  try:
+    import torch  # Lazy: torch is optional and heavy.
+  except ImportError as e:
+    raise ImportError(f"reading {path!r} needs torch (pip install torch), or convert the file "
+                      "to .safetensors, which loads without torch") from e
+  state = torch.load(path, map_location="cpu", weights_only=True)
+  for wrapper in ("state_dict", "model"):  # Training checkpoints nest the weights.
+    if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+      state = state[wrapper]
+  return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()}
+
+
+def torch_key(collection: str, path: tuple[str, ...], head_children: dict) -> str | None:
+  """The torchvision key of one Flax variable, or None if it has no counterpart."""
+  *modules, leaf = path
+  if (collection, leaf) not in LEAF_NAMES or any(
+      m.startswith(UNMAPPED_MODULE_PREFIXES) for m in modules):
+    return None
+  names = list(modules)
+  if len(names) > 1 and names[0] in HEADS:
+    table = (DEEPLAB_HEAD_NAMES if "aspp" in head_children[names[0]] else FCN_HEAD_NAMES)
+    names[1] = table.get(names[1], names[1])
+  names = [re.sub(r"_(\d+)", r".\1", name) for name in names]
+  return ".".join(names + [LEAF_NAMES[collection, leaf]])
+
+
+def to_flax(array: np.ndarray, like_shape: tuple[int, ...]) -> np.ndarray:
+  """torch layout -> Flax layout: OIHW -> HWIO; a Linear (O, I) becomes a conv kernel."""
+  if len(like_shape) == 4 and array.ndim == 2:  # fc6/fc7 as convolutions (FCN).
+    kh, kw, _, _ = like_shape
+    if array.shape[1] % (kh * kw) == 0:
+      array = array.reshape(array.shape[0], array.shape[1] // (kh * kw), kh, kw)
+  if array.ndim == 4:
+    array = array.transpose(2, 3, 1, 0)
+  return array
+
+
+def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str = ""):
+  """`(new_variables, report)`: variables whose key starts with `prefix` taken from `state`.
+
+  `prefix` selects a submodule (e.g. "backbone") whose keys the file has without
+  it, as a torchvision classification checkpoint has the backbone's.
+  """
+  variables = flax.core.unfreeze(variables)
+  flat = {(c,) + p: v for c in COLLECTIONS if c in variables
+          for p, v in traverse_util.flatten_dict(variables[c]).items()}
+  head_children = {}
+  for (_, *modules, _leaf) in flat:
+    if len(modules) > 1 and modules[0] in HEADS:
+      head_children.setdefault(modules[0], set()).add(modules[1])
+
+  updates, missing, mismatched, used = {}, [], [], set()
+  for (collection, *var_path), old in flat.items():
+    name = "/".join([collection, *var_path])
+    if prefix and var_path[0] != prefix:
+      continue
+    key = torch_key(collection, tuple(var_path), head_children)
+    if key is not None and prefix:
+      key = key[len(prefix) + 1:]
+    if key is None or key not in state:
+      missing.append(name)
+      continue
+    new = to_flax(np.asarray(state[key]), old.shape)
+    if new.shape != tuple(old.shape):
+      mismatched.append(f"{key}: file has {tuple(state[key].shape)} (-> {new.shape}), "
+                        f"model expects {tuple(old.shape)} for {name}")
+      continue
+    used.add(key)
+    updates[(collection, *var_path)] = new
+  if mismatched:
+    raise ValueError(f"shape mismatch loading {path!r}:\n  " + "\n  ".join(mismatched))
+  if not updates:
+    raise ValueError(f"no tensor of {path!r} matches the model (prefix={prefix!r}); "
+                     f"file keys start with {sorted(state)[:5]}")
+
+  for key, new in updates.items():
+    old = flat[key]
+    new = new.astype(old.dtype)
+    # Keep the placement of (possibly sharded) initialised variables.
+    flat[key] = jax.device_put(new, old.sharding) if isinstance(old, jax.Array) else new
+  out = dict(variables)
+  for collection in COLLECTIONS:
+    if collection in variables:
+      out[collection] = traverse_util.unflatten_dict(
+          {k[1:]: v for k, v in flat.items() if k[0] == collection})
+  unused = sorted(k for k in state if k not in used and not k.endswith(IGNORED_SUFFIXES))
+  return out, LoadReport(path=path, loaded=sorted(used), missing=missing, unused=unused)
+
+
+def apply_pretrained(model_cfg, variables, *, verbose: bool = True):
+  """Variables with `model.backbone_weights` or `model.weights` loaded; a no-op if both are ''."""
+  if not model_cfg.backbone_weights and not model_cfg.weights:
+    return variables
+  if model_cfg.backbone_weights and model_cfg.weights:
+    raise ValueError("set model.weights (a whole segmentation checkpoint) or "
+                     "model.backbone_weights (a classification checkpoint), not both")
+  path = model_cfg.weights or model_cfg.backbone_weights
+  variables, report = load_into(variables, load_state_dict(path), path=path,
+                                prefix="" if model_cfg.weights else "backbone")
+  if verbose:
+    print(report.summary())
+  return variables

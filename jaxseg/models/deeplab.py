@@ -1,0 +1,122 @@
+"""DeepLabv3 (torchvision's structure) and DeepLabv3+ (Chen et al. 2018) on dilated ResNets.
+
+ASPP submodules are named like torchvision's keys (`convs_1_0` is
+`convs.1.0`) so checkpoints map mechanically in `convert.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxseg.models import MODELS
+from jaxseg.models.fcn import Segmentor, aux_head, head_kwargs
+from jaxseg.models.layers import batch_norm, conv2d, resize_bilinear
+from jaxseg.models.resnet import resnet_from_config
+
+# Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
+# (torchvision's 12/24/36); halved again at OS32 so the field of view stays put.
+ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+
+
+class _HeadBase(nn.Module):
+  kernel_init: Callable
+  bn_momentum: float
+  dtype: Any
+
+  def conv_bn_relu(self, x, features, kernel, train, conv_name, bn_name, dilation=1):
+    x = conv2d(features, kernel, dilation=dilation, init=self.kernel_init, dtype=self.dtype,
+               name=conv_name)(x)
+    return nn.relu(batch_norm(train=train, momentum=self.bn_momentum, dtype=self.dtype,
+                              name=bn_name)(x))
+
+
+class ASPP(_HeadBase):
+  """1x1 branch, three atrous 3x3 branches, image pooling; concat, 1x1 projection."""
+
+  rates: tuple[int, ...] = (12, 24, 36)
+  features: int = 256
+  dropout: float = 0.5
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    branches = [self.conv_bn_relu(x, self.features, 1, train, "convs_0_0", "convs_0_1")]
+    for i, rate in enumerate(self.rates, start=1):
+      branches.append(self.conv_bn_relu(x, self.features, 3, train, f"convs_{i}_0",
+                                        f"convs_{i}_1", dilation=rate))
+    i = len(self.rates) + 1
+    # torchvision's ASPPPooling is (pool, conv, bn, relu): indices 1 and 2.
+    pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+    pooled = self.conv_bn_relu(pooled, self.features, 1, train, f"convs_{i}_1", f"convs_{i}_2")
+    # Bilinear upsampling of a 1x1 map is a broadcast.
+    branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
+    x = jnp.concatenate(branches, axis=-1)
+    x = self.conv_bn_relu(x, self.features, 1, train, "project_0", "project_1")
+    return nn.Dropout(self.dropout, deterministic=not train)(x)
+
+
+class DeepLabHead(_HeadBase):
+  """torchvision's DeepLabHead: ASPP, 3x3 conv-BN-ReLU, 1x1 classifier."""
+
+  num_classes: int = 21
+  rates: tuple[int, ...] = (12, 24, 36)
+  aspp_dropout: float = 0.5
+
+  @nn.compact
+  def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
+    common = dict(kernel_init=self.kernel_init, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    x = ASPP(rates=self.rates, dropout=self.aspp_dropout, name="aspp", **common)(
+        features["layer4"], train=train)
+    x = self.conv_bn_relu(x, 256, 3, train, "conv", "bn")
+    return conv2d(self.num_classes, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
+                  name="cls")(x)
+
+
+class DeepLabV3PlusHead(_HeadBase):
+  """ASPP on layer4, upsampled and fused with 48-channel layer1 features, two 3x3 convs."""
+
+  num_classes: int = 21
+  rates: tuple[int, ...] = (6, 12, 18)
+  aspp_dropout: float = 0.5
+  dropout: float = 0.1
+  low_level_features: int = 48  # The paper's choice: few enough not to outweigh ASPP.
+
+  @nn.compact
+  def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
+    common = dict(kernel_init=self.kernel_init, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    x = ASPP(rates=self.rates, dropout=self.aspp_dropout, name="aspp", **common)(
+        features["layer4"], train=train)
+    low = features["layer1"]
+    low = self.conv_bn_relu(low, self.low_level_features, 1, train, "reduce_conv", "reduce_bn")
+    x = resize_bilinear(x, low.shape[1:3])
+    x = jnp.concatenate([x, low], axis=-1)
+    x = self.conv_bn_relu(x, 256, 3, train, "fuse1_conv", "fuse1_bn")
+    x = self.conv_bn_relu(x, 256, 3, train, "fuse2_conv", "fuse2_bn")
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return conv2d(self.num_classes, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
+                  name="cls")(x)
+
+
+def _deeplab(depth: int, plus: bool):
+  def build(cfg, num_classes: int) -> Segmentor:
+    backbone = resnet_from_config(cfg, depth)  # Validates output_stride first.
+    rates = ASPP_RATES[cfg.output_stride]
+    if plus:
+      head = DeepLabV3PlusHead(num_classes=num_classes, rates=rates,
+                               aspp_dropout=cfg.aspp_dropout, dropout=cfg.dropout,
+                               **head_kwargs(cfg))
+    else:
+      head = DeepLabHead(num_classes=num_classes, rates=rates, aspp_dropout=cfg.aspp_dropout,
+                         **head_kwargs(cfg))
+    return Segmentor(backbone=backbone, classifier=head,
+                     aux_classifier=aux_head(cfg, num_classes))
+  return build
+
+
+MODELS.register("deeplabv3_resnet50")(_deeplab(50, plus=False))
+MODELS.register("deeplabv3_resnet101")(_deeplab(101, plus=False))
+MODELS.register("deeplabv3plus_resnet50")(_deeplab(50, plus=True))
+MODELS.register("deeplabv3plus_resnet101")(_deeplab(101, plus=True))

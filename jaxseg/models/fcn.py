@@ -1,0 +1,88 @@
+"""FCN on a dilated ResNet (torchvision's fcn_resnet50/101) and the backbone+head wrapper.
+
+The wrapper is shared by the DeepLab models: a backbone returning named
+features, a head mapping those features to coarse logits, and torchvision's
+auxiliary FCN head on layer3.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxseg.models import MODELS
+from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, resize_bilinear
+from jaxseg.models.resnet import resnet_from_config
+from jaxseg.models.zoo_config import check_choice
+
+
+class FCNHead(nn.Module):
+  """torchvision's FCNHead: 3x3 conv to in/4 channels, BN, ReLU, dropout, 1x1 classifier."""
+
+  num_classes: int
+  feature: str  # Which backbone feature the head reads.
+  dropout: float
+  kernel_init: Callable
+  bn_momentum: float
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
+    x = features[self.feature]
+    x = conv2d(x.shape[-1] // 4, 3, init=self.kernel_init, dtype=self.dtype, name="conv")(x)
+    x = nn.relu(batch_norm(train=train, momentum=self.bn_momentum, dtype=self.dtype,
+                           name="bn")(x))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return conv2d(self.num_classes, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
+                  name="cls")(x)
+
+
+class Segmentor(nn.Module):
+  """Backbone -> head (-> aux head), logits upsampled bilinearly to the input size."""
+
+  backbone: nn.Module
+  classifier: nn.Module
+  aux_classifier: nn.Module | None = None
+
+  @nn.compact
+  def __call__(self, x_BHWC: jax.Array, *, train: bool):
+    H, W = x_BHWC.shape[1:3]
+    features = self.backbone(x_BHWC, train=train)
+    # Upsample in float32: the logits feed a float32 softmax at full resolution.
+    logits_BHWC = resize_bilinear(
+        self.classifier(features, train=train).astype(jnp.float32), (H, W))
+    aux = {}
+    if self.aux_classifier is not None:
+      aux["aux_logits"] = resize_bilinear(
+          self.aux_classifier(features, train=train).astype(jnp.float32), (H, W))
+    return logits_BHWC, aux
+
+
+def head_kwargs(cfg) -> dict:
+  """The init/BN/dtype settings every head shares, read from the zoo keys of `cfg`."""
+  return dict(kernel_init=kernel_init(check_choice(cfg, "init")), bn_momentum=cfg.bn_momentum,
+              dtype=compute_dtype(cfg.dtype))
+
+
+def aux_head(cfg, num_classes: int) -> FCNHead | None:
+  """torchvision's aux_classifier (FCNHead on layer3), or None when `aux_head` is off."""
+  if not cfg.aux_head:
+    return None
+  return FCNHead(num_classes, feature="layer3", dropout=cfg.dropout, **head_kwargs(cfg))
+
+
+def _fcn_resnet(depth: int):
+  def build(cfg, num_classes: int) -> Segmentor:
+    return Segmentor(
+        backbone=resnet_from_config(cfg, depth),
+        classifier=FCNHead(num_classes, feature="layer4", dropout=cfg.dropout,
+                           **head_kwargs(cfg)),
+        aux_classifier=aux_head(cfg, num_classes))
+  return build
+
+
+MODELS.register("fcn_resnet50")(_fcn_resnet(50))
+MODELS.register("fcn_resnet101")(_fcn_resnet(101))

@@ -1,0 +1,47 @@
+"""Defaults for every model-config key read by the ResNet/VGG model zoo."""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Valid values of the enumerated keys; factories check them with `check_choice`.
+CHOICES = {
+    "init": ("kaiming_normal", "xavier_uniform"),
+    "output_stride": (8, 16, 32),
+}
+
+
+def zoo_defaults() -> ml_collections.ConfigDict:
+  """Model-config entries the zoo factories read (merge into `cfg.model`)."""
+  return ml_collections.ConfigDict({
+      # Backbone stride; lower strides replace strides by dilation (torchvision).
+      "output_stride": 8,
+      # ResNet-v1c stem (three 3x3 convs, as mmsegmentation) instead of one 7x7.
+      "deep_stem": False,
+      # FCN head on layer3 (torchvision's aux_classifier), returned as aux_logits.
+      "aux_head": True,
+      # Dropout before the classifier of FCN heads and of the DeepLab decoder.
+      "dropout": 0.1,
+      # Dropout after the ASPP projection (torchvision's DeepLabHead uses 0.5).
+      "aspp_dropout": 0.5,
+      # Dropout after fc6 and fc7 of the VGG FCNs (VGG's own 0.5).
+      "fc_dropout": 0.5,
+      # fcn32s/16s/8s on VGG-16-BN (torchvision's vgg16_bn) instead of VGG-16.
+      "vgg_batch_norm": False,
+      "init": "kaiming_normal",
+      # Zero the last BN scale of each residual block (Goyal et al. 2017).
+      "zero_init_residual": False,
+      # Flax convention: running = momentum * running + (1 - momentum) * batch.
+      "bn_momentum": 0.9,
+      # Paths (.pth or .safetensors) to torchvision weights; '' loads nothing.
+      "backbone_weights": "",
+      "weights": "",
+  })
+
+
+def check_choice(cfg: ml_collections.ConfigDict, key: str):
+  """`cfg[key]`, or a ValueError naming the key and its valid values."""
+  value = cfg[key]
+  if value not in CHOICES[key]:
+    raise ValueError(f"model.{key}={value!r}; expected one of {list(CHOICES[key])}")
+  return value

@@ -1,0 +1,54 @@
+"""The NaN/Inf guard: stop naming the step and the last good checkpoint, never
+checkpoint the bad state, or (train.skip_nonfinite) skip the update and count it."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxseg import train
+from jaxseg.checkpoint import Checkpointer
+from jaxseg.config import build_config
+
+
+def _cfg(shapes_dir, *overrides):
+  return build_config("demo:smoke,seed", [
+      f"data.dir={shapes_dir}", "model.width=4", "train.batch_size=8", "eval.batch_size=304",
+      "train.tensorboard=false", "train.debug_nan_at_step=3", *overrides])
+
+
+def test_nan_between_log_points_stops_before_the_next_checkpoint(shapes_dir, tmp_path):
+  # NaN at step 3, logs only at 6: the device-side flag is what stops the save at 4.
+  cfg = _cfg(shapes_dir, "train.steps=6", "train.log_every=6", "train.checkpoint_every=2")
+  with pytest.raises(train.NonFiniteError) as e:
+    train.train_and_evaluate(cfg, str(tmp_path))
+  message = str(e.value)
+  assert "at step 3 (noticed at step 4)" in message and "Last good checkpoint: step 2" in message
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), 3)
+  assert ckpt.latest_step() == 2
+  state = ckpt.restore_arrays(2)
+  ckpt.close()
+  assert all(np.isfinite(x).all() for x in _leaves(state["params"]))
+
+
+def test_skip_nonfinite_skips_the_update_and_counts_it(shapes_dir, tmp_path):
+  cfg = _cfg(shapes_dir, "train.steps=4", "train.log_every=2", "train.checkpoint_every=100",
+             "train.skip_nonfinite=true")
+  train.train_and_evaluate(cfg, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    logged = [json.loads(line) for line in f if '"loss"' in line]
+  assert [r["step"] for r in logged] == [2, 4]
+  assert logged[0]["nonfinite_steps"] == 0 and logged[0]["first_nonfinite_step"] == -1
+  assert logged[1]["nonfinite_steps"] == 1 and logged[1]["first_nonfinite_step"] == 3
+  assert np.isfinite(logged[1]["loss"])  # Step 4 trains on from the state before step 3.
+  ckpt = Checkpointer(str(tmp_path / "checkpoints"), 3)
+  state = ckpt.restore_arrays(4)
+  ckpt.close()
+  assert all(np.isfinite(x).all() for x in _leaves(state))
+
+
+def _leaves(tree):
+  import jax
+
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
