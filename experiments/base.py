@@ -101,14 +101,14 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.
-  c.eval.mode = "whole"  # whole | slide | multiscale (see README: evaluation modes).
+  c.eval.mode = "whole"  # whole | slide | aug (multi-scale + flip); docs/losses_metrics.md.
   c.eval.crop_size = (512, 512)  # slide: window (H, W).
   c.eval.stride = (341, 341)  # slide: window step (H, W).
-  c.eval.scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # multiscale: input resize factors.
-  c.eval.flip = False  # Also average the horizontally flipped view (any mode).
+  c.eval.scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # aug: input resize factors.
+  c.eval.flip = True  # aug: also average each scale's horizontally flipped view.
   c.eval.size_divisor = 32  # Rescaled / predicted inputs are padded to multiples of this.
-  c.eval.checkpoint = ""  # --mode eval/predict: '' = latest, a step, or a checkpoint path.
-  c.eval.report_samples = 8  # Val images shown in the prediction grid of the report.
+  c.eval.checkpoint = ""  # --mode eval/predict: '' = latest, a step, 'best', or a path.
+  c.eval.report_images = 8  # First N val images shown in the report's prediction grid.
 
   c.predict = ml_collections.ConfigDict()
   c.predict.overlay_alpha = 0.5  # Weight of the class colours in the overlay PNG.

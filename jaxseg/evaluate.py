@@ -1,4 +1,4 @@
-"""Evaluation over an entire split: the jitted eval step (whole / slide / multiscale+flip),
+"""Evaluation over an entire split: the jitted eval step (whole / slide / aug = multi-scale+flip),
 one confusion matrix summed over every batch, metrics, and a few sample predictions."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def jit_eval_step(step, state, mesh):
 class EvalResult:
   summary: dict
   confusion: np.ndarray  # [K, K] int64, rows = ground truth.
-  # The first `eval.report_samples` examples: image (uint8), label, prediction, each
+  # The first `eval.report_images` examples: image (uint8), label, prediction, each
   # cropped to its true size. Empty on multi-host runs (predictions are not gathered).
   samples: list[dict]
 
@@ -57,7 +57,7 @@ class EvalResult:
 def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
   per_process = cfg.eval.batch_size // jax.process_count()
   total = math.ceil(math.ceil(len(source) / jax.process_count()) / per_process)
-  want = cfg.eval.report_samples if jax.process_count() == 1 else 0
+  want = cfg.eval.report_images if jax.process_count() == 1 else 0
   batch_confs, kept = [], []
   bar = tqdm.tqdm(pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
                   total=total, desc="eval", leave=False, disable=jax.process_index() != 0)
@@ -94,11 +94,14 @@ def evaluate(eval_step, state, source, cfg, meta, mesh) -> tuple[dict, np.ndarra
 def checkpoint_to_restore(checkpoint: str, default_dir: str) -> tuple[str, int | None]:
   """`eval.checkpoint` -> (checkpoint directory, step or None for the latest).
 
-  '' = latest in `default_dir`; '12' = step 12 there; a path '.../checkpoints/12'
-  = that step of that directory; a path to a checkpoints directory = its latest.
+  '' = latest in `default_dir`; '12' = step 12 there; 'best' = the best-by-mIoU
+  checkpoint (`<default_dir>_best`); a path '.../checkpoints/12' = that step of
+  that directory; a path to a checkpoints directory = its latest.
   """
   if not checkpoint:
     return default_dir, None
+  if checkpoint == "best":
+    return default_dir + "_best", None
   if checkpoint.isdigit():
     return default_dir, int(checkpoint)
   path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))

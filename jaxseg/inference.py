@@ -4,7 +4,15 @@ Shared by evaluation and prediction. Inputs are canvases (B, H, W, 3) of
 normalised images padded bottom/right, with each image's true size in
 `size_B2`; every shape, window grid and scale is static, so one compile per
 canvas. Views are combined as mmseg does: logits averaged over overlapping
-windows (count map), then softmax probabilities averaged over scales and flips.
+windows (count map), then softmax probabilities averaged over scales and flips
+(probabilities, not logits, so one over-confident view cannot dominate).
+
+Padding: flips mirror each image within its own width and slide windows stay
+inside each image, so neither mixes padding into the image. Multi-scale
+(`aug`) resizes the whole canvas; the image stays anchored top-left at every
+scale, so padding reaches the image only through the one-pixel bilinear seam at
+its bottom/right edge and the receptive field, exactly as in `whole` mode.
+Padding pixels are never scored: their labels are the ignore index.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import ml_collections
 
 from jaxseg.models.layers import resize_bilinear
 
-MODES = ("whole", "slide", "multiscale")
+MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
 
 
 def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
@@ -92,22 +100,24 @@ def slide_logits(apply_fn, x_BHWC, size_B2, crop_HW, stride_HW) -> jax.Array:
 
 
 def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict) -> jax.Array:
-  """Softmax probabilities (B, H, W, K) on the canvas under `eval.mode` and `eval.flip`.
+  """Softmax probabilities (B, H, W, K) on the canvas under `eval.mode`.
 
-  `apply_fn(x_BHWC) -> logits_BHWK` at the input resolution. In multiscale mode
+  `aug` averages every scale of `eval.scales`, each also flipped when `eval.flip`.
+
+  `apply_fn(x_BHWC) -> logits_BHWK` at the input resolution. In `aug` mode
   each scale is a whole-image pass on the canvas resized by the scale (rounded
   up to `eval.size_divisor`), its logits resized back to the canvas.
   """
   B, H, W, _ = x_BHWC.shape
-  scales = tuple(eval_cfg.scales) if eval_cfg.mode == "multiscale" else (1.0,)
-  flips = (False, True) if eval_cfg.flip else (False,)
+  scales = tuple(eval_cfg.scales) if eval_cfg.mode == "aug" else (1.0,)
+  flips = (False, True) if eval_cfg.mode == "aug" and eval_cfg.flip else (False,)
   total = 0.0
   for scale, flip in itertools.product(scales, flips):
     x = flip_valid(x_BHWC, size_B2) if flip else x_BHWC
     if eval_cfg.mode == "slide":
       logits = slide_logits(apply_fn, x, size_B2, tuple(eval_cfg.crop_size),
                             tuple(eval_cfg.stride))
-    elif eval_cfg.mode == "multiscale" and scale != 1.0:
+    elif eval_cfg.mode == "aug" and scale != 1.0:
       scaled_HW = tuple(round_up(round(n * scale), eval_cfg.size_divisor) for n in (H, W))
       logits = resize_bilinear(apply_fn(resize_bilinear(x, scaled_HW)).astype(jnp.float32), (H, W))
     else:
