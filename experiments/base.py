@@ -111,5 +111,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.report_images = 8  # First N val images shown in the report's prediction grid.
 
   c.predict = ml_collections.ConfigDict()
-  c.predict.overlay_alpha = 0.5  # Weight of the class colours in the overlay PNG.
+  c.predict.overlay_alpha = 0.5  # Weight of the class colours in overlays (predict, reports).
+  c.predict.batch_size = 8  # Global; divisible by the device count.
+  # Images are padded to sides rounded up to this (a multiple of the model's stride),
+  # so a folder of varied sizes compiles once per bucket; outputs keep the original size.
+  c.predict.bucket = 64
   return c
