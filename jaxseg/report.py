@@ -72,21 +72,21 @@ def confusion_image(conf_KK: np.ndarray, class_names, cell: int = 24) -> Image.I
   rows = conf.sum(axis=1, keepdims=True)
   norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
   K = len(class_names)
-  margin = 8 + 6 * max(len(n) for n in class_names)
-  img = Image.new("RGB", (margin + K * cell + 4, margin + K * cell + 4), "white")
+  margin, top = 8 + 6 * max(len(n) for n in class_names), 34
+  img = Image.new("RGB", (margin + K * cell + 4, top + K * cell + 4), "white")
   draw = ImageDraw.Draw(img)
   for t in range(K):
     for p in range(K):
       v = norm[t, p]
       colour = tuple(int(255 - v * (255 - c)) for c in (8, 48, 107))
-      x, y = margin + p * cell, margin + t * cell
+      x, y = margin + p * cell, top + t * cell
       draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colour, outline=(200, 200, 200))
       if cell >= 20 and conf[t].sum():
         draw.text((x + 2, y + cell // 3), f"{int(round(100 * v))}",
                   fill="white" if v > 0.5 else "black")
-    draw.text((2, margin + t * cell + cell // 3), class_names[t][:margin // 6], fill="black")
+    draw.text((2, top + t * cell + cell // 3), class_names[t][:margin // 6], fill="black")
   for p in range(K):  # Column labels: first letters, rows spell them out.
-    draw.text((margin + p * cell + 2, margin - 14), class_names[p][:3], fill="black")
+    draw.text((margin + p * cell + 2, top - 14), class_names[p][:3], fill="black")
   draw.text((2, 2), "rows: truth, cols: prediction (%)", fill="black")
   return img
 
