@@ -74,8 +74,9 @@ def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple
   state = state.for_eval()
   fn = make_predict_fn(run.model, cfg, state, mesh)
   batch = cfg.predict.batch_size
-  if batch % mesh.size:
-    raise ValueError(f"predict.batch_size={batch} must be divisible by the {mesh.size} devices")
+  if batch < 1 or batch % mesh.size or cfg.predict.bucket < 1:
+    raise ValueError(f"predict.batch_size={batch} must be a positive multiple of the "
+                     f"{mesh.size} devices and predict.bucket={cfg.predict.bucket} positive")
   # Group by canvas bucket: one compile per bucket, batches of the same static shape.
   buckets: dict[tuple, list] = collections.defaultdict(list)
   for path in paths:
