@@ -54,9 +54,9 @@ def main(argv=None) -> int:
   # grain's worker processes read absl flags; mark them parsed outside absl.app.
   flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.ERROR)  # tfds' info chatter would break the progress bar.
-  from jaxseg.sharding import initialize_distributed
+  from jaxseg import distributed
 
-  initialize_distributed()  # Before any jax backend starts (multi-process runs only).
+  distributed.initialize()  # Before any jax backend starts (multi-process runs only).
   if args.list:
     _list()
     return 0
@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     return 2
   workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
   from jaxseg import train
+  from jaxseg.data.datasets import DatasetError
 
   try:
     if args.mode == "train":
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
   except train.NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)
     return 4
-  except FileNotFoundError as e:  # A missing checkpoint or dataset file: say which.
+  except (FileNotFoundError, DatasetError) as e:  # A missing or bad file: the message names it.
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

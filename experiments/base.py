@@ -31,10 +31,35 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "validation"
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process).
   c.data.shuffle_seed = 0
+  # voc_seg: fetch archives missing from manual_dir from their URLs (False: fail at
+  # once, naming the file to put there; offline machines never wait on a download).
+  c.data.download = False
+  c.data.folder_root = ""  # folder: root of images/<split>/, labels/<split>/, classes.txt.
+  # folder: RGB colour labels map this colour to the ignore index 255 (() = none).
+  c.data.folder_ignore_rgb = (255, 255, 255)
 
   c.augment = ml_collections.ConfigDict()
   c.augment.preset = "flip"  # A registered augmentation preset.
   c.augment.crop_size = (64, 64)  # (H, W) of training crops.
+  c.augment.flip_prob = 0.5  # Horizontal flip probability (presets with a flip).
+  # Crops pad labels with the ignore index and images with 'zero' or 'mean' (the mean
+  # colour, which normalises to 0 on device, as mmseg's pad-after-normalise does).
+  c.augment.image_pad = "zero"
+  # Re-draw a crop (up to 10 times, mmseg) while one class covers >= this fraction of
+  # its non-ignore pixels or it holds a single class; 1.0 = off. mmseg's VOC: 0.75.
+  c.augment.cat_max_ratio = 1.0
+  # Rescale presets (scale_crop_flip, voc): a ratio drawn uniformly from scale_range,
+  # applied to base_size=(long, short) mmseg-style (fit inside base_size*ratio, aspect
+  # kept), or to the image's own size when base_size=().
+  c.augment.scale_range = (0.5, 2.0)
+  c.augment.base_size = (2048, 512)
+  # Photometric distortion (voc always; scale_crop_flip when photometric=True), mmseg's
+  # PhotoMetricDistortion: each part with p=0.5; hue_delta in OpenCV units (180 = a turn).
+  c.augment.photometric = False
+  c.augment.brightness_delta = 32.0
+  c.augment.contrast_range = (0.5, 1.5)
+  c.augment.saturation_range = (0.5, 1.5)
+  c.augment.hue_delta = 18
   # Normalisation happens on device, on uint8 images, inside the jitted step.
   c.augment.mean = (123.675, 116.28, 103.53)  # ImageNet, in 0-255 units.
   c.augment.std = (58.395, 57.12, 57.375)

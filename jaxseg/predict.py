@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxseg import inference, report
-from jaxseg.sharding import batch_sharded, replicated
+from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 from jaxseg.steps import normalize
 

@@ -2,39 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
-
-# Environments where jax.distributed.initialize() finds its peers by itself.
-_AUTO_DETECTED = ("JAX_COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS",
-                  "TPU_WORKER_HOSTNAMES", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")
-
-
-def initialize_distributed() -> None:
-  """Joins the other processes of a multi-process run; a no-op for one process.
-
-  Must run before anything touches a jax backend. Explicit: JAXSEG_COORDINATOR
-  (host:port), JAXSEG_NUM_PROCESSES, JAXSEG_PROCESS_ID. Otherwise jax detects
-  Cloud TPU pods, SLURM, Open MPI and its own JAX_* variables.
-  """
-  env = os.environ
-  if env.get("JAXSEG_COORDINATOR"):
-    jax.distributed.initialize(coordinator_address=env["JAXSEG_COORDINATOR"],
-                               num_processes=int(env["JAXSEG_NUM_PROCESSES"]),
-                               process_id=int(env["JAXSEG_PROCESS_ID"]))
-  elif any(env.get(k) for k in _AUTO_DETECTED) and _multi_host_tpu_or_cluster(env):
-    jax.distributed.initialize()
-
-
-def _multi_host_tpu_or_cluster(env) -> bool:
-  # A single-host TPU VM also sets TPU_WORKER_HOSTNAMES (to one host): nothing to join.
-  hosts = env.get("TPU_WORKER_HOSTNAMES", "")
-  return "," in hosts or any(env.get(k) for k in _AUTO_DETECTED if k != "TPU_WORKER_HOSTNAMES")
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

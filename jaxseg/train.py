@@ -10,14 +10,18 @@ import jax
 import ml_collections
 import tqdm
 
-from jaxseg import report
+from jaxseg import distributed, report
 from jaxseg.assemble import Run, assemble
 from jaxseg.checkpoint import Checkpointer, check_resume_config
 from jaxseg.evaluate import evaluate_split, restore_for_eval
 from jaxseg.preemption import StopRequest
-from jaxseg.sharding import global_batch
+from jaxseg.sharding import DevicePrefetcher
 from jaxseg.steps import to_host
 from jaxseg.writer import MetricsWriter
+
+# Batches on device ahead of the step that runs: the next one, and the one after
+# it in flight, so host-to-device copies overlap compute. Changes no result.
+DEVICE_PREFETCH = 2
 
 
 class Preempted(Exception):
@@ -36,7 +40,7 @@ def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter) -> dict
   result = evaluate_split(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
                           run.cfg, run.meta, run.mesh)
   writer.write(step, {f"eval/{k}": v for k, v in result.summary.items()})
-  if jax.process_index() == 0:  # After the write: the curves read metrics.jsonl.
+  if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
     report.write_reports(os.path.dirname(writer.path), step, result.summary, result.confusion,
                          result.samples, run.meta, run.cfg.predict.overlay_alpha)
   return result.summary
@@ -69,7 +73,7 @@ def _resume(ckpt: Checkpointer, state, train_iter, changes: dict):
   if latest is None:
     return state, 0
   state = ckpt.restore(latest, state, train_iter)
-  if jax.process_index() == 0:
+  if distributed.is_main_process():
     changed = "".join(f"; {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
     print(f"resuming from step {latest} in {ckpt.directory}{changed}", flush=True)
   return state, latest
@@ -81,6 +85,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   `force` resumes even when the config differs from the checkpoint's in keys
   that should not change (checkpoint.RESUMABLE_KEYS lists those that may).
   """
+  distributed.initialize()  # Before any jax backend starts; a no-op if run.py did it.
   os.makedirs(workdir, exist_ok=True)
   ckpt = _checkpointer(cfg, workdir)
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
@@ -89,8 +94,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 
   train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
   state, start = _resume(ckpt, run.state, train_iter, changes)
+  # Checkpoints take the prefetcher's state: the position after the batches the
+  # steps consumed, not after those already sent ahead, so resuming stays exact.
+  batches = DevicePrefetcher(train_iter, run.mesh, size=DEVICE_PREFETCH)
   config = cfg.to_dict()
-  if jax.process_index() == 0:
+  if distributed.is_main_process():  # The effective config, overrides applied.
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(config, f, indent=2)
   writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard)
@@ -99,11 +107,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
     return int(jax.device_get(state.first_nonfinite_step))
 
   bar = tqdm.tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
-                  disable=jax.process_index() != 0, dynamic_ncols=True)
+                  disable=not distributed.is_main_process(), dynamic_ncols=True)
   last_time, last_step = time.perf_counter(), start
   with StopRequest(ckpt) as stop:
     for step in range(start + 1, cfg.train.steps + 1):
-      state, step_metrics = run.train_step(state, global_batch(run.mesh, next(train_iter)))
+      # No host sync in here but at log, eval and checkpoint points: dispatch runs ahead.
+      state, step_metrics = run.train_step(state, next(batches))
       bar.update(1)
       if step % cfg.train.log_every == 0 or step == cfg.train.steps:
         values = to_host(step_metrics)  # The one host sync per log interval.
@@ -118,14 +127,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         summary = _evaluate_and_log(run, state, step, writer)
         ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
-        bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
+        if distributed.is_main_process():
+          bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
       if step % cfg.train.checkpoint_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)  # Never checkpoint a bad state.
-        ckpt.save(step, state, train_iter, config)
+        ckpt.save(step, state, batches, config)
       if step != cfg.train.steps and stop.should_stop(step):
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         if ckpt.latest_step() != step:
-          ckpt.save(step, state, train_iter, config)
+          ckpt.save(step, state, batches, config)
         ckpt.close()
         bar.close()
         writer.close()
@@ -134,23 +144,24 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   bar.close()
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
-    ckpt.save(cfg.train.steps, state, train_iter, config)
+    ckpt.save(cfg.train.steps, state, batches, config)
   summary = _evaluate_and_log(run, state, cfg.train.steps, writer)
   ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
   ckpt.close()
   writer.close()
-  if jax.process_index() == 0:
+  if distributed.is_main_process():
     print(report.summary_table(summary, run.meta.class_names))
   return summary
 
 
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
+  distributed.initialize()
   run = assemble(cfg)
   state, step = restore_for_eval(cfg, workdir, run.state)
   writer = MetricsWriter(workdir, tensorboard=False)
   summary = _evaluate_and_log(run, state, step, writer)
-  if jax.process_index() == 0:
+  if distributed.is_main_process():
     print(f"checkpoint step {step}")
     print(report.summary_table(summary, run.meta.class_names))
     print(f"reports in {os.path.join(workdir, 'reports')}")

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -88,8 +87,8 @@ def test_crop_pads_labels_with_ignore_and_keeps_alignment():
   # A coordinate-encoded example: image channels hold (y, x), label holds (y*30+x) % 250.
   image = np.stack([yy, xx, np.zeros_like(yy)], -1).astype(np.uint8)
   label = ((yy * 30 + xx) % 250).astype(np.uint8)
-  aug = transforms.build_augment(
-      ml_collections.ConfigDict({"preset": "flip", "crop_size": (24, 24)}), 255)
+  cfg = build_config("demo", ["augment.preset=flip", "augment.crop_size=(24,24)"])
+  aug = transforms.build_augment(cfg.augment, 255)
   for _ in range(20):
     out = aug({"image": image, "label": label}, rng)
     assert out["image"].shape == (24, 24, 3) and out["label"].shape == (24, 24)

@@ -154,7 +154,7 @@ def test_unknown_config_values_name_the_key(key, value, valid):
 
 def test_zoo_defaults_have_every_key_the_factories_read():
   cfg = zoo_defaults()
-  for key in ("output_stride", "deep_stem", "aux_head", "dropout", "init",
+  for key in ("output_stride", "deep_stem", "aux_head", "dropout", "init", "classifier_init_std",
               "zero_init_residual", "bn_momentum", "backbone_weights", "weights"):
     assert key in cfg
   base = ml_collections.ConfigDict({"name": "fcn8s", "dtype": "float32", "width": 8, "depth": 2})
@@ -220,3 +220,16 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name):
                             mutable=["batch_stats"]), variables)
   assert logits.dtype == jnp.float32
   assert all(a.dtype == jnp.float32 for a in aux.values())
+
+
+@pytest.mark.parametrize("std", [0.01, 0.0])
+def test_classifier_init_std_reaches_every_resnet_head(std):
+  # 0.01 (mmsegmentation): the first logits are near zero; 0: the heads' `init` (He).
+  for model_name in ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
+    model = build_model(model_cfg(model_name, classifier_init_std=std), 21)
+    for head in (model.classifier, model.aux_classifier):
+      kernel = np.asarray(
+          (head.classifier_init or head.kernel_init)(KEY, (1, 1, 512, 21)))
+      expected = std if std else np.sqrt(2 / 21)  # He normal over fan-out = 21 classes.
+      np.testing.assert_allclose(kernel.std(), expected, rtol=0.05)
+      assert (head.classifier_init is None) == (std == 0)

@@ -14,7 +14,22 @@ from jaxseg.registry import Registry
 DATASETS: Registry = Registry("dataset")
 
 # Modules whose import registers builders; listed so `DATASETS.names()` is complete.
-_BUILDER_MODULES = {"shapes": "jaxseg.data.builders.shapes:Shapes"}
+_BUILDER_MODULES = {
+    "shapes": "jaxseg.data.builders.shapes:Shapes",
+    "voc_seg": "jaxseg.data.builders.voc_seg:VocSeg",
+    "folder": "jaxseg.data.builders.folder:Folder",
+}
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be prepared; the message names the file at fault."""
+
+
+class DatasetMissingError(DatasetError, FileNotFoundError):
+  """A source archive or folder is not where preparation looks for it.
+
+  Also a FileNotFoundError so `run.py` reports it as one line, not a traceback.
+  """
 
 
 def _register_all() -> None:
@@ -49,6 +64,10 @@ def _builder(data_cfg: ml_collections.ConfigDict):
   kwargs = {"data_dir": os.path.expanduser(data_cfg.dir), "file_format": "array_record"}
   if data_cfg.config:
     kwargs["config"] = data_cfg.config
+  # Builders whose identity or behaviour comes from more config keys than a name
+  # (the folder builder's root, voc_seg's download permission) map them here.
+  if hasattr(builder_cls, "builder_kwargs"):
+    kwargs.update(builder_cls.builder_kwargs(data_cfg))
   return builder_cls(**kwargs)
 
 
@@ -56,13 +75,16 @@ def prepare(data_cfg: ml_collections.ConfigDict):
   """Returns the builder, generating ArrayRecord files first if they are missing.
 
   tfds writes into an `incomplete.*` directory and renames it only when every
-  split is written, so an interrupted preparation is never read as complete.
+  split is written, so an interrupted or refused preparation (DatasetError) is
+  never read as complete, and a retry starts from scratch.
   """
   builder = _builder(data_cfg)
   if not builder.is_prepared():
     from tensorflow_datasets.core import download  # Preparation is the one TF user.
 
-    manual_dir = os.path.expanduser(data_cfg.manual_dir) if data_cfg.manual_dir else None
+    # Always explicit, so a builder's "put the file here" message names the real path.
+    manual_dir = os.path.expanduser(data_cfg.manual_dir or os.path.join(
+        data_cfg.dir, "downloads", "manual"))
     builder.download_and_prepare(
         download_config=download.DownloadConfig(manual_dir=manual_dir))
   return builder

@@ -47,12 +47,18 @@ class _SliceOfGlobalBatch:
   takes records [p*b, (p+1)*b) of each global batch of P*b. So the global batch,
   and each record's augmentation seed, are the same for any number of
   processes: a 2-process run sees exactly what a 1-process run sees.
+
+  With W grain workers, worker w reads sampler indices w, w+W, ... and batches
+  them itself, and the loader yields the workers' batches round robin; the
+  index map undoes that striding, so the k-th batch yielded is global batch k
+  for any worker count too.
   """
 
-  def __init__(self, num_records: int, seed: int, per_process: int):
+  def __init__(self, num_records: int, seed: int, per_process: int, worker_count: int):
     self.order = grain.samplers.IndexSampler(num_records=num_records, shuffle=True,
                                              num_epochs=None, seed=seed)
     self.per_process = per_process
+    self.workers = max(worker_count, 1)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
 
   def __len__(self) -> int:
@@ -63,7 +69,9 @@ class _SliceOfGlobalBatch:
             f"process={self.process_index}/{self.process_count})")
 
   def __getitem__(self, index: int) -> grain.RecordMetadata:
-    batch, offset = divmod(index, self.per_process)
+    worker, index_in_worker = index % self.workers, index // self.workers
+    batch_in_worker, offset = divmod(index_in_worker, self.per_process)
+    batch = batch_in_worker * self.workers + worker
     position = (batch * self.process_count + self.process_index) * self.per_process + offset
     chosen = self.order[position]
     return grain.RecordMetadata(index=index, record_key=chosen.record_key, rng=chosen.rng)
@@ -72,7 +80,8 @@ class _SliceOfGlobalBatch:
 def train_loader(source, cfg: ml_collections.ConfigDict, ignore_index: int) -> grain.DataLoader:
   """An endless, shuffled, augmented loader; its iterator state is checkpointable."""
   per_process = _per_process(cfg.train.batch_size, "train.batch_size")
-  sampler = _SliceOfGlobalBatch(len(source), cfg.data.shuffle_seed, per_process)
+  sampler = _SliceOfGlobalBatch(len(source), cfg.data.shuffle_seed, per_process,
+                                cfg.data.worker_count)
   ops = [_Decode(), _Augment(transforms.build_augment(cfg.augment, ignore_index)),
          grain.transforms.Batch(per_process, drop_remainder=True)]
   # The sampler already does the per-process split, so the loader must not shard again.

@@ -1,8 +1,11 @@
 """Joint image/label ops on examples {'image': uint8 HxWx3, 'label': uint8 HxW}.
 
 Every op transforms image and label together so they can never fall out of
-step; labels are only ever moved or nearest-resized, never interpolated.
-Normalisation (mean/std) happens on device inside the jitted step.
+step; labels are only ever moved or nearest-resized, never interpolated, and
+padded with the ignore index. Ops are module-level functions bound with
+`functools.partial`, so a `Compose` pickles into grain's worker processes.
+Normalisation (mean/std) happens on device inside the jitted step, so images
+stay uint8 here.
 """
 
 from __future__ import annotations
@@ -12,51 +15,203 @@ from typing import Callable
 
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from jaxseg.registry import Registry
 
 Example = dict[str, np.ndarray]
 Op = Callable[[Example, np.random.Generator], Example]
 AUGMENTATIONS: Registry = Registry("augmentation preset")
+CAT_MAX_TRIES = 10  # mmseg's RandomCrop retries this often before keeping a crop.
 
 
-def hflip(example: Example, rng: np.random.Generator) -> Example:
-  if rng.random() < 0.5:
+def hflip(example: Example, rng: np.random.Generator, prob: float = 0.5) -> Example:
+  if rng.random() < prob:
     example = dict(example, image=example["image"][:, ::-1], label=example["label"][:, ::-1])
   return example
 
 
-def pad_to(example: Example, size_HW: tuple[int, int], ignore_index: int) -> Example:
-  """Pads bottom/right up to `size_HW`: image with 0, label with the ignore index."""
+def pad_to(example: Example, size_HW: tuple[int, int], ignore_index: int,
+           image_value: tuple[int, int, int] = (0, 0, 0)) -> Example:
+  """Pads bottom/right up to `size_HW`: image with `image_value`, label with the ignore index."""
   H, W = example["label"].shape
   pad_h, pad_w = max(size_HW[0] - H, 0), max(size_HW[1] - W, 0)
   if not (pad_h or pad_w):
     return example
+  image_HW3 = np.empty((H + pad_h, W + pad_w, 3), np.uint8)
+  image_HW3[...] = np.asarray(image_value, np.uint8)
+  image_HW3[:H, :W] = example["image"]
   return dict(
-      example,
-      image=np.pad(example["image"], ((0, pad_h), (0, pad_w), (0, 0))),
+      example, image=image_HW3,
       label=np.pad(example["label"], ((0, pad_h), (0, pad_w)), constant_values=ignore_index))
 
 
+def _crop_is_varied(label_hw: np.ndarray, ignore_index: int, cat_max_ratio: float) -> bool:
+  """mmseg's test: more than one class and none covering >= cat_max_ratio of the valid pixels."""
+  counts = np.bincount(label_hw.ravel(), minlength=256)
+  counts[ignore_index] = 0
+  counts = counts[counts > 0]
+  return len(counts) > 1 and counts.max() < cat_max_ratio * counts.sum()
+
+
 def random_crop(example: Example, rng: np.random.Generator, size_HW: tuple[int, int],
-                ignore_index: int) -> Example:
-  example = pad_to(example, size_HW, ignore_index)
+                ignore_index: int, cat_max_ratio: float = 1.0,
+                image_pad: tuple[int, int, int] = (0, 0, 0)) -> Example:
+  """A uniformly placed crop of `size_HW`, padding first where the image is smaller.
+
+  With `cat_max_ratio` < 1 the window is re-drawn (up to CAT_MAX_TRIES draws,
+  keeping the last) until `_crop_is_varied`, so crops of pure background become
+  rarer. At 1.0 it draws exactly two integers, as it always has.
+  """
+  example = pad_to(example, size_HW, ignore_index, image_pad)
   H, W = example["label"].shape
-  top = int(rng.integers(0, H - size_HW[0] + 1))
-  left = int(rng.integers(0, W - size_HW[1] + 1))
-  window = np.s_[top:top + size_HW[0], left:left + size_HW[1]]
+  for _ in range(CAT_MAX_TRIES if cat_max_ratio < 1.0 else 1):
+    top = int(rng.integers(0, H - size_HW[0] + 1))
+    left = int(rng.integers(0, W - size_HW[1] + 1))
+    window = np.s_[top:top + size_HW[0], left:left + size_HW[1]]
+    if cat_max_ratio >= 1.0 or _crop_is_varied(example["label"][window], ignore_index,
+                                                cat_max_ratio):
+      break
   return dict(example, image=example["image"][window], label=example["label"][window])
+
+
+def rescaled_size(H: int, W: int, ratio: float, base_size: tuple[int, ...]) -> tuple[int, int]:
+  """The (h, w) an HxW image is resized to for one drawn `ratio`.
+
+  `base_size` () scales the original size by `ratio`. `base_size` (long, short)
+  is mmseg's RandomResize(scale=base_size, ratio_range, keep_ratio=True): the
+  image is fitted, aspect kept, inside long*ratio x short*ratio, so a 500x375
+  VOC image at ratio 1 with (2048, 512) becomes 683x512.
+  """
+  if not base_size:
+    factor = ratio
+  else:
+    long_edge, short_edge = int(max(base_size) * ratio), int(min(base_size) * ratio)
+    factor = min(long_edge / max(H, W), short_edge / min(H, W))
+  return max(int(H * factor + 0.5), 1), max(int(W * factor + 0.5), 1)
+
+
+def resize(example: Example, size_HW: tuple[int, int]) -> Example:
+  """Image bilinear, label nearest (PIL, same pixel-centre convention for both)."""
+  wh = (size_HW[1], size_HW[0])
+  image = Image.fromarray(example["image"]).resize(wh, Image.Resampling.BILINEAR)
+  label = Image.fromarray(example["label"]).resize(wh, Image.Resampling.NEAREST)
+  return dict(example, image=np.asarray(image), label=np.asarray(label))
+
+
+def random_rescale(example: Example, rng: np.random.Generator, ratio_range: tuple[float, float],
+                   base_size: tuple[int, ...]) -> Example:
+  ratio = rng.uniform(*ratio_range)
+  return resize(example, rescaled_size(*example["label"].shape, ratio, base_size))
+
+
+# Photometric distortion, image only, following mmseg's PhotoMetricDistortion:
+# uint8 -> float32 affine -> clip -> truncate to uint8 after every step.
+def _affine(x: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+  return np.clip(x.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+def adjust_brightness(image_HW3: np.ndarray, delta: float) -> np.ndarray:
+  return _affine(image_HW3, beta=delta)
+
+
+def adjust_contrast(image_HW3: np.ndarray, alpha: float) -> np.ndarray:
+  """mmseg's 'contrast' is a plain gain (x * alpha), not a stretch about the mean."""
+  return _affine(image_HW3, alpha=alpha)
+
+
+def adjust_saturation(image_HW3: np.ndarray, alpha: float) -> np.ndarray:
+  hsv = np.array(Image.fromarray(image_HW3).convert("HSV"))
+  hsv[..., 1] = _affine(hsv[..., 1], alpha=alpha)
+  return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+
+
+def adjust_hue(image_HW3: np.ndarray, shift: int) -> np.ndarray:
+  """Rotates hue by `shift` in OpenCV units (0-180 per turn, mmseg's) via PIL's 0-256 HSV."""
+  hsv = np.array(Image.fromarray(image_HW3).convert("HSV"))
+  hsv[..., 0] = (hsv[..., 0].astype(np.int32) + round(shift * 256 / 180)) % 256
+  return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+
+
+def photometric(example: Example, rng: np.random.Generator, brightness_delta: float,
+                contrast_range: tuple[float, float], saturation_range: tuple[float, float],
+                hue_delta: int) -> Example:
+  """Brightness, contrast, saturation, hue, each with p=0.5; contrast first or last at random."""
+  image = example["image"]
+  if rng.random() < 0.5:
+    image = adjust_brightness(image, rng.uniform(-brightness_delta, brightness_delta))
+  contrast_first = rng.random() < 0.5
+  if contrast_first and rng.random() < 0.5:
+    image = adjust_contrast(image, rng.uniform(*contrast_range))
+  if rng.random() < 0.5:
+    image = adjust_saturation(image, rng.uniform(*saturation_range))
+  if rng.random() < 0.5:
+    image = adjust_hue(image, int(rng.integers(-hue_delta, hue_delta + 1)))
+  if not contrast_first and rng.random() < 0.5:
+    image = adjust_contrast(image, rng.uniform(*contrast_range))
+  return dict(example, image=image)
+
+
+# Presets: which ops in which order. Every number comes from cfg (c.augment).
+def _pad_value(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """'mean' pads images with the mean colour, so padding normalises to 0 on device."""
+  choices = {"zero": (0, 0, 0), "mean": tuple(int(round(m)) for m in cfg.mean)}
+  if cfg.image_pad not in choices:
+    raise ValueError(f"augment.image_pad={cfg.image_pad!r}; expected one of {sorted(choices)}")
+  return choices[cfg.image_pad]
+
+
+def _crop(cfg: ml_collections.ConfigDict, ignore_index: int) -> Op:
+  return functools.partial(random_crop, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index,
+                           cat_max_ratio=cfg.cat_max_ratio, image_pad=_pad_value(cfg))
+
+
+def _flip(cfg: ml_collections.ConfigDict) -> Op:
+  return functools.partial(hflip, prob=cfg.flip_prob)
+
+
+def _rescale(cfg: ml_collections.ConfigDict) -> Op:
+  return functools.partial(random_rescale, ratio_range=tuple(cfg.scale_range),
+                           base_size=tuple(cfg.base_size))
+
+
+def _photometric(cfg: ml_collections.ConfigDict) -> Op:
+  return functools.partial(photometric, brightness_delta=cfg.brightness_delta,
+                           contrast_range=tuple(cfg.contrast_range),
+                           saturation_range=tuple(cfg.saturation_range), hue_delta=cfg.hue_delta)
 
 
 @AUGMENTATIONS.register("none")
 def preset_none(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  return [functools.partial(random_crop, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index)]
+  return [_crop(cfg, ignore_index)]
 
 
 @AUGMENTATIONS.register("flip")
 def preset_flip(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  return [functools.partial(random_crop, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index),
-          hflip]
+  return [_crop(cfg, ignore_index), _flip(cfg)]
+
+
+@AUGMENTATIONS.register("scale_crop_flip")
+def preset_scale_crop_flip(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
+  """Rescale, crop, flip, and photometric distortion when `augment.photometric`."""
+  ops = [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg)]
+  return ops + [_photometric(cfg)] if cfg.photometric else ops
+
+
+@AUGMENTATIONS.register("voc")
+def preset_voc(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
+  """mmseg's VOC train pipeline: RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion.
+
+  Its numbers are the c.augment keys; `mmseg_voc_augment()` holds mmseg's values.
+  """
+  return [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg), _photometric(cfg)]
+
+
+def mmseg_voc_augment() -> dict:
+  """c.augment values of mmseg's VOC recipe (pascal_voc12.py), for `c.augment.update(...)`."""
+  return dict(preset="voc", crop_size=(512, 512), base_size=(2048, 512), scale_range=(0.5, 2.0),
+              cat_max_ratio=0.75, flip_prob=0.5, image_pad="mean", brightness_delta=32.0,
+              contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5), hue_delta=18)
 
 
 class Compose:
@@ -69,6 +224,9 @@ class Compose:
     for op in self.ops:
       example = op(example, rng)
     return example
+
+  def __repr__(self) -> str:
+    return f"Compose({self.ops!r})"
 
 
 def build_augment(cfg: ml_collections.ConfigDict, ignore_index: int) -> Compose:

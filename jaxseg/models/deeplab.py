@@ -26,6 +26,7 @@ class _HeadBase(nn.Module):
   kernel_init: Callable
   bn_momentum: float
   dtype: Any
+  classifier_init: Callable | None = None  # The 1x1 classifier's; None = kernel_init.
 
   def conv_bn_relu(self, x, features, kernel, train, conv_name, bn_name, dilation=1):
     x = conv2d(features, kernel, dilation=dilation, init=self.kernel_init, dtype=self.dtype,
@@ -71,8 +72,8 @@ class DeepLabHead(_HeadBase):
     x = ASPP(rates=self.rates, dropout=self.aspp_dropout, name="aspp", **common)(
         features["layer4"], train=train)
     x = self.conv_bn_relu(x, 256, 3, train, "conv", "bn")
-    return conv2d(self.num_classes, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
-                  name="cls")(x)
+    return conv2d(self.num_classes, 1, use_bias=True,
+                  init=self.classifier_init or self.kernel_init, dtype=self.dtype, name="cls")(x)
 
 
 class DeepLabV3PlusHead(_HeadBase):
@@ -96,8 +97,8 @@ class DeepLabV3PlusHead(_HeadBase):
     x = self.conv_bn_relu(x, 256, 3, train, "fuse1_conv", "fuse1_bn")
     x = self.conv_bn_relu(x, 256, 3, train, "fuse2_conv", "fuse2_bn")
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return conv2d(self.num_classes, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
-                  name="cls")(x)
+    return conv2d(self.num_classes, 1, use_bias=True,
+                  init=self.classifier_init or self.kernel_init, dtype=self.dtype, name="cls")(x)
 
 
 def _deeplab(depth: int, plus: bool):

@@ -28,6 +28,7 @@ class FCNHead(nn.Module):
   kernel_init: Callable
   bn_momentum: float
   dtype: Any
+  classifier_init: Callable | None = None  # The 1x1 classifier's; None = kernel_init.
 
   @nn.compact
   def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
@@ -36,8 +37,8 @@ class FCNHead(nn.Module):
     x = nn.relu(batch_norm(train=train, momentum=self.bn_momentum, dtype=self.dtype,
                            name="bn")(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return conv2d(self.num_classes, 1, use_bias=True, init=self.kernel_init, dtype=self.dtype,
-                  name="cls")(x)
+    return conv2d(self.num_classes, 1, use_bias=True,
+                  init=self.classifier_init or self.kernel_init, dtype=self.dtype, name="cls")(x)
 
 
 class Segmentor(nn.Module):
@@ -63,8 +64,10 @@ class Segmentor(nn.Module):
 
 def head_kwargs(cfg) -> dict:
   """The init/BN/dtype settings every head shares, read from the zoo keys of `cfg`."""
+  std = cfg.classifier_init_std
   return dict(kernel_init=kernel_init(check_choice(cfg, "init")), bn_momentum=cfg.bn_momentum,
-              dtype=compute_dtype(cfg.dtype))
+              dtype=compute_dtype(cfg.dtype),
+              classifier_init=nn.initializers.normal(std) if std > 0 else None)
 
 
 def aux_head(cfg, num_classes: int) -> FCNHead | None:

@@ -29,6 +29,9 @@ def zoo_defaults() -> ml_collections.ConfigDict:
       # fcn32s/16s/8s on VGG-16-BN (torchvision's vgg16_bn) instead of VGG-16.
       "vgg_batch_norm": False,
       "init": "kaiming_normal",
+      # Std of the normal init of the heads' 1x1 classifiers (mmsegmentation's 0.01, so
+      # the first logits are near zero); 0 = use `init` like the other convs.
+      "classifier_init_std": 0.01,
       # Zero the last BN scale of each residual block (Goyal et al. 2017).
       "zero_init_residual": False,
       # Flax convention: running = momentum * running + (1 - momentum) * batch.

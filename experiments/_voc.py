@@ -1,0 +1,75 @@
+"""The shared PASCAL VOC 2012 recipe of the `voc_*` experiments.
+
+mmsegmentation's 20k-iteration VOC schedule (configs/_base_/schedules/schedule_20k.py,
+datasets/pascal_voc12_aug.py): trainaug (10582 images), 512x512 crops of images
+rescaled by 0.5-2.0 around 2048x512, flip, photometric distortion; batch 16,
+SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly decay (power 0.9) to 1e-4.
+Evaluated on the 1449 val images at original resolution (512x512 canvas).
+
+Every voc experiment shares two variants:
+  `smoke`: the same model and step, on the embedded `shapes` data at 32x32, for a
+           few steps, so the whole path runs on a CPU in seconds (no VOC needed);
+  `loss=NAME`: train with another registered loss.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.base import get_base_config
+from jaxseg.data import transforms
+
+VARIANT_FLAGS = {"smoke"}
+
+
+def voc_config() -> ml_collections.ConfigDict:
+  c = get_base_config()
+  c.data.name = "voc_seg"
+  c.data.config = "2012_aug"
+  # Put VOCtrainval_11-May-2012.tar and SBD's benchmark.tgz in data.manual_dir
+  # (default <data.dir>/downloads/manual); see docs/data.md.
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.worker_count = 8  # JPEG decoding + rescale at 512 crops needs parallel workers.
+  # The `voc` preset with mmseg's values: rescale 0.5-2.0 of 2048x512, 512 crop with
+  # cat_max_ratio 0.75, flip, photometric distortion, mean padding.
+  c.augment.update(transforms.mmseg_voc_augment())
+  c.model.output_stride = 8
+  c.model.aux_head = True
+  c.model.dropout = 0.1
+  c.loss.aux_weight = 0.4
+  c.optim.name = "sgd"
+  c.optim.lr = 0.01
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.optim.schedule = "poly"
+  c.optim.poly_power = 0.9
+  c.optim.end_lr = 1e-4
+  c.optim.warmup_steps = 0
+  c.train.steps = 20_000
+  c.train.batch_size = 16
+  c.train.log_every = 50
+  c.train.eval_every = 2_000
+  c.train.checkpoint_every = 2_000
+  c.eval.batch_size = 16
+  return c
+
+
+def apply_smoke(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a voc config to seconds on a CPU: same model, shapes data, tiny crops."""
+  c.data.name = "shapes"
+  c.data.config = ""
+  c.data.eval_split = "validation[:32]"
+  c.data.worker_count = 0
+  c.augment.preset = "scale_crop_flip"  # The voc ops (no photometric) at a tiny size.
+  c.augment.crop_size = (32, 32)
+  c.augment.base_size = ()  # Rescale relative to the 64x64 original.
+  c.augment.cat_max_ratio = 1.0
+  c.model.backbone_weights = ""
+  c.model.weights = ""
+  c.train.steps = 2
+  c.train.batch_size = 8
+  c.train.log_every = 1
+  c.train.eval_every = 0
+  c.train.checkpoint_every = 2
+  c.eval.batch_size = 16

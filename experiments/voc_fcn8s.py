@@ -1,0 +1,25 @@
+"""FCN-8s on VGG-16 (Long et al. 2015) with the shared VOC recipe.
+
+VGG-16 keeps its stride-32 pools with pool4/pool3 skips (output stride 32 at the
+classifier); no aux head. The paper trained at lr 1e-4 with unnormalised loss;
+with jaxseg's mean-over-pixels loss the VOC recipe's lr 0.01 applies. Pretrained
+backbone: `--set model.backbone_weights=vgg16.pth` (torchvision's vgg16).
+
+Variants: `smoke` (CPU seconds, on shapes), `loss=NAME`.
+"""
+
+from __future__ import annotations
+
+from experiments import _voc
+from jaxseg.config import parse_variant
+
+
+def get_config(variant: str = ""):
+  flags, options = parse_variant(variant, known_flags=_voc.VARIANT_FLAGS, known_keys={})
+  c = _voc.voc_config()
+  c.model.name = "fcn8s"
+  c.model.output_stride = 32
+  c.model.aux_head = False
+  if "smoke" in flags:
+    _voc.apply_smoke(c)
+  return c
