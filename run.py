@@ -19,7 +19,11 @@ def _parse_args(argv):
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
-  p.add_argument("--mode", choices=("train", "eval"), default="train")
+  p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
+                 help="eval/predict use the checkpoint eval.checkpoint names (default: latest)")
+  p.add_argument("--input", default=None, help="predict: an image file or a folder of images")
+  p.add_argument("--output", default=None, help="predict: output folder (default: "
+                 "<workdir>/predictions)")
   p.add_argument("--list", action="store_true", help="list experiments and registry names")
   p.add_argument("--force", action="store_true",
                  help="resume even if the config differs from the checkpoint's in keys "
@@ -70,8 +74,16 @@ def main(argv=None) -> int:
   try:
     if args.mode == "train":
       train.train_and_evaluate(cfg, workdir, force=args.force)
-    else:
+    elif args.mode == "eval":
       train.evaluate_checkpoint(cfg, workdir)
+    else:
+      if not args.input:
+        print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
+        return 2
+      from jaxseg import predict
+
+      predict.predict(cfg, workdir, args.input,
+                      args.output or os.path.join(workdir, "predictions"))
   except ConfigError as e:  # E.g. resuming with changed settings.
     print(f"error: {e}", file=sys.stderr)
     return 2

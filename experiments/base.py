@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxseg import losses
 from jaxseg.models.zoo_config import zoo_defaults
+
+# Variant options shared by experiments: `--exp NAME:loss=dice` trains with that loss.
+LOSS_VARIANT = {"loss": set(losses.LOSSES.names())}
+
+
+def apply_loss_variant(cfg: ml_collections.ConfigDict, options: dict[str, str]) -> None:
+  """Applies the `loss=NAME` variant option (parsed with LOSS_VARIANT) to `cfg`."""
+  if "loss" in options:
+    cfg.loss.terms = options["loss"]
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -63,8 +73,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.update(zoo_defaults())  # Backbone/head keys of the ResNet/VGG zoo.
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "cross_entropy"
-  c.loss.aux_weight = 0.4  # Weight of the auxiliary head's loss, when a model has one.
+  # Weighted sum of registered losses, 'name:weight,...' (a bare name = weight 1),
+  # validated at config load: e.g. --set loss.terms=cross_entropy:1,dice:0.5
+  c.loss.terms = "cross_entropy"
+  c.loss.aux_weight = 0.4  # Weight of the auxiliary head's loss (same terms), if any.
+  c.loss.class_weights = ()  # Per-class CE weights (torch's weighted mean); () = uniform.
+  c.loss.label_smoothing = 0.0  # CE family (cross_entropy, ohem, topk).
+  c.loss.binary = False  # binary_cross_entropy: one foreground logit instead of one-vs-all.
+  c.loss.focal_gamma = 2.0
+  c.loss.focal_alpha = 1.0  # Scales the softmax focal loss (alpha_t = alpha for every class).
+  c.loss.dice_smooth = 1.0  # Added to numerator and denominator of Dice and Tversky.
+  c.loss.dice_mode = "per_class"  # per_class (mean of class Dice) | global (one pooled Dice).
+  c.loss.tversky_alpha = 0.3  # Weight of false positives.
+  c.loss.tversky_beta = 0.7  # Weight of false negatives.
+  c.loss.lovasz_per_image = False  # Lovász per image then mean, or over the whole batch.
+  c.loss.ohem_thresh = 0.7  # Keep pixels whose true-class probability is below this ...
+  c.loss.ohem_min_kept = 100000  # ... but at least this many per image (mmseg semantics).
+  c.loss.topk_ratio = 0.25  # topk: mean CE of this fraction of the hardest valid pixels.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "sgd"  # sgd | adam | adamw
@@ -101,4 +126,19 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.
+  c.eval.mode = "whole"  # whole | slide | aug (multi-scale + flip); docs/losses_metrics.md.
+  c.eval.crop_size = (512, 512)  # slide: window (H, W).
+  c.eval.stride = (341, 341)  # slide: window step (H, W).
+  c.eval.scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # aug: input resize factors.
+  c.eval.flip = True  # aug: also average each scale's horizontally flipped view.
+  c.eval.size_divisor = 32  # Rescaled / predicted inputs are padded to multiples of this.
+  c.eval.checkpoint = ""  # --mode eval/predict: '' = latest, a step, 'best', or a path.
+  c.eval.report_images = 8  # First N val images shown in the report's prediction grid.
+
+  c.predict = ml_collections.ConfigDict()
+  c.predict.overlay_alpha = 0.5  # Weight of the class colours in overlays (predict, reports).
+  c.predict.batch_size = 8  # Global; divisible by the device count.
+  # Images are padded to sides rounded up to this (a multiple of the model's stride),
+  # so a folder of varied sizes compiles once per bucket; outputs keep the original size.
+  c.predict.bucket = 64
   return c

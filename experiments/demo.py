@@ -1,16 +1,17 @@
 """The embedded default: a small U-Net on the procedural `shapes` dataset.
 
-Variants: `smoke` (a few steps, for tests), `seed` (the seed CNN instead of U-Net).
+Variants: `smoke` (a few steps, for tests), `seed` (the seed CNN instead of U-Net),
+`loss=NAME` (train with another registered loss, e.g. `demo:smoke,loss=lovasz`).
 """
 
 from __future__ import annotations
 
-from experiments.base import get_base_config
+from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
 from jaxseg.config import parse_variant
 
 
 def get_config(variant: str = ""):
-  flags, _ = parse_variant(variant, known_flags={"smoke", "seed"}, known_keys={})
+  flags, options = parse_variant(variant, known_flags={"smoke", "seed"}, known_keys=LOSS_VARIANT)
   c = get_base_config()
   c.data.name = "shapes"
   c.augment.preset = "flip"
@@ -30,6 +31,7 @@ def get_config(variant: str = ""):
   c.train.eval_every = 400
   c.train.checkpoint_every = 400
   c.eval.batch_size = 64
+  apply_loss_variant(c, options)
   if "seed" in flags:
     c.model.name = "seed_cnn"
     c.model.width = 32

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import jax
 import ml_collections
 
-from jaxseg import losses, optim, steps
+from jaxseg import evaluate, losses, optim, steps
 from jaxseg.data import datasets
 from jaxseg.models import build_model, convert
 from jaxseg.sharding import make_mesh
@@ -25,7 +25,7 @@ class Run:
   schedule: Callable
   state: TrainState
   train_step: Callable  # jitted (state, batch) -> (state, metrics)
-  eval_step: Callable  # jitted (state, batch) -> confusion matrix
+  eval_step: Callable  # jitted (state, batch) -> (confusion matrix, predictions)
 
   def source(self, split: str):
     """Random-access records of a split (ArrayRecord via tfds; no TensorFlow)."""
@@ -57,6 +57,6 @@ def assemble(cfg: ml_collections.ConfigDict) -> Run:
   loss_fn = losses.make_loss(cfg.loss, meta.ignore_index)
   train_step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg),
                                     state, mesh)
-  eval_step = steps.jit_eval_step(
-      steps.make_eval_step(model, cfg, meta.num_classes, meta.ignore_index), state, mesh)
+  eval_step = evaluate.jit_eval_step(
+      evaluate.make_eval_step(model, cfg, meta.num_classes, meta.ignore_index), state, mesh)
   return Run(cfg, mesh, builder, meta, model, schedule, state, train_step, eval_step)

@@ -124,4 +124,16 @@ def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigD
     raise ConfigError(str(e)) from None
   apply_overrides(cfg, list(overrides))
   cfg.lock()
+  validate(cfg)
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Checks values whose type alone does not make them valid, so runs fail at startup."""
+  from jaxseg import inference, losses  # Lazy: config loading stays light otherwise.
+
+  try:
+    losses.validate_config(cfg.loss)
+    inference.validate_config(cfg.eval)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None

@@ -1,30 +1,131 @@
-"""Whole-image evaluation over an entire split: one confusion matrix, then metrics."""
+"""Evaluation over an entire split: the jitted eval step (whole / slide / aug = multi-scale+flip),
+one confusion matrix summed over every batch, metrics, and a few sample predictions."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxseg import metrics
+from jaxseg import inference, metrics
+from jaxseg.checkpoint import Checkpointer
 from jaxseg.data import pipeline
-from jaxseg.sharding import global_batch
+from jaxseg.sharding import batch_sharded, global_batch, replicated
+from jaxseg.state import state_shardings
+from jaxseg.steps import normalize
 
 
-def evaluate(eval_step, state, source, cfg, meta, mesh) -> tuple[dict, np.ndarray]:
-  """Returns (summary metrics, confusion matrix int64) over every example of `source`."""
+def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
+  """step(state, batch) -> (confusion matrix of valid pixels, prediction_BHW int32).
+
+  batch = {'image', 'label', 'example_mask', 'size_HW'} on the padded eval canvas.
+  """
+
+  def step(state, batch):
+    images = normalize(batch["image"], cfg.augment.mean, cfg.augment.std)
+    apply_fn = lambda x: model.apply(state.variables(), x, train=False)[0]
+    probs_BHWK = inference.predict_probs(apply_fn, images, batch["size_HW"], cfg.eval)
+    pred_BHW = jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
+    labels_BHW = batch["label"].astype(jnp.int32)
+    # Masked (padding) examples, padding pixels and ignore pixels count nowhere.
+    valid_BHW = (labels_BHW != ignore_index) & batch["example_mask"][:, None, None]
+    return metrics.confusion_matrix(pred_BHW, labels_BHW, valid_BHW, num_classes), pred_BHW
+
+  return step
+
+
+def jit_eval_step(step, state, mesh):
+  # Predictions stay batch-sharded on device; only the report's few are fetched.
+  return jax.jit(step, in_shardings=(state_shardings(state), batch_sharded(mesh)),
+                 out_shardings=(replicated(mesh), batch_sharded(mesh)))
+
+
+@dataclasses.dataclass
+class EvalResult:
+  summary: dict
+  confusion: np.ndarray  # [K, K] int64, rows = ground truth.
+  # The first `eval.report_images` examples: image (uint8), label, prediction, each
+  # cropped to its true size. Empty on multi-host runs (predictions are not gathered).
+  samples: list[dict]
+
+
+def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
   per_process = cfg.eval.batch_size // jax.process_count()
   total = math.ceil(math.ceil(len(source) / jax.process_count()) / per_process)
-  batch_confs = []
+  want = cfg.eval.report_images if jax.process_count() == 1 else 0
+  batch_confs, kept = [], []
   bar = tqdm.tqdm(pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
                   total=total, desc="eval", leave=False, disable=jax.process_index() != 0)
   for batch in bar:
     # Dispatch is asynchronous: keep every batch in flight, fetch once at the end.
-    batch_confs.append(eval_step(state, global_batch(mesh, batch)))
+    conf, pred = eval_step(state, global_batch(mesh, batch))
+    batch_confs.append(conf)
+    if sum(int(b["example_mask"].sum()) for b, _ in kept) < want:
+      kept.append((batch, pred))
   # Sum on host in int64: a large split overflows int32 pixel counts.
   conf = np.zeros((meta.num_classes, meta.num_classes), np.int64)
   for c in batch_confs:
     conf += np.asarray(c, np.int64)
-  return metrics.summarize(conf), conf
+  return EvalResult(metrics.summarize(conf), conf, _samples(kept, want))
+
+
+def _samples(kept, want: int) -> list[dict]:
+  samples = []
+  for batch, pred in kept:
+    pred = np.asarray(pred)
+    for i in np.flatnonzero(batch["example_mask"])[:want - len(samples)]:
+      H, W = batch["size_HW"][i]
+      samples.append({"image": batch["image"][i, :H, :W], "label": batch["label"][i, :H, :W],
+                      "pred": pred[i, :H, :W].astype(np.uint8)})
+  return samples
+
+
+def evaluate(eval_step, state, source, cfg, meta, mesh) -> tuple[dict, np.ndarray]:
+  """Returns (summary metrics, confusion matrix int64) over every example of `source`."""
+  result = evaluate_split(eval_step, state, source, cfg, meta, mesh)
+  return result.summary, result.confusion
+
+
+def checkpoint_to_restore(checkpoint: str, default_dir: str) -> tuple[str, int | None]:
+  """`eval.checkpoint` -> (checkpoint directory, step or None for the latest).
+
+  '' = latest in `default_dir`; '12' = step 12 there; 'best' = the best-by-mIoU
+  checkpoint (`<default_dir>_best`); a path '.../checkpoints/12' = that step of
+  that directory; a path to a checkpoints directory = its latest.
+  """
+  if not checkpoint:
+    return default_dir, None
+  if checkpoint == "best":
+    return default_dir + "_best", None
+  if checkpoint.isdigit():
+    return default_dir, int(checkpoint)
+  path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))
+  if os.path.basename(path).isdigit():
+    return os.path.dirname(path), int(os.path.basename(path))
+  return path, None
+
+
+def restore_for_eval(cfg, workdir: str, state_like):
+  """(state, step) of the checkpoint `eval.checkpoint` names (default: latest in workdir)."""
+  directory, step = checkpoint_to_restore(cfg.eval.checkpoint,
+                                          os.path.join(workdir, "checkpoints"))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint in {directory}; train first "
+                            f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
+  ckpt = Checkpointer(directory, cfg.train.keep_checkpoints)
+  try:
+    available = list(ckpt.manager.all_steps())
+    step = ckpt.latest_step() if step is None else step
+    if step is None or step not in available:
+      raise FileNotFoundError(
+          f"no checkpoint {'' if step is None else f'step {step} '}in {ckpt.directory} "
+          f"(steps there: {sorted(available) or 'none'}); train first "
+          f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
+    return ckpt.restore(step, state_like), step
+  finally:
+    ckpt.close()

@@ -1,4 +1,11 @@
-"""Segmentation losses. Each takes (logits_BHWC f32, labels_BHW int, valid_BHW bool, cfg)."""
+"""Segmentation losses and their weighted combination from `loss.terms`.
+
+Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool, cfg) and
+returns a scalar. Ignored pixels (valid False) never contribute, and an
+all-ignore batch gives loss 0 with finite (zero) gradients: divisions use a
+double `where` so no 0/0 appears even in the backward pass. Region losses
+(Dice, Tversky, Lovász) are in `jaxseg/region_losses.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +14,185 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
-from jaxseg.registry import Registry
+from jaxseg.registry import Registry, unknown_name_message
 
 LossFn = Callable[[jax.Array, jax.Array, jax.Array, ml_collections.ConfigDict], jax.Array]
 LOSSES: Registry = Registry("loss")
 
 
+def safe_divide(num, den):
+  """num / den where den > 0, else 0; the inner `where` keeps the gradient finite."""
+  ok = den > 0
+  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def one_hot_valid(labels_BHW, valid_BHW, num_classes: int) -> jax.Array:
+  """One-hot targets with all-zero rows at ignored pixels (label 255 is out of range)."""
+  safe = jnp.where(valid_BHW, labels_BHW, 0)
+  return jax.nn.one_hot(safe, num_classes) * valid_BHW[..., None]
+
+
+def _class_weights(cfg, num_classes: int) -> jax.Array:
+  if not cfg.class_weights:
+    return jnp.ones((num_classes,), jnp.float32)
+  if len(cfg.class_weights) != num_classes:
+    raise ValueError(f"loss.class_weights has {len(cfg.class_weights)} entries; "
+                     f"the model predicts {num_classes} classes")
+  return jnp.asarray(cfg.class_weights, jnp.float32)
+
+
+def pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg):
+  """Per-pixel (loss_BHW, weight_BHW) of softmax CE, torch semantics.
+
+  loss_i = w[y_i] * ((1 - eps) * -log p_{y_i}) + eps / C * sum_c w_c * -log p_c,
+  weight_i = w[y_i] (0 at ignored pixels); the mean is sum(loss) / sum(weight).
+  """
+  C = logits_BHWC.shape[-1]
+  w_C = _class_weights(cfg, C)
+  logp_BHWC = jax.nn.log_softmax(logits_BHWC, axis=-1)
+  target_BHWC = one_hot_valid(labels_BHW, valid_BHW, C)
+  weight_BHW = jnp.sum(target_BHWC * w_C, axis=-1)
+  nll_BHW = -jnp.sum(target_BHWC * w_C * logp_BHWC, axis=-1)
+  eps = cfg.label_smoothing
+  smooth_BHW = -jnp.sum(w_C * logp_BHWC, axis=-1) * valid_BHW / C
+  return (1.0 - eps) * nll_BHW + eps * smooth_BHW, weight_BHW
+
+
 @LOSSES.register("cross_entropy")
 def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
-  """Softmax cross-entropy averaged over the non-ignored pixels of the whole batch."""
-  del cfg
-  # Ignored pixels carry label 255, out of range for the one-hot: zero them first.
-  safe_labels = jnp.where(valid_BHW, labels_BHW, 0)
-  per_pixel = optax.softmax_cross_entropy_with_integer_labels(logits_BHWC, safe_labels)
-  weights = valid_BHW.astype(jnp.float32)
-  # max(., 1): an all-ignore batch gives 0 loss and 0 gradient, not NaN.
-  return jnp.sum(per_pixel * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  """Softmax CE, (class-weighted) mean over the non-ignored pixels of the batch."""
+  loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg)
+  return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
+
+
+@LOSSES.register("binary_cross_entropy")
+def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+  """Sigmoid CE: one-vs-all over classes, or (`loss.binary`) one foreground logit.
+
+  In binary mode the foreground logit is channel 0 of a 1-channel output, or
+  logit_1 - logit_0 of a 2-channel one (then sigmoid(diff) = softmax's p_1).
+  Mean over valid pixels (and classes in one-vs-all).
+  """
+  C = logits_BHWC.shape[-1]
+  if cfg.binary:
+    if C > 2:
+      raise ValueError(f"loss.binary needs 1 or 2 output channels, got {C}")
+    x_BHW1 = logits_BHWC if C == 1 else logits_BHWC[..., 1:] - logits_BHWC[..., :1]
+    y_BHW1 = (labels_BHW == 1)[..., None].astype(jnp.float32) * valid_BHW[..., None]
+  else:
+    x_BHW1, y_BHW1 = logits_BHWC, one_hot_valid(labels_BHW, valid_BHW, C)
+  # -(y log s(x) + (1-y) log(1-s(x))) with log(1-s(x)) = log_sigmoid(-x): no overflow.
+  per_BHWK = -(y_BHW1 * jax.nn.log_sigmoid(x_BHW1) + (1 - y_BHW1) * jax.nn.log_sigmoid(-x_BHW1))
+  per_BHWK = per_BHWK * valid_BHW[..., None]
+  return safe_divide(jnp.sum(per_BHWK), jnp.sum(valid_BHW) * x_BHW1.shape[-1])
+
+
+@LOSSES.register("focal")
+def focal(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+  """Softmax focal loss -alpha (1 - p_t)^gamma log p_t (Lin et al.), mean over valid pixels."""
+  C = logits_BHWC.shape[-1]
+  logp_t = jnp.sum(jax.nn.log_softmax(logits_BHWC, -1) * one_hot_valid(labels_BHW, valid_BHW, C), -1)
+  # 1 - p_t as -expm1(log p_t): exact for confident pixels where 1 - exp() cancels.
+  modulator = jnp.maximum(-jnp.expm1(logp_t), 0.0) ** cfg.focal_gamma
+  per_BHW = -cfg.focal_alpha * modulator * logp_t * valid_BHW
+  return safe_divide(jnp.sum(per_BHW), jnp.sum(valid_BHW))
+
+
+@LOSSES.register("ohem")
+def ohem_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+  """CE over hard pixels, mmseg's OHEMPixelSampler: p_true < max(thresh, p_(min_kept*B)).
+
+  The threshold is the (min_kept * B)-th smallest true-class probability among
+  valid pixels (sorted with invalid ones pushed to +inf, so shapes stay static),
+  raised to `ohem_thresh`; CE is then averaged over the kept pixels.
+  """
+  B, C = labels_BHW.shape[0], logits_BHWC.shape[-1]
+  prob_BHW = jnp.sum(jax.nn.softmax(logits_BHWC, -1) * one_hot_valid(labels_BHW, valid_BHW, C), -1)
+  prob_BHW = jax.lax.stop_gradient(prob_BHW)  # Selection is not differentiated (as mmseg).
+  sorted_N = jnp.sort(jnp.where(valid_BHW, prob_BHW, jnp.inf).ravel())
+  num_valid = jnp.sum(valid_BHW)
+  index = jnp.clip(jnp.minimum(cfg.ohem_min_kept * B, num_valid - 1), 0, sorted_N.size - 1)
+  min_threshold = jnp.where(num_valid > 0, sorted_N[index], 0.0)
+  kept_BHW = valid_BHW & (prob_BHW < jnp.maximum(min_threshold, cfg.ohem_thresh))
+  loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, kept_BHW, cfg)
+  return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
+
+
+@LOSSES.register("topk")
+def topk_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+  """Mean CE of the hardest ceil(topk_ratio * num_valid) valid pixels (bootstrapped CE)."""
+  loss_BHW, _ = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg)
+  # CE >= 0, so invalid pixels at -1 sort after every valid one and k <= num_valid.
+  descending_N = -jnp.sort(-jnp.where(valid_BHW, loss_BHW, -1.0).ravel())
+  k = jnp.ceil(cfg.topk_ratio * jnp.sum(valid_BHW))
+  selected_N = jnp.arange(descending_N.size) < k
+  return safe_divide(jnp.sum(jnp.where(selected_N, descending_N, 0.0)), k)
+
+
+# --- weighted combinations ----------------------------------------------------
+
+
+def parse_terms(text: str) -> tuple[tuple[str, float], ...]:
+  """'cross_entropy:1.0,dice:0.5' -> (('cross_entropy', 1.0), ('dice', 0.5)).
+
+  A bare name means weight 1. Raises ValueError naming the closest valid loss.
+  """
+  terms = []
+  for token in filter(None, (t.strip() for t in text.split(","))):
+    name, sep, weight = (s.strip() for s in token.partition(":"))
+    if name not in LOSSES:
+      raise ValueError(f"loss.terms={text!r}: " + unknown_name_message("loss", name, LOSSES.names()))
+    try:
+      value = float(weight) if sep else 1.0
+    except ValueError:
+      raise ValueError(f"loss.terms={text!r}: weight {weight!r} of {name!r} is not a number") from None
+    if any(name == n for n, _ in terms):
+      raise ValueError(f"loss.terms={text!r}: {name!r} appears twice")
+    terms.append((name, value))
+  if not terms:
+    raise ValueError("loss.terms is empty; e.g. 'cross_entropy' or 'cross_entropy:1,dice:0.5'")
+  return tuple(terms)
+
+
+_CHOICES = {"dice_mode": ("per_class", "global")}
+
+
+def validate_config(loss_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (not mid-run) on a bad `loss` section."""
+  parse_terms(loss_cfg.terms)
+  for key, allowed in _CHOICES.items():
+    if loss_cfg[key] not in allowed:
+      raise ValueError(f"loss.{key}={loss_cfg[key]!r}; expected one of {allowed}")
+  for key in ("topk_ratio", "ohem_thresh"):
+    if not 0.0 < loss_cfg[key] <= 1.0:
+      raise ValueError(f"loss.{key}={loss_cfg[key]} must be in (0, 1]")
+  if not 0.0 <= loss_cfg.label_smoothing < 1.0:
+    raise ValueError(f"loss.label_smoothing={loss_cfg.label_smoothing} must be in [0, 1)")
 
 
 def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):
-  """(logits, aux, labels) -> (total loss, {term name: value}) from the loss config."""
-  main = LOSSES.get(loss_cfg.name)
+  """(logits, aux, labels) -> (total loss, {term name: value}) from `loss.terms`.
+
+  The aux head (if any) gets the same weighted terms, scaled by `loss.aux_weight`.
+  """
+  terms = [(name, weight, LOSSES.get(name)) for name, weight in parse_terms(loss_cfg.terms)]
+
+  def combined(logits_BHWC, labels_BHW, valid_BHW):
+    values = {name: fn(logits_BHWC.astype(jnp.float32), labels_BHW, valid_BHW, loss_cfg)
+              for name, _, fn in terms}
+    return sum(weight * values[name] for name, weight, _ in terms), values
 
   def total_loss(logits_BHWC, aux: dict, labels_BHW):
     valid_BHW = labels_BHW != ignore_index
-    terms = {loss_cfg.name: main(logits_BHWC.astype(jnp.float32), labels_BHW, valid_BHW, loss_cfg)}
-    total = terms[loss_cfg.name]
+    total, values = combined(logits_BHWC, labels_BHW, valid_BHW)
     if "aux_logits" in aux:
-      terms["aux"] = main(aux["aux_logits"].astype(jnp.float32), labels_BHW, valid_BHW, loss_cfg)
-      total = total + loss_cfg.aux_weight * terms["aux"]
-    return total, terms
+      values["aux"], _ = combined(aux["aux_logits"], labels_BHW, valid_BHW)
+      total = total + loss_cfg.aux_weight * values["aux"]
+    return total, values
 
   return total_loss
+
+
+# Registers dice, tversky and lovasz; imported last because it uses LOSSES above.
+from jaxseg import region_losses  # noqa: E402,F401

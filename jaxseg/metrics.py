@@ -25,23 +25,38 @@ def _divide(num, den):
     return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def summarize(conf_KK: np.ndarray) -> dict:
-  """Pixel accuracy, mean class accuracy, mIoU and per-class IoU (float64).
+def _nanmean(values: np.ndarray) -> float:
+  return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
-  A class absent from both ground truth and prediction has IoU NaN and is left
-  out of the means; a class absent from the ground truth has recall NaN.
+
+def summarize(conf_KK: np.ndarray) -> dict:
+  """Overall and per-class metrics (float64) from a confusion matrix (rows = truth).
+
+  Undefined ratios are NaN and left out of the means (mmseg's convention):
+  IoU and Dice of a class absent from both ground truth and prediction,
+  recall (`acc`) of a class absent from the ground truth, precision of a class
+  never predicted. Frequency-weighted IoU weights each class's IoU by its
+  share of ground-truth pixels.
   """
   conf = np.asarray(conf_KK, np.float64)
   tp = np.diag(conf)
   gt = conf.sum(axis=1)
   pred = conf.sum(axis=0)
+  total = conf.sum()
   iou = _divide(tp, gt + pred - tp)
   recall = _divide(tp, gt)
-  total = conf.sum()
+  precision = _divide(tp, pred)
+  dice = _divide(2 * tp, gt + pred)
+  freq = gt / total if total else np.zeros_like(gt)
   return {
       "pixel_acc": float(tp.sum() / total) if total else float("nan"),
-      "mean_acc": float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan"),
-      "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+      "mean_acc": _nanmean(recall),
+      "mean_precision": _nanmean(precision),
+      "miou": _nanmean(iou),
+      "fwiou": float(np.sum(freq[gt > 0] * iou[gt > 0])) if total else float("nan"),
+      "mean_dice": _nanmean(dice),
       "per_class_iou": iou.tolist(),
       "per_class_acc": recall.tolist(),
+      "per_class_precision": precision.tolist(),
+      "per_class_dice": dice.tolist(),
   }

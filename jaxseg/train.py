@@ -13,7 +13,7 @@ import tqdm
 from jaxseg import distributed, report
 from jaxseg.assemble import Run, assemble
 from jaxseg.checkpoint import Checkpointer, check_resume_config
-from jaxseg.evaluate import evaluate
+from jaxseg.evaluate import evaluate_split, restore_for_eval
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher
 from jaxseg.steps import to_host
@@ -37,10 +37,13 @@ def _checkpointer(cfg, workdir: str) -> Checkpointer:
 
 
 def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter) -> dict:
-  summary, _ = evaluate(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
-                        run.cfg, run.meta, run.mesh)
-  writer.write(step, {f"eval/{k}": v for k, v in summary.items()})
-  return summary
+  result = evaluate_split(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
+                          run.cfg, run.meta, run.mesh)
+  writer.write(step, {f"eval/{k}": v for k, v in result.summary.items()})
+  if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
+    report.write_reports(os.path.dirname(writer.path), step, result.summary, result.confusion,
+                         result.samples, run.meta, run.cfg.predict.overlay_alpha)
+  return result.summary
 
 
 def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> None:
@@ -152,19 +155,14 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 
 
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Evaluates the latest checkpoint in `workdir` on the eval split."""
+  """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
   distributed.initialize()
   run = assemble(cfg)
-  ckpt = _checkpointer(cfg, workdir)
-  latest = ckpt.latest_step()
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first "
-                            f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
-  state = ckpt.restore(latest, run.state)
-  ckpt.close()
+  state, step = restore_for_eval(cfg, workdir, run.state)
   writer = MetricsWriter(workdir, tensorboard=False)
-  summary = _evaluate_and_log(run, state, latest, writer)
+  summary = _evaluate_and_log(run, state, step, writer)
   if distributed.is_main_process():
-    print(f"checkpoint step {latest}")
+    print(f"checkpoint step {step}")
     print(report.summary_table(summary, run.meta.class_names))
+    print(f"reports in {os.path.join(workdir, 'reports')}")
   return summary

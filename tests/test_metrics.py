@@ -68,3 +68,45 @@ def test_dataset_miou_is_not_the_mean_of_batch_mious():
   # Batch A's mIoU is 1.0 (class 1 absent), batch B's is 0.25: the mean is 0.625.
   assert np.isclose(per_batch, (1.0 + (0 + 0.5) / 2) / 2)
   assert not np.isclose(per_batch, dataset)
+
+
+def _reference_summary(conf):
+  """Loop-per-class reference of every metric (the textbook definitions)."""
+  k = len(conf)
+  total = conf.sum()
+  rows = {"iou": [], "acc": [], "precision": [], "dice": []}
+  fw = 0.0
+  for c in range(k):
+    tp = conf[c, c]
+    fn = conf[c].sum() - tp
+    fp = conf[:, c].sum() - tp
+    rows["iou"].append(tp / (tp + fp + fn) if tp + fp + fn else np.nan)
+    rows["acc"].append(tp / (tp + fn) if tp + fn else np.nan)
+    rows["precision"].append(tp / (tp + fp) if tp + fp else np.nan)
+    rows["dice"].append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan)
+    if tp + fn:
+      fw += (tp + fn) / total * rows["iou"][-1]
+  mean = lambda v: np.mean([x for x in v if not np.isnan(x)])
+  return {"pixel_acc": np.trace(conf) / total, "miou": mean(rows["iou"]),
+          "mean_acc": mean(rows["acc"]), "mean_precision": mean(rows["precision"]),
+          "mean_dice": mean(rows["dice"]), "fwiou": fw,
+          **{f"per_class_{name}": values for name, values in rows.items()}}
+
+
+def test_every_metric_matches_reference_from_predictions_with_ignore():
+  rng = np.random.default_rng(3)
+  k = 6
+  label = rng.integers(0, k - 2, (4, 9, 11))  # classes 4, 5 absent from the ground truth
+  label[rng.random(label.shape) < 0.2] = 255
+  pred = rng.integers(0, k - 1, label.shape)  # class 5 never predicted either
+  pred[label == 2] = 2  # class 2 perfect recall
+  valid = label != 255
+  conf = np.asarray(metrics.confusion_matrix(jnp.asarray(pred), jnp.asarray(label),
+                                             jnp.asarray(valid), k), np.int64)
+  got = metrics.summarize(conf)
+  want = _reference_summary(_reference_confusion(pred, label, valid, k))
+  assert set(want) <= set(got)
+  for key, value in want.items():
+    np.testing.assert_allclose(got[key], value, rtol=1e-12, equal_nan=True, err_msg=key)
+  assert np.isnan(got["per_class_iou"][5]) and got["per_class_iou"][4] == 0.0
+  assert np.isnan(got["per_class_acc"][4]) and np.isnan(got["per_class_precision"][5])

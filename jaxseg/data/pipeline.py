@@ -102,7 +102,8 @@ class _PadToCanvas(grain.transforms.Map):
       raise ValueError(f"eval image of {H}x{W} exceeds the eval canvas {self.canvas_HW}; "
                        "the dataset's metadata `eval_canvas` must cover every image")
     example = transforms.pad_to(example, self.canvas_HW, self.ignore_index)
-    return dict(example, example_mask=np.bool_(True))
+    # The true size lets slide/flip inference keep to the image, not its padding.
+    return dict(example, example_mask=np.bool_(True), size_HW=np.array([H, W], np.int32))
 
 
 def eval_batches(source, cfg: ml_collections.ConfigDict, canvas_HW, ignore_index: int):
@@ -125,7 +126,8 @@ def eval_batches(source, cfg: ml_collections.ConfigDict, canvas_HW, ignore_index
   H, W = canvas_HW
   empty = {"image": np.zeros((per_process, H, W, 3), np.uint8),
            "label": np.full((per_process, H, W), ignore_index, np.uint8),
-           "example_mask": np.zeros((per_process,), bool)}
+           "example_mask": np.zeros((per_process,), bool),
+           "size_HW": np.tile(np.array([H, W], np.int32), (per_process, 1))}
   produced = 0
   for batch in loader:
     yield _pad_batch(batch, empty)
