@@ -11,15 +11,18 @@ Variants: `smoke` (CPU seconds, on shapes), `loss=NAME`.
 from __future__ import annotations
 
 from experiments import _voc
+from experiments.base import LOSS_VARIANT, apply_loss_variant
 from jaxseg.config import parse_variant
 
 
 def get_config(variant: str = ""):
-  flags, options = parse_variant(variant, known_flags=_voc.VARIANT_FLAGS, known_keys={})
+  flags, options = parse_variant(variant, known_flags=_voc.VARIANT_FLAGS,
+                                 known_keys=LOSS_VARIANT)
   c = _voc.voc_config()
   c.model.name = "fcn8s"
   c.model.output_stride = 32
   c.model.aux_head = False
+  apply_loss_variant(c, options)
   if "smoke" in flags:
     _voc.apply_smoke(c)
   return c

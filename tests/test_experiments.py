@@ -64,3 +64,11 @@ def test_voc_fcn_trains_and_evaluates_on_fabricated_voc(tmp_path, capsys):
   records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   evals = [r for r in records if "eval/miou" in r]
   assert len(evals) == 1 and len(evals[0]["eval/per_class_iou"]) == 21
+
+
+@pytest.mark.parametrize("name", VOC)
+def test_voc_loss_variant_swaps_only_the_loss(name):
+  base, dice = build_config(name), build_config(f"{name}:loss=dice")
+  assert dice.loss.terms == "dice" and base.loss.terms == "cross_entropy"
+  assert dice.model.name == base.model.name and dice.loss.aux_weight == base.loss.aux_weight
+  assert build_config(f"{name}:smoke,loss=lovasz").loss.terms == "lovasz"
