@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.base import get_base_config
+from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
+from jaxseg.config import parse_variant
 from jaxseg.data import transforms
 
 VARIANT_FLAGS = {"smoke"}
@@ -73,3 +74,20 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
   c.train.eval_every = 0
   c.train.checkpoint_every = 2
   c.eval.batch_size = 16
+
+
+def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDict:
+  """A ResNet-50-v1c segmentor with the VOC recipe; variants `smoke`, `tv`, `loss=NAME`.
+
+  `tv` keeps torchvision's 7x7 stem so torchvision ResNet weights load; the
+  default deep stem takes mmsegmentation's resnet50_v1c weights.
+  """
+  flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
+                                 known_keys=LOSS_VARIANT)
+  c = voc_config()
+  c.model.name = model_name
+  c.model.deep_stem = "tv" not in flags
+  apply_loss_variant(c, options)
+  if "smoke" in flags:
+    apply_smoke(c)
+  return c

@@ -13,17 +13,7 @@ recipe is in experiments/_voc.py.
 from __future__ import annotations
 
 from experiments import _voc
-from experiments.base import LOSS_VARIANT, apply_loss_variant
-from jaxseg.config import parse_variant
 
 
 def get_config(variant: str = ""):
-  flags, options = parse_variant(variant, known_flags=_voc.VARIANT_FLAGS | {"tv"},
-                                 known_keys=LOSS_VARIANT)
-  c = _voc.voc_config()
-  c.model.name = "deeplabv3_resnet50"
-  c.model.deep_stem = "tv" not in flags
-  apply_loss_variant(c, options)
-  if "smoke" in flags:
-    _voc.apply_smoke(c)
-  return c
+  return _voc.resnet_experiment("deeplabv3_resnet50", variant)
