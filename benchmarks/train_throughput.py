@@ -27,7 +27,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import max_batch, torch_reference_bench, voc_eval  # noqa: E402
-from jaxseg import losses, optim, steps  # noqa: E402
+from jaxseg import evaluate, losses, optim, steps  # noqa: E402
 from jaxseg.config import build_config  # noqa: E402
 from jaxseg.models import build_model  # noqa: E402
 from jaxseg.sharding import global_batch, make_mesh  # noqa: E402
@@ -103,8 +103,13 @@ class Setup:
     step = steps.make_train_step(self.model, self.loss_fn, self.tx, self.schedule, self.cfg)
     return steps.jit_train_step(step, state, self.mesh)
 
+  # The eval step evaluate.evaluate runs: newer jaxseg keeps it in `evaluate` (with
+  # `size_HW` in the batch), older in `steps`. Time whichever the trainer uses.
+  _eval_owner = evaluate if hasattr(evaluate, "make_eval_step") else steps
+
   def eval_jit(self, state):
-    return steps.jit_eval_step(steps.make_eval_step(self.model, self.cfg, self.classes, 255),
+    owner = self._eval_owner
+    return owner.jit_eval_step(owner.make_eval_step(self.model, self.cfg, self.classes, 255),
                                state, self.mesh)
 
   def device_batch(self, batch: int, train: bool):
@@ -114,6 +119,8 @@ class Setup:
             "label": rng.integers(0, self.classes, (batch, H, W)).astype(np.uint8)}
     if not train:
       host["example_mask"] = np.ones((batch,), bool)
+      if self._eval_owner is evaluate:
+        host["size_HW"] = np.full((batch, 2), self.crop, np.int32)
     return global_batch(self.mesh, host)
 
 
