@@ -103,14 +103,9 @@ class Setup:
     step = steps.make_train_step(self.model, self.loss_fn, self.tx, self.schedule, self.cfg)
     return steps.jit_train_step(step, state, self.mesh)
 
-  # The eval step evaluate.evaluate runs: newer jaxseg keeps it in `evaluate` (with
-  # `size_HW` in the batch), older in `steps`. Time whichever the trainer uses.
-  _eval_owner = evaluate if hasattr(evaluate, "make_eval_step") else steps
-
-  def eval_jit(self, state):
-    owner = self._eval_owner
-    return owner.jit_eval_step(owner.make_eval_step(self.model, self.cfg, self.classes, 255),
-                               state, self.mesh)
+  def eval_jit(self, state):  # The eval step evaluate.evaluate (the trainer's) runs.
+    return evaluate.jit_eval_step(
+        evaluate.make_eval_step(self.model, self.cfg, self.classes, 255), state, self.mesh)
 
   def device_batch(self, batch: int, train: bool):
     rng = np.random.default_rng(0)
@@ -119,8 +114,7 @@ class Setup:
             "label": rng.integers(0, self.classes, (batch, H, W)).astype(np.uint8)}
     if not train:
       host["example_mask"] = np.ones((batch,), bool)
-      if self._eval_owner is evaluate:
-        host["size_HW"] = np.full((batch, 2), self.crop, np.int32)
+      host["size_HW"] = np.full((batch, 2), self.crop, np.int32)
     return global_batch(self.mesh, host)
 
 

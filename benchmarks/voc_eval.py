@@ -60,9 +60,8 @@ def time_voc_eval(eval_jit, state, cfg, mesh, num_images: int, canvas: int,
   per_process = cfg.eval.batch_size // jax.process_count()
   warm = {"image": np.zeros((per_process, canvas, canvas, 3), np.uint8),
           "label": np.full((per_process, canvas, canvas), 255, np.uint8),
-          "example_mask": np.zeros((per_process,), bool)}
-  if hasattr(evaluate, "make_eval_step"):  # newer jaxseg's eval batch
-    warm["size_HW"] = np.full((per_process, 2), canvas, np.int32)
+          "example_mask": np.zeros((per_process,), bool),
+          "size_HW": np.full((per_process, 2), canvas, np.int32)}
   jax.block_until_ready(eval_jit(state, global_batch(mesh, warm)))
   start = time.perf_counter()
   _, conf = evaluate.evaluate(eval_jit, state, source, cfg, meta, mesh)

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxseg import metrics
 from jaxseg.sharding import batch_sharded, replicated
 from jaxseg.state import TrainState, state_shardings
 
@@ -109,26 +108,6 @@ def jit_train_step(step, state: TrainState, mesh):
   shardings = state_shardings(state)
   return jax.jit(step, in_shardings=(shardings, batch_sharded(mesh)),
                  out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
-
-
-def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
-  """Returns step(state, batch) -> confusion matrix of the batch's valid pixels."""
-
-  def step(state: TrainState, batch):
-    images = normalize(batch["image"], cfg.augment.mean, cfg.augment.std)
-    logits_BHWC, _ = model.apply(state.variables(), images, train=False)
-    labels_BHW = batch["label"].astype(jnp.int32)
-    # Masked (padding) examples and ignore pixels count nowhere.
-    valid_BHW = (labels_BHW != ignore_index) & batch["example_mask"][:, None, None]
-    pred_BHW = jnp.argmax(logits_BHWC, axis=-1).astype(jnp.int32)
-    return metrics.confusion_matrix(pred_BHW, labels_BHW, valid_BHW, num_classes)
-
-  return step
-
-
-def jit_eval_step(step, state: TrainState, mesh):
-  return jax.jit(step, in_shardings=(state_shardings(state), batch_sharded(mesh)),
-                 out_shardings=replicated(mesh))
 
 
 def to_host(tree) -> dict:
