@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from jaxseg.config import build_config
 from jaxseg.data import datasets, pipeline, transforms

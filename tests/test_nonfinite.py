@@ -2,7 +2,6 @@
 checkpoint the bad state, or (train.skip_nonfinite) skip the update and count it."""
 
 import json
-import os
 
 import numpy as np
 import pytest
