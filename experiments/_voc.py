@@ -79,8 +79,10 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
 def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDict:
   """A ResNet-50-v1c segmentor with the VOC recipe; variants `smoke`, `tv`, `loss=NAME`.
 
-  `tv` keeps torchvision's 7x7 stem so torchvision ResNet weights load; the
-  default deep stem takes mmsegmentation's resnet50_v1c weights.
+  Pretrained backbone: `--set model.backbone_weights=resnet50_v1c.pth`
+  (mmsegmentation's open-mmlab://resnet50_v1c as a state dict; its `stem.0/3/6`
+  keys map onto the deep stem). `tv` keeps torchvision's 7x7 stem instead, so
+  torchvision's ResNet-50 weights load.
   """
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
                                  known_keys=LOSS_VARIANT)

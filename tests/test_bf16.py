@@ -8,34 +8,17 @@ bf16 rounding in the forward and backward passes.
 import jax
 import numpy as np
 
-from jaxseg import losses, optim, steps
+from jaxseg import steps
 from jaxseg.config import build_config
 from jaxseg.models import build_model
-from jaxseg.sharding import global_batch, make_mesh
-from jaxseg.state import create_train_state
-
-NUM_CLASSES = 6
-
-
-def _fixed_batch(n=16, size=32, seed=0):
-  rng = np.random.default_rng(seed)
-  blocks = rng.integers(0, NUM_CLASSES, (n, size // 8, size // 8)).astype(np.uint8)
-  label = blocks.repeat(8, axis=1).repeat(8, axis=2)
-  label[:, :4] = 255  # a band of ignore pixels
-  image = (label[..., None] % 255 * 40 + rng.integers(0, 30, (n, size, size, 3))).astype(np.uint8)
-  return {"image": image, "label": label}
-
+from jaxseg.sharding import global_batch
+from tests.stepkit import NUM_CLASSES, build_step, fixed_batch
 
 def _loss_curve(dtype: str, n_steps: int) -> list[float]:
   cfg = build_config("demo:smoke,seed", ["model.width=8", f"model.dtype={dtype}",
                                          "optim.warmup_steps=0", "augment.crop_size=(32,32)"])
-  mesh = make_mesh()
-  model = build_model(cfg.model, NUM_CLASSES)
-  tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
-  state = create_train_state(model, tx, (32, 32, 3), cfg.seed, mesh)
-  loss_fn = losses.make_loss(cfg.loss, ignore_index=255)
-  step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg), state, mesh)
-  batch = global_batch(mesh, _fixed_batch())
+  mesh, state, step, _ = build_step(cfg)
+  batch = global_batch(mesh, fixed_batch())
   curve = []
   for _ in range(n_steps):
     state, m = step(state, batch)

@@ -12,11 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg import losses, optim, steps
 from jaxseg.config import build_config
-from jaxseg.models import build_model, model_names
-from jaxseg.sharding import global_batch, make_mesh
-from jaxseg.state import create_train_state
+from jaxseg.models import model_names
+from jaxseg.sharding import global_batch
+from tests.stepkit import build_step
 
 NUM_CLASSES = 5
 SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
@@ -35,12 +34,7 @@ def test_one_sharded_train_step(name):
                               "model.fc_channels=64",
                               f"augment.crop_size=({SIZE},{SIZE})", "optim.name=sgd",
                               "optim.warmup_steps=0"])
-  mesh = make_mesh()
-  model = build_model(cfg.model, NUM_CLASSES)
-  tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
-  state = create_train_state(model, tx, (SIZE, SIZE, 3), cfg.seed, mesh)
-  loss_fn = losses.make_loss(cfg.loss, ignore_index=255)
-  step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg), state, mesh)
+  mesh, state, step, _ = build_step(cfg, size=SIZE, num_classes=NUM_CLASSES)
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 255, (8, SIZE, SIZE, 3), dtype=np.uint8),
            "label": rng.integers(0, NUM_CLASSES, (8, SIZE, SIZE)).astype(np.uint8)}

@@ -6,13 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxseg import losses, optim, steps
+from jaxseg import optim
 from jaxseg.config import build_config
-from jaxseg.models import build_model
-from jaxseg.sharding import global_batch, make_mesh
-from jaxseg.state import create_train_state
-
-NUM_CLASSES = 6
+from jaxseg.sharding import global_batch
+from tests.stepkit import NUM_CLASSES, build_step
 
 
 def _batch(n=16, size=32):
@@ -27,13 +24,7 @@ def _setup(*overrides, model="seed_cnn"):
   cfg = build_config("demo", [f"model.name={model}", "model.width=4", "model.depth=2",
                               "optim.name=sgd", "optim.lr=0.05", "optim.warmup_steps=0",
                               "augment.crop_size=(32,32)", *overrides])
-  mesh = make_mesh()
-  model = build_model(cfg.model, NUM_CLASSES)
-  tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
-  state = create_train_state(model, tx, (32, 32, 3), cfg.seed, mesh,
-                             ema=cfg.train.ema_decay > 0)
-  loss_fn = losses.make_loss(cfg.loss, ignore_index=255)
-  step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg), state, mesh)
+  mesh, state, step, tx = build_step(cfg)
   return cfg, mesh, state, step, tx
 
 

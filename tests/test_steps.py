@@ -4,36 +4,15 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg import losses, optim, steps
 from jaxseg.config import build_config
-from jaxseg.models import build_model
-from jaxseg.sharding import global_batch, make_mesh
-from jaxseg.state import create_train_state
-
-NUM_CLASSES = 6
-
-
-def _fixed_batch(n=16, size=32, seed=0):
-  rng = np.random.default_rng(seed)
-  # 8x8 blocks of one class: resolvable by models that pool (seed_cnn pools 4x).
-  blocks = rng.integers(0, NUM_CLASSES, (n, size // 8, size // 8)).astype(np.uint8)
-  label = blocks.repeat(8, axis=1).repeat(8, axis=2)
-  label[:, :4] = 255  # a band of ignore pixels
-  # Images that carry the label (so the batch is learnable), plus noise.
-  image = (label[..., None] % 255 * 40 + rng.integers(0, 30, (n, size, size, 3))).astype(np.uint8)
-  return {"image": image, "label": label}
-
+from jaxseg.sharding import global_batch
+from tests.stepkit import build_step, fixed_batch
 
 def _setup(devices, model_name="unet"):
   cfg = build_config("demo", [f"model.name={model_name}", "model.width=8", "model.depth=2",
                               "optim.name=adamw", "optim.lr=0.01", "optim.warmup_steps=0",
                               "augment.crop_size=(32,32)"])
-  mesh = make_mesh(devices)
-  model = build_model(cfg.model, NUM_CLASSES)
-  tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
-  state = create_train_state(model, tx, (32, 32, 3), cfg.seed, mesh)
-  loss_fn = losses.make_loss(cfg.loss, ignore_index=255)
-  step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg), state, mesh)
+  mesh, state, step, _ = build_step(cfg, devices=devices)
   return mesh, state, step
 
 
@@ -45,9 +24,9 @@ def test_state_is_replicated_over_all_devices():
 
 
 @pytest.mark.parametrize("model_name", ["unet", "seed_cnn"])
-def test_sharded_step_lowers_loss_on_a_fixed_batch(model_name):
+def test_sharded_step_lowers_loss_on_afixed_batch(model_name):
   mesh, state, step = _setup(jax.devices(), model_name)
-  batch = global_batch(mesh, _fixed_batch())
+  batch = global_batch(mesh, fixed_batch())
   assert len(batch["image"].sharding.device_set) == 8
   losses_seen = []
   for _ in range(8):
@@ -58,7 +37,7 @@ def test_sharded_step_lowers_loss_on_a_fixed_batch(model_name):
 
 
 def test_eight_devices_equal_one_device():
-  host_batch = _fixed_batch()
+  host_batch = fixed_batch()
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh, state, step = _setup(devices)
@@ -76,7 +55,7 @@ def test_eight_devices_equal_one_device():
 
 def test_all_ignore_batch_gives_zero_loss_and_finite_grads():
   mesh, state, step = _setup(jax.devices())
-  batch = _fixed_batch()
+  batch = fixed_batch()
   batch["label"][:] = 255
   state, m = step(state, global_batch(mesh, batch))
   assert float(m["loss"]) == 0.0 and np.isfinite(float(m["grad_norm"]))
