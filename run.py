@@ -20,7 +20,8 @@ def _parse_args(argv):
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
   p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
-                 help="eval/predict use the checkpoint eval.checkpoint names (default: latest)")
+                 help="eval/predict use the checkpoint eval.checkpoint names (default: latest), "
+                      "rebuilt from its own config: --set takes eval.*/predict.* keys only")
   p.add_argument("--input", default=None, help="predict: an image file or a folder of images")
   p.add_argument("--output", default=None, help="predict: output folder (default: "
                  "<workdir>/predictions)")
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     if args.mode == "train":
       train.train_and_evaluate(cfg, workdir, force=args.force)
     elif args.mode == "eval":
-      train.evaluate_checkpoint(cfg, workdir)
+      train.evaluate_checkpoint(cfg, workdir, args.overrides)
     else:
       if not args.input:
         print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
       from jaxseg import predict
 
       predict.predict(cfg, workdir, args.input,
-                      args.output or os.path.join(workdir, "predictions"))
+                      args.output or os.path.join(workdir, "predictions"), args.overrides)
   except ConfigError as e:  # E.g. resuming with changed settings.
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -1,5 +1,9 @@
-"""Orbax checkpoints of (train state, data iterator state, config), and what may
-change when a run resumes from one.
+"""Orbax checkpoints of (train state, data iterator state, config, dataset meta), which
+checkpoint `eval.checkpoint` names, and what may change when a run resumes from one.
+
+A checkpoint is self-contained: its config and its dataset's meta (class names,
+palette, ignore index, eval canvas) rebuild the model without the dataset, which
+is how `--mode eval` and `--mode predict` use it.
 
 Two managers: `checkpoints/` keeps the last `train.keep_checkpoints` steps (for
 resuming), `checkpoints_best/` keeps the single best by validation mIoU (for
@@ -18,7 +22,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from jaxseg.config import ConfigError
+from jaxseg.config import ConfigError, flat_dict
 
 # Keys that may differ from the checkpoint's config on resume: how long and how
 # often things happen, where data lives, and evaluation. The poly/cosine
@@ -34,20 +38,10 @@ class ResumeConfigError(ConfigError):
   """The config differs from the checkpoint's in keys that cannot change on resume."""
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
   """{key: (old, new)} for every key whose value differs (compared as JSON)."""
   # Through JSON both ways, so tuples and lists (and ints and floats) compare alike.
-  old, new = (_flat(json.loads(json.dumps(c))) for c in (old, new))
+  old, new = (flat_dict(json.loads(json.dumps(c))) for c in (old, new))
   return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
           if old.get(k) != new.get(k)}
 
@@ -70,11 +64,11 @@ def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
       best_fn=(lambda metrics: metrics["miou"]) if best else None, best_mode="max",
       keep_checkpoints_without_metrics=not best)
   return ocp.CheckpointManager(directory, options=options,
-                               item_names=("state", "data", "config"))
+                               item_names=("state", "data", "config", "meta"))
 
 
 class Checkpointer:
-  def __init__(self, directory: str, keep: int):
+  def __init__(self, directory: str, keep: int | None):
     self.directory = os.path.abspath(directory)
     self.manager = _manager(self.directory, keep, best=False)
     self._best = None  # Opened on first use: evaluation-only runs never write it.
@@ -86,20 +80,25 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, data_iterator, config_dict: dict) -> None:
-    """Starts an (async) save; the data iterator's position is captured now."""
-    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict)}
+  def save(self, step: int, state, data_iterator, config_dict: dict, meta: dict) -> None:
+    """Starts an (async) save; the data iterator's position is captured now.
+
+    `meta` is the dataset's `DatasetMeta.to_json()`.
+    """
+    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict),
+            "meta": ocp.args.JsonSave(meta)}
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**args), force=True)
 
-  def save_if_best(self, step: int, state, config_dict: dict, miou: float) -> None:
-    """Offers (state, config) at `step` to the best-by-mIoU manager, which keeps one."""
+  def save_if_best(self, step: int, state, config_dict: dict, meta: dict, miou: float) -> None:
+    """Offers (state, config, meta) at `step` to the best-by-mIoU manager, which keeps one."""
     if self._best is None:
       self._best = _manager(self.best_directory, 1, best=True)
     if step in self._best.all_steps():
       return
-    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict)}
+    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict),
+            "meta": ocp.args.JsonSave(meta)}
     self._best.save(step, args=ocp.args.Composite(**args), metrics={"miou": float(miou)},
                     force=True)
 
@@ -121,6 +120,13 @@ class Checkpointer:
     restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return restored["config"]
 
+  def restore_meta(self, step: int) -> dict | None:
+    """The dataset meta saved with `step`; None for checkpoints written before it was."""
+    if not os.path.isdir(os.path.join(self.directory, str(step), "meta")):
+      return None
+    restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return restored["meta"]
+
   def reached_preemption(self, step: int) -> bool:
     """Multi-process: whether every process agreed to stop at `step` (jax's
     preemption sync point, fed by SIGTERM on any host)."""
@@ -136,3 +142,41 @@ class Checkpointer:
     self.manager.close()
     if self._best is not None:
       self._best.close()
+
+
+def resolve(checkpoint: str, workdir: str) -> tuple[str, int | None]:
+  """`eval.checkpoint` -> (checkpoint directory, step or None for the latest).
+
+  '' = latest in `<workdir>/checkpoints`; '12' = step 12 there; 'best' = the
+  best-by-mIoU checkpoint (`<workdir>/checkpoints_best`); a path
+  '.../checkpoints/12' = that step of that directory; a path to a checkpoints
+  directory = its latest.
+  """
+  default_dir = os.path.join(workdir, "checkpoints")
+  if not checkpoint:
+    return default_dir, None
+  if checkpoint == "best":
+    return default_dir + "_best", None
+  if checkpoint.isdigit():
+    return default_dir, int(checkpoint)
+  path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))
+  if os.path.basename(path).isdigit():
+    return os.path.dirname(path), int(os.path.basename(path))
+  return path, None
+
+
+def open_existing(checkpoint: str, workdir: str, train_hint: str) -> tuple[Checkpointer, int]:
+  """(Checkpointer, step) of the checkpoint `eval.checkpoint` names; FileNotFoundError
+  ending in `train_hint` (the command that would have written it) when there is none."""
+  directory, step = resolve(checkpoint, workdir)
+  if not os.path.isdir(directory):  # Checked first: the manager would create it.
+    raise FileNotFoundError(f"no checkpoint in {directory}; train first ({train_hint})")
+  ckpt = Checkpointer(directory, keep=None)  # Reading: keep every step there.
+  available = list(ckpt.manager.all_steps())
+  step = ckpt.latest_step() if step is None else step
+  if step is None or step not in available:
+    ckpt.close()
+    raise FileNotFoundError(
+        f"no checkpoint {'' if step is None else f'step {step} '}in {ckpt.directory} "
+        f"(steps there: {sorted(available) or 'none'}); train first ({train_hint})")
+  return ckpt, step

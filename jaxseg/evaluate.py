@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +12,27 @@ import numpy as np
 import tqdm
 
 from jaxseg import inference, metrics
-from jaxseg.checkpoint import Checkpointer
 from jaxseg.data import pipeline
 from jaxseg.sharding import batch_sharded, global_batch, replicated
 from jaxseg.state import state_shardings
 from jaxseg.steps import normalize
+
+
+def class_probs(model, cfg, state, images_BHW3, size_B2) -> jax.Array:
+  """Softmax probabilities (B, H, W, K) of uint8 canvases under `eval.mode`.
+
+  The one place that turns images into predictions: the eval step and
+  `--mode predict` both call it (or `predict_labels`), so they cannot disagree.
+  """
+  x_BHW3 = normalize(images_BHW3, cfg.augment.mean, cfg.augment.std)
+  apply_fn = lambda x: model.apply(state.variables(), x, train=False)[0]
+  return inference.predict_probs(apply_fn, x_BHW3, size_B2, cfg.eval)
+
+
+def predict_labels(model, cfg, state, images_BHW3, size_B2) -> jax.Array:
+  """Class indices (B, H, W) int32 of uint8 canvases under `eval.mode`."""
+  probs_BHWK = class_probs(model, cfg, state, images_BHW3, size_B2)
+  return jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
 
 
 def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
@@ -27,10 +42,7 @@ def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
   """
 
   def step(state, batch):
-    images = normalize(batch["image"], cfg.augment.mean, cfg.augment.std)
-    apply_fn = lambda x: model.apply(state.variables(), x, train=False)[0]
-    probs_BHWK = inference.predict_probs(apply_fn, images, batch["size_HW"], cfg.eval)
-    pred_BHW = jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
+    pred_BHW = predict_labels(model, cfg, state, batch["image"], batch["size_HW"])
     labels_BHW = batch["label"].astype(jnp.int32)
     # Masked (padding) examples, padding pixels and ignore pixels count nowhere.
     valid_BHW = (labels_BHW != ignore_index) & batch["example_mask"][:, None, None]
@@ -89,43 +101,3 @@ def evaluate(eval_step, state, source, cfg, meta, mesh) -> tuple[dict, np.ndarra
   """Returns (summary metrics, confusion matrix int64) over every example of `source`."""
   result = evaluate_split(eval_step, state, source, cfg, meta, mesh)
   return result.summary, result.confusion
-
-
-def checkpoint_to_restore(checkpoint: str, default_dir: str) -> tuple[str, int | None]:
-  """`eval.checkpoint` -> (checkpoint directory, step or None for the latest).
-
-  '' = latest in `default_dir`; '12' = step 12 there; 'best' = the best-by-mIoU
-  checkpoint (`<default_dir>_best`); a path '.../checkpoints/12' = that step of
-  that directory; a path to a checkpoints directory = its latest.
-  """
-  if not checkpoint:
-    return default_dir, None
-  if checkpoint == "best":
-    return default_dir + "_best", None
-  if checkpoint.isdigit():
-    return default_dir, int(checkpoint)
-  path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))
-  if os.path.basename(path).isdigit():
-    return os.path.dirname(path), int(os.path.basename(path))
-  return path, None
-
-
-def restore_for_eval(cfg, workdir: str, state_like):
-  """(state, step) of the checkpoint `eval.checkpoint` names (default: latest in workdir)."""
-  directory, step = checkpoint_to_restore(cfg.eval.checkpoint,
-                                          os.path.join(workdir, "checkpoints"))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"no checkpoint in {directory}; train first "
-                            f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
-  ckpt = Checkpointer(directory, cfg.train.keep_checkpoints)
-  try:
-    available = list(ckpt.manager.all_steps())
-    step = ckpt.latest_step() if step is None else step
-    if step is None or step not in available:
-      raise FileNotFoundError(
-          f"no checkpoint {'' if step is None else f'step {step} '}in {ckpt.directory} "
-          f"(steps there: {sorted(available) or 'none'}); train first "
-          f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
-    return ckpt.restore(step, state_like), step
-  finally:
-    ckpt.close()

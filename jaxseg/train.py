@@ -12,11 +12,12 @@ import ml_collections
 import tqdm
 
 from jaxseg import distributed, report
-from jaxseg.assemble import Run, assemble
+from jaxseg.build import Run, build, build_from_checkpoint, check_batch_sizes, load_pretrained
 from jaxseg.checkpoint import Checkpointer, check_resume_config
-from jaxseg.evaluate import evaluate_split, restore_for_eval
+from jaxseg.data import datasets
+from jaxseg.evaluate import evaluate_split
 from jaxseg.preemption import StopRequest
-from jaxseg.sharding import DevicePrefetcher
+from jaxseg.sharding import DevicePrefetcher, make_mesh
 from jaxseg.steps import to_host
 from jaxseg.writer import MetricsWriter
 
@@ -42,9 +43,8 @@ def _checkpointer(cfg, workdir: str) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
 
 
-def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter) -> dict:
-  result = evaluate_split(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
-                          run.cfg, run.meta, run.mesh)
+def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter) -> dict:
+  result = evaluate_split(run.eval_step, state.for_eval(), source, run.cfg, run.meta, run.mesh)
   writer.write(step, {f"eval/{k}": v for k, v in result.summary.items()})
   if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
     report.write_reports(os.path.dirname(writer.path), step, result.summary, result.confusion,
@@ -95,15 +95,27 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   os.makedirs(workdir, exist_ok=True)
   ckpt = _checkpointer(cfg, workdir)
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
-  run = assemble(cfg)
+  mesh = make_mesh()
+  check_batch_sizes(cfg, mesh)  # Before preparing data, which can take long.
+
+  # Data: prepared once by its tfds builder, read with grain (random access).
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
-  train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
-  state, start = _resume(ckpt, run.state, train_iter, changes)
+  dataset = datasets.prepare(cfg.data)
+  meta = datasets.meta_of(dataset)
+  train_iter = iter(train_loader(dataset.as_data_source(cfg.data.train_split), cfg,
+                                 meta.ignore_index))
+  eval_source = dataset.as_data_source(cfg.data.eval_split)
+
+  # Model, optimizer, sharded state and jitted steps; then the pretrained weights,
+  # then the latest checkpoint (which, when there is one, replaces both).
+  run = build(cfg, meta, mesh)
+  state = load_pretrained(cfg.model, run.state)
+  state, start = _resume(ckpt, state, train_iter, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
-  batches = DevicePrefetcher(train_iter, run.mesh, size=DEVICE_PREFETCH)
-  config = cfg.to_dict()
+  batches = DevicePrefetcher(train_iter, mesh, size=DEVICE_PREFETCH)
+  config, meta_json = cfg.to_dict(), meta.to_json()  # What every checkpoint stores with it.
   if distributed.is_main_process():  # The effective config, overrides applied.
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(config, f, indent=2)
@@ -135,17 +147,17 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
         bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
-        summary = _evaluate_and_log(run, state, step, writer)
-        ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
+        summary = _evaluate_and_log(run, state, eval_source, step, writer)
+        ckpt.save_if_best(step, state.for_eval(), config, meta_json, summary["miou"])
         if distributed.is_main_process():
           bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
       if step % cfg.train.checkpoint_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)  # Never checkpoint a bad state.
-        ckpt.save(step, state, batches, config)
+        ckpt.save(step, state, batches, config, meta_json)
       if step != cfg.train.steps and stop.should_stop(step):
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         if ckpt.latest_step() != step:
-          ckpt.save(step, state, batches, config)
+          ckpt.save(step, state, batches, config, meta_json)
         ckpt.close()
         bar.close()
         writer.close()
@@ -154,23 +166,28 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   bar.close()
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
-    ckpt.save(cfg.train.steps, state, batches, config)
-  summary = _evaluate_and_log(run, state, cfg.train.steps, writer)
-  ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
+    ckpt.save(cfg.train.steps, state, batches, config, meta_json)
+  summary = _evaluate_and_log(run, state, eval_source, cfg.train.steps, writer)
+  ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, meta_json, summary["miou"])
   ckpt.close()
   writer.close()
   if distributed.is_main_process():
-    print(report.summary_table(summary, run.meta.class_names))
+    print(report.summary_table(summary, meta.class_names))
   return summary
 
 
-def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
+def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=()) -> dict:
+  """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`).
+
+  The model comes from the checkpoint's config and dataset meta; `overrides`
+  (`--set` strings) may change eval.* keys only (config.config_from_checkpoint).
+  Only the eval split is read.
+  """
   distributed.initialize()
-  run = assemble(cfg)
-  state, step = restore_for_eval(cfg, workdir, run.state)
+  run, state, step = build_from_checkpoint(cfg, workdir, overrides)
+  source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)
   writer = MetricsWriter(workdir, tensorboard=False)
-  summary = _evaluate_and_log(run, state, step, writer)
+  summary = _evaluate_and_log(run, state, source, step, writer)
   if distributed.is_main_process():
     print(f"checkpoint step {step}")
     print(report.summary_table(summary, run.meta.class_names))
