@@ -177,9 +177,11 @@ def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigD
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks values whose type alone does not make them valid, so runs fail at startup."""
   from jaxseg import inference, losses  # Lazy: config loading stays light otherwise.
+  from jaxseg.models import weights
 
   try:
     losses.validate_config(cfg.loss)
     inference.validate_config(cfg.eval)
+    weights.validate_config(cfg.model)
   except ValueError as e:
     raise ConfigError(str(e)) from None

@@ -47,8 +47,16 @@ def pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg):
 
 @LOSSES.register("cross_entropy")
 def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
-  """Softmax CE, (class-weighted) mean over the non-ignored pixels of the batch."""
+  """Softmax CE summed over the batch, divided by its non-ignored or by all pixels.
+
+  `ce_avg_non_ignore`: the (class-weighted) count of non-ignored pixels, torch's
+  weighted mean; else every pixel, as mmseg 1.x's default avg_non_ignore=False:
+  sum_i w[y_i] over the batch, an ignored pixel counting 1 (mmseg indexes its class
+  weights with label 255 there and raises; without class weights this is B*H*W).
+  """
   loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg)
+  if not cfg.ce_avg_non_ignore:
+    weight_BHW = jnp.where(valid_BHW, weight_BHW, 1.0)
   return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
 
 
