@@ -16,7 +16,7 @@ from jaxseg import checkpoint, evaluate, losses, optim, steps
 from jaxseg.config import config_from_checkpoint
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
-from jaxseg.models import build_model, convert
+from jaxseg.models import build_model, convert, weights
 from jaxseg.sharding import make_mesh
 from jaxseg.state import TrainState, abstract_train_state, create_train_state
 
@@ -66,11 +66,13 @@ def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.
   return Run(cfg, mesh, meta, model, tx, state, train_step, eval_step)
 
 
-def load_pretrained(model_cfg: ml_collections.ConfigDict, state: TrainState) -> TrainState:
-  """`model.weights` / `model.backbone_weights` (torchvision files) over the initial state."""
-  if not (model_cfg.weights or model_cfg.backbone_weights):
+def load_pretrained(model_cfg: ml_collections.ConfigDict, state: TrainState,
+                    backbone: bool = True) -> TrainState:
+  """`model.weights`, or `model.backbone_weights` unless not `backbone` (torch files or
+  named ImageNet weights), over the initial state."""
+  if not (model_cfg.weights or (backbone and weights.backbone_path(model_cfg))):
     return state
-  variables = convert.apply_pretrained(model_cfg, state.variables())
+  variables = convert.apply_pretrained(model_cfg, state.variables(), backbone=backbone)
   state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
   if state.ema_params:  # The average starts from the loaded weights too.
     state = state.replace(ema_params=variables["params"])

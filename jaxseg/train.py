@@ -16,6 +16,7 @@ from jaxseg.build import Run, build, build_from_checkpoint, check_batch_sizes, l
 from jaxseg.checkpoint import Checkpointer, check_resume_config
 from jaxseg.data import datasets
 from jaxseg.evaluate import evaluate_split
+from jaxseg.models import weights
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher, make_mesh
 from jaxseg.steps import to_host
@@ -97,6 +98,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
   mesh = make_mesh()
   check_batch_sizes(cfg, mesh)  # Before preparing data, which can take long.
+  # A resumed run restores its weights: the ImageNet ones are needed only to start, and
+  # are fetched (or found missing) before the dataset, so a recipe without them fails fast.
+  fresh_start = ckpt.latest_step() is None
+  if fresh_start:
+    weights.backbone_path(cfg.model)
 
   # Data: prepared once by its tfds builder, read with grain (random access).
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
@@ -110,7 +116,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   # Model, optimizer, sharded state and jitted steps; then the pretrained weights,
   # then the latest checkpoint (which, when there is one, replaces both).
   run = build(cfg, meta, mesh)
-  state = load_pretrained(cfg.model, run.state)
+  state = load_pretrained(cfg.model, run.state, backbone=fresh_start)
   state, start = _resume(ckpt, state, train_iter, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
@@ -184,6 +190,7 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=
   Only the eval split is read.
   """
   distributed.initialize()
+  # No pretrained weights are read: the checkpoint holds the model's.
   run, state, step = build_from_checkpoint(cfg, workdir, overrides)
   source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)
   writer = MetricsWriter(workdir, tensorboard=False)
