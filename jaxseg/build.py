@@ -35,11 +35,17 @@ class Run:
   eval_step: Callable  # jitted (state, batch) -> (confusion matrix, predictions)
 
 
-def check_batch_sizes(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
-  for name, batch in (("train.batch_size", cfg.train.batch_size),
-                      ("eval.batch_size", cfg.eval.batch_size)):
+def check_batch_sizes(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                      training: bool = True) -> None:
+  """Batches split evenly over the devices: eval's, and train's (micro-batches too) when
+  `training` (a checkpoint evaluated on fewer devices need not fit its train batch)."""
+  batches = {"train.batch_size": cfg.train.batch_size} if training else {}
+  batches["eval.batch_size"] = cfg.eval.batch_size
+  for name, batch in batches.items():
     if batch % mesh.size:
       raise ValueError(f"{name}={batch} must be divisible by the {mesh.size} devices")
+  if not training:
+    return
   accum = cfg.train.grad_accum_steps
   if accum < 1 or cfg.train.batch_size % (accum * mesh.size):
     # Every micro-batch must still split evenly over the devices.
@@ -52,7 +58,6 @@ def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.
   """Model, optimizer, randomly initialised state (params shaped by `augment.crop_size`;
   only its shapes when `abstract`) and the jitted train and eval steps, compiled on
   first call. No pretrained weights: see `load_pretrained`."""
-  check_batch_sizes(cfg, mesh)
   model = build_model(cfg.model, meta.num_classes)
   tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
   shape_HWC, ema = (*cfg.augment.crop_size, 3), cfg.train.ema_decay > 0

@@ -98,9 +98,14 @@ def image_size(path: str) -> tuple[int, int] | None:
     return None
 
 
-def load_image(path: str) -> np.ndarray:
-  with Image.open(path) as img:
-    return np.asarray(img.convert("RGB"))
+def load_image(path: str) -> np.ndarray | None:
+  """RGB uint8 (H, W, 3), or None (with a warning) when decoding fails (e.g. truncated)."""
+  try:
+    with Image.open(path) as img:
+      return np.asarray(img.convert("RGB"))
+  except (UnidentifiedImageError, OSError) as e:
+    print(f"warning: skipping {path}: cannot be decoded ({e})", flush=True)
+    return None
 
 
 def make_predict_fns(model, cfg, state, mesh):
@@ -203,12 +208,15 @@ def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple
                 for p in chunk}
       for i, piece in enumerate(chunk):
         top, left, h, w = piece.box
-        images[i, :h, :w] = loaded[piece.path][top:top + h, left:left + w]
+        if loaded[piece.path] is not None:
+          images[i, :h, :w] = loaded[piece.path][top:top + h, left:left + w]
         size_B2[i] = (h, w)
       fn = probs_fn if tiled else labels_fn
       out = np.asarray(jax.device_get(fn(state, images, size_B2)))
       for i, piece in enumerate(chunk):
         top, left, h, w = piece.box
+        if loaded[piece.path] is None:  # Warned when loading; nothing written for it.
+          continue
         if not tiled:
           finish(piece.path, out[i, :h, :w])
           continue

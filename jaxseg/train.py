@@ -192,6 +192,7 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=
   distributed.initialize()
   # No pretrained weights are read: the checkpoint holds the model's.
   run, state, step = build_from_checkpoint(cfg, workdir, overrides)
+  check_batch_sizes(run.cfg, run.mesh, training=False)
   source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)
   writer = MetricsWriter(workdir, tensorboard=False)
   summary = _evaluate_and_log(run, state, source, step, writer)

@@ -82,7 +82,8 @@ def test_voc_checkpoint_predicts_without_any_dataset(voc_checkpoint, tmp_path, c
     assert Image.open(out / "overlays" / f"{name}.png").size == (w, h)
 
 
-def test_same_stem_and_overlay_like_names_keep_their_own_outputs(voc_checkpoint, tmp_path):
+def test_same_stem_and_overlay_like_names_keep_their_own_outputs(voc_checkpoint, tmp_path,
+                                                                 capsys):
   workdir, _, _ = voc_checkpoint
   inputs = tmp_path / "in"
   inputs.mkdir()
@@ -90,8 +91,11 @@ def test_same_stem_and_overlay_like_names_keep_their_own_outputs(voc_checkpoint,
   sizes = {"a.jpg": (20, 30), "a.png": (31, 21), "b.png": (25, 25), "b_overlay.png": (18, 40)}
   for k, (name, (h, w)) in enumerate(sizes.items()):
     _save(inputs / name, h, w, seed=k)
+  whole = (inputs / "a.png").read_bytes()
+  (inputs / "cut.png").write_bytes(whole[:len(whole) // 2])  # Its header reads; its pixels do not.
   out = tmp_path / "out"
   assert _predict(workdir, inputs, out) == 0
+  assert "skipping" in capsys.readouterr().out  # cut.png: warned, skipped, the run succeeds.
   for name, (h, w) in sizes.items():  # Each output has its own input's size: none replaced.
     assert Image.open(out / "masks" / f"{name}.png").size == (w, h)
     assert Image.open(out / "overlays" / f"{name}.png").size == (w, h)
