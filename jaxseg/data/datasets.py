@@ -9,6 +9,7 @@ import os
 import ml_collections
 import numpy as np
 
+from jaxseg.checks import Checker
 from jaxseg.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
@@ -42,6 +43,14 @@ def _register_all() -> None:
 def dataset_names() -> list[str]:
   _register_all()
   return DATASETS.names()
+
+
+def validate_config(data_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (before any preparation) on a bad `data` section."""
+  c = Checker(data_cfg, "data")
+  c.choice("name", dataset_names(), "dataset")
+  c.count("worker_count", min=0)
+  c.ints("folder_ignore_rgb", (0, 3), "() or an (R, G, B) colour with values 0-255", min=0, max=255)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,6 +28,27 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int):
   return MODELS.get(model_cfg.name)(model_cfg, num_classes)
 
 
+def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (not mid-run) on a bad `model` section."""
+  from jaxseg.checks import Checker
+  from jaxseg.models.layers import DTYPES
+  from jaxseg.models.zoo_config import CHOICES
+
+  c = Checker(model_cfg, "model")
+  c.choice("name", model_names(), "model")
+  c.choice("dtype", DTYPES)
+  c.choice("init", CHOICES["init"])
+  if model_cfg.output_stride not in CHOICES["output_stride"]:
+    c.fail("output_stride", f"one of {list(CHOICES['output_stride'])}")
+  c.count("width")
+  c.count("depth", min=0)
+  c.count("fc_channels")
+  for key in ("dropout", "aspp_dropout", "fc_dropout"):
+    c.number(key, min=0, below=1)
+  c.number("bn_momentum", min=0, max=1)
+  c.number("classifier_init_std", min=0)
+
+
 def model_names() -> list[str]:
   _import_all()
   return MODELS.names()
