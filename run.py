@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """jaxseg command line: python run.py --exp NAME[:VARIANT] [--set key=value ...].
 
+--exp also takes a path to an experiment file: --exp path/to/my_exp.py[:VARIANT].
+
 Exit status: 0 done, 1 an I/O or resource error (missing file, unwritable
 directory, full disk, out of memory), 2 bad config or command line (including a
 config that differs from the checkpoint's on resume), 3 stopped by SIGTERM/SIGINT
@@ -18,7 +20,8 @@ import traceback
 
 def _parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--exp", default="demo", help="experiment NAME[:VARIANT] (default: demo)")
+  p.add_argument("--exp", default="demo", help="experiment NAME[:VARIANT], or a file: "
+                 "path/to/my_exp.py[:VARIANT] (default: demo)")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
@@ -131,10 +134,10 @@ def main(argv=None) -> int:
     return 0
   cfg, paths = None, {}
   try:
-    from jaxseg.config import build_config
+    from jaxseg.config import build_config, run_name
 
     cfg = build_config(args.exp, args.overrides)
-    workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
+    workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
     return _run(args, cfg, workdir, paths)
   except Exception as e:  # noqa: BLE001  (re-raised unless a user can fix it)
