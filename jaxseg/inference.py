@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxseg.checks import Checker
 from jaxseg.models.layers import resize_bilinear
 
 MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
@@ -31,8 +32,6 @@ MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmen
 
 def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `eval` section."""
-  from jaxseg.checks import Checker
-
   c = Checker(eval_cfg, "eval")
   c.choice("mode", MODES)
   c.count("batch_size")

@@ -15,6 +15,7 @@ import ml_collections
 
 # Registers dice, tversky and lovasz; with the losses below, LOSSES is complete.
 from jaxseg import region_losses  # noqa: F401
+from jaxseg.checks import Checker
 from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
 from jaxseg.registry import unknown_name_message
 
@@ -151,8 +152,6 @@ def parse_terms(text: str) -> tuple[tuple[str, float], ...]:
 
 def validate_config(loss_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `loss` section."""
-  from jaxseg.checks import Checker
-
   parse_terms(loss_cfg.terms)
   c = Checker(loss_cfg, "loss")
   c.choice("dice_mode", ("per_class", "global"))

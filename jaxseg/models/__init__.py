@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxseg.checks import Checker
+
 # Every module that registers a model, imported here once so MODELS is complete.
 from jaxseg.models import deeplab, fcn, fcn_vgg, seed_cnn, unet  # noqa: F401
+from jaxseg.models.layers import DTYPES
 from jaxseg.models.registry import MODELS
+from jaxseg.models.zoo_config import CHOICES
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int):
@@ -22,10 +26,6 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int):
 
 def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `model` section."""
-  from jaxseg.checks import Checker
-  from jaxseg.models.layers import DTYPES
-  from jaxseg.models.zoo_config import CHOICES
-
   c = Checker(model_cfg, "model")
   c.choice("name", model_names(), "model")
   c.choice("dtype", DTYPES)
