@@ -40,6 +40,7 @@ def _records(workdir):
 NOTE = "has no 'validation' split (splits: train); evaluating on data.train_split='train'"
 
 
+@pytest.mark.slow
 def test_train_only_dataset_trains_evaluates_on_train_and_resumes(tmp_path, capsys):
   data_sets = _folder(tmp_path, (("train", 8),))
   workdir = tmp_path / "run"
