@@ -99,7 +99,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
   # Split names against the prepared dataset, before the model is built or trained.
   train_split, eval_split = check_splits(prepare(cfg.data), cfg.data)
-  run = assemble(cfg)
+  # A resumed run restores its weights: the ImageNet ones are needed only to start.
+  run = assemble(cfg, pretrained_backbone=ckpt.latest_step() is None)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
   train_iter = iter(train_loader(run.source(train_split), cfg, run.meta.ignore_index))
@@ -171,7 +172,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
   distributed.initialize()
-  run = assemble(cfg)
+  run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
   _, eval_split = check_splits(run.builder, cfg.data)
   state, step = restore_for_eval(cfg, workdir, run.state)
   writer = MetricsWriter(workdir, tensorboard=False)

@@ -29,7 +29,8 @@ import re
 import tensorflow_datasets as tfds
 
 from jaxseg.data.builders import fingerprint, folder_labels, imagefiles
-from jaxseg.data.datasets import DatasetError, DatasetMissingError
+from jaxseg.data.builders.registry import DATASETS
+from jaxseg.data.errors import DatasetError, DatasetMissingError
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _SPLIT_NAMES = {"val": "validation"}
@@ -75,6 +76,7 @@ def folder_config(root: str, ignore_rgb=(255, 255, 255), cache_dir: str | None =
                       description=f"Images and labels from {root}.")
 
 
+@DATASETS.register("folder")
 class Folder(tfds.core.GeneratorBasedBuilder):
   """Images and segmentation labels from a directory tree (see module doc)."""
 

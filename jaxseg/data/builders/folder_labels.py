@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from jaxseg.data.builders import imagefiles
-from jaxseg.data.datasets import DatasetError, DatasetMissingError
+from jaxseg.data.errors import DatasetError, DatasetMissingError
 
 
 def _read_lines(path: str) -> list[str]:

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from jaxseg.data.datasets import DatasetError
+from jaxseg.data.errors import DatasetError
 
 IGNORE_INDEX = 255
 _EXIF_ORIENTATION = 0x0112  # 1 = upright; 2-8 = mirrored and/or rotated.
