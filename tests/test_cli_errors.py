@@ -10,7 +10,7 @@ import jax
 import pytest
 
 import run
-from jaxseg import writer
+from jaxseg import train, writer
 from jaxseg.config import ConfigError, build_config, validate_batch_sizes
 from jaxseg.data import datasets
 
@@ -32,6 +32,7 @@ def no_preparation(monkeypatch):
     raise AssertionError("the dataset was prepared before the config error")
 
   monkeypatch.setattr(datasets, "prepare", refuse)
+  monkeypatch.setattr(train, "prepare", refuse, raising=False)  # Its own imported name.
 
 
 @pytest.mark.parametrize("override, message", [
