@@ -240,3 +240,12 @@ def test_exif_orientation_applied_to_images_refused_on_labels(tmp_path):
   with pytest.raises(datasets.DatasetError,
                      match="labels/train/img001.png: a label with EXIF orientation 6"):
     datasets.prepare(_cfg(str(tmp_path / "tfds2"), str(root)))
+
+
+def test_fingerprint_benchmark_runs(capsys):
+  from benchmarks import folder_fingerprint
+
+  result = folder_fingerprint.main(["--files", "20", "--size", "16x16", "--repeats", "1"])
+  assert result["files"] == 20 and result["megabytes"] > 0
+  assert min(v for k, v in result.items() if k.endswith("_ms")) > 0
+  assert "sha256_cached" in capsys.readouterr().out

@@ -99,3 +99,15 @@ def test_split_expressions_over_existing_splits_stay_valid(tmp_path):
     check("train[")
   with pytest.raises(datasets.SplitError, match="unknown split 'trian'; did you mean 'train'"):
     check("trian")
+
+
+def test_train_only_note_only_for_the_default_eval_split(tmp_path, capsys):
+  cfg = build_config("demo", _folder(tmp_path, (("train", 3),))).data
+  builder = datasets.prepare(cfg)
+  capsys.readouterr()
+  assert datasets.check_splits(builder, cfg) == ("train", "train")
+  assert capsys.readouterr().out.count(NOTE) == 1
+  with cfg.unlocked():
+    cfg.eval_split = "validation[:2]"  # Asked for explicitly: refused, not replaced.
+  with pytest.raises(datasets.SplitError, match="unknown split 'validation'; valid: train"):
+    datasets.check_splits(builder, cfg)
