@@ -35,24 +35,6 @@ class Run:
   eval_step: Callable  # jitted (state, batch) -> (confusion matrix, predictions)
 
 
-def check_batch_sizes(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                      training: bool = True) -> None:
-  """Batches split evenly over the devices: eval's, and train's (micro-batches too) when
-  `training` (a checkpoint evaluated on fewer devices need not fit its train batch)."""
-  batches = {"train.batch_size": cfg.train.batch_size} if training else {}
-  batches["eval.batch_size"] = cfg.eval.batch_size
-  for name, batch in batches.items():
-    if batch % mesh.size:
-      raise ValueError(f"{name}={batch} must be divisible by the {mesh.size} devices")
-  if not training:
-    return
-  accum = cfg.train.grad_accum_steps
-  if accum < 1 or cfg.train.batch_size % (accum * mesh.size):
-    # Every micro-batch must still split evenly over the devices.
-    raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by "
-                     f"train.grad_accum_steps={accum} x {mesh.size} devices")
-
-
 def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.Mesh,
           abstract: bool = False) -> Run:
   """Model, optimizer, randomly initialised state (params shaped by `augment.crop_size`;

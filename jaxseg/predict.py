@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxseg import evaluate, inference, report
-from jaxseg.config import ConfigError
+from jaxseg.checks import Checker
+from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 
@@ -36,20 +37,22 @@ class OutputError(ConfigError):
 
 
 def validate_config(predict_cfg) -> None:
-  for key in ("tile_size", "tile_stride"):
-    if len(predict_cfg[key]) != 2 or min(predict_cfg[key]) < 1:
-      raise ValueError(f"predict.{key}={tuple(predict_cfg[key])} must be two positive ints (H, W)")
-  if predict_cfg.bucket < 1 or predict_cfg.batch_size < 1:
-    raise ValueError(f"predict.bucket={predict_cfg.bucket} and predict.batch_size="
-                     f"{predict_cfg.batch_size} must be positive")
+  """Fails at config load (not mid-run) on a bad `predict` section."""
+  c = Checker(predict_cfg, "predict")
+  c.count("batch_size")
+  c.count("bucket")
+  c.number("overlay_alpha", min=0, max=1)
+  c.count("max_pixels_per_device")
+  c.ints("tile_size", (2,), "two positive ints (H, W)", min=1)
+  c.ints("tile_stride", (2,), "two positive ints (H, W)", min=1)
   if any(s > t for s, t in zip(predict_cfg.tile_stride, predict_cfg.tile_size)):
-    raise ValueError(f"predict.tile_stride={tuple(predict_cfg.tile_stride)} must not exceed "
-                     f"predict.tile_size={tuple(predict_cfg.tile_size)} (tiles would leave gaps)")
+    c.fail("tile_stride", f"steps no larger than predict.tile_size="
+                          f"{tuple(predict_cfg.tile_size)} (larger ones leave gaps)")
   tile_pixels = math.prod(inference.round_up(n, predict_cfg.bucket) for n in predict_cfg.tile_size)
   if tile_pixels > predict_cfg.max_pixels_per_device:
-    raise ValueError(f"predict.tile_size={tuple(predict_cfg.tile_size)} (rounded up to "
-                     f"predict.bucket={predict_cfg.bucket}: {tile_pixels} pixels) exceeds "
-                     f"predict.max_pixels_per_device={predict_cfg.max_pixels_per_device}")
+    c.fail("tile_size", f"tiles within predict.max_pixels_per_device="
+                        f"{predict_cfg.max_pixels_per_device} (rounded up to predict.bucket="
+                        f"{predict_cfg.bucket} these have {tile_pixels} pixels)")
 
 
 def list_inputs(path: str) -> list[str]:
@@ -175,9 +178,7 @@ def write_outputs(out_dir: str, path: str, image_HW3, mask_HW, palette_K3, alpha
 def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple[int, int]]:
   """Predicts every readable image of `paths`; returns {file name: (H, W)} of those written."""
   cfg, mesh = run.cfg, run.mesh
-  if cfg.predict.batch_size % mesh.size:
-    raise ConfigError(f"predict.batch_size={cfg.predict.batch_size} must be a multiple of "
-                      f"the {mesh.size} devices")
+  validate_batch_sizes(cfg, "predict", mesh.size, jax.process_count())
   state = state.for_eval()
   labels_fn, probs_fn = make_predict_fns(run.model, cfg, state, mesh)
   sizes = {p: s for p in paths if (s := image_size(p)) is not None}

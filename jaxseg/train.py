@@ -12,8 +12,10 @@ import ml_collections
 import tqdm
 
 from jaxseg import distributed, report
-from jaxseg.build import Run, build, build_from_checkpoint, check_batch_sizes, load_pretrained
+from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import Checkpointer, check_resume_config
+from jaxseg.checks import Checker
+from jaxseg.config import validate_batch_sizes
 from jaxseg.data import datasets
 from jaxseg.evaluate import evaluate_split
 from jaxseg.models import weights
@@ -38,6 +40,19 @@ class Preempted(Exception):
 
 class NonFiniteError(Exception):
   """A NaN/Inf loss or gradient with train.skip_nonfinite off (run.py: status 4)."""
+
+
+def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (not mid-run) on a bad `train` section."""
+  c = Checker(train_cfg, "train")
+  for key in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+              "grad_accum_steps"):
+    c.count(key)
+  c.count("eval_every", min=0)  # 0 = only at the end.
+  c.count("debug_nan_at_step", min=0)
+  c.number("ema_decay", min=0, below=1)
+  if train_cfg.batch_size % train_cfg.grad_accum_steps:
+    c.fail("batch_size", f"a multiple of train.grad_accum_steps={train_cfg.grad_accum_steps}")
 
 
 def _checkpointer(cfg, workdir: str) -> Checkpointer:
@@ -97,7 +112,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   ckpt = _checkpointer(cfg, workdir)
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
   mesh = make_mesh()
-  check_batch_sizes(cfg, mesh)  # Before preparing data, which can take long.
+  # Before preparing data, which can take long (run.py checks too; direct callers too).
+  validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
   # A resumed run restores its weights: the ImageNet ones are needed only to start, and
   # are fetched (or found missing) before the dataset, so a recipe without them fails fast.
   fresh_start = ckpt.latest_step() is None
@@ -109,9 +125,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 
   dataset = datasets.prepare(cfg.data)
   meta = datasets.meta_of(dataset)
-  train_iter = iter(train_loader(dataset.as_data_source(cfg.data.train_split), cfg,
-                                 meta.ignore_index))
-  eval_source = dataset.as_data_source(cfg.data.eval_split)
+  # Split names against the prepared dataset, before the model is built or trained.
+  train_split, eval_split = datasets.check_splits(dataset, cfg.data)
+  train_iter = iter(train_loader(dataset.as_data_source(train_split), cfg, meta.ignore_index))
+  eval_source = dataset.as_data_source(eval_split)
 
   # Model, optimizer, sharded state and jitted steps; then the pretrained weights,
   # then the latest checkpoint (which, when there is one, replaces both).
@@ -192,8 +209,10 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=
   distributed.initialize()
   # No pretrained weights are read: the checkpoint holds the model's.
   run, state, step = build_from_checkpoint(cfg, workdir, overrides)
-  check_batch_sizes(run.cfg, run.mesh, training=False)
-  source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)
+  validate_batch_sizes(run.cfg, "eval", run.mesh.size, jax.process_count())
+  dataset = datasets.prepare(run.cfg.data)
+  _, eval_split = datasets.check_splits(dataset, run.cfg.data)
+  source = dataset.as_data_source(eval_split)
   writer = MetricsWriter(workdir, tensorboard=False)
   summary = _evaluate_and_log(run, state, source, step, writer)
   if distributed.is_main_process():
