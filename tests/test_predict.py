@@ -114,9 +114,11 @@ def test_output_in_the_input_folder_is_refused(voc_checkpoint, tmp_path, capsys,
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "the input folder" in err and "--output" in err
   assert _tree(inputs) == ["photo.png"] and (inputs / "photo.png").read_bytes() == before
-  # Before: --output equal to --input replaced photo.png with its mask.
-  assert _predict(workdir, inputs / "photo.png", inputs / "photo.png") == 2
-  assert "is a file" in capsys.readouterr().err
+  # Before: --output equal to --input replaced photo.png with its mask. Now run.py's
+  # writable-output check refuses a file there (status 1, one line naming it).
+  assert _predict(workdir, inputs / "photo.png", inputs / "photo.png") == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "not a directory" in err
   assert _tree(inputs) == ["photo.png"] and (inputs / "photo.png").read_bytes() == before
 
 
