@@ -79,15 +79,17 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
 def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDict:
   """A ResNet-50-v1c segmentor with the VOC recipe; variants `smoke`, `tv`, `loss=NAME`.
 
+  `model_name` is the torchvision-style name (`fcn_resnet50`); the recipe trains
+  `mmseg_<model_name>`, mmsegmentation's heads (jaxseg/models/mmseg_heads.py).
   Pretrained backbone: `--set model.backbone_weights=resnet50_v1c.pth`
   (mmsegmentation's open-mmlab://resnet50_v1c as a state dict; its `stem.0/3/6`
-  keys map onto the deep stem). `tv` keeps torchvision's 7x7 stem instead, so
-  torchvision's ResNet-50 weights load.
+  keys map onto the deep stem). `tv` keeps torchvision's heads and 7x7 stem
+  instead, so torchvision's ResNet-50 and segmentation weights load.
   """
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
                                  known_keys=LOSS_VARIANT)
   c = voc_config()
-  c.model.name = model_name
+  c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
   c.model.deep_stem = "tv" not in flags
   apply_loss_variant(c, options)
   if "smoke" in flags:

@@ -18,7 +18,7 @@ from jaxseg.registry import Registry
 MODELS: Registry = Registry("model")
 
 # Modules that register models on import; listed so `MODELS.names()` is complete.
-_MODEL_MODULES = ("seed_cnn", "unet", "fcn", "deeplab", "fcn_vgg")
+_MODEL_MODULES = ("seed_cnn", "unet", "fcn", "deeplab", "fcn_vgg", "mmseg_heads")
 
 
 def _import_all() -> None:

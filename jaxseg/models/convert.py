@@ -1,4 +1,4 @@
-"""Load torchvision weights (.pth or .safetensors) into Flax variables.
+"""Load torchvision weights (.pth or .safetensors) into Flax variables (mmseg's: convert_mmseg).
 
 Flax names mirror torchvision's modules with `_` for `.` before an index
 (`layer1_0/downsample_1` is `layer1.0.downsample.1`); only the readable head
@@ -153,15 +153,24 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
 
 
 def apply_pretrained(model_cfg, variables, *, verbose: bool = True):
-  """Variables with `model.backbone_weights` or `model.weights` loaded; a no-op if both are ''."""
+  """Variables with `model.backbone_weights` or `model.weights` loaded; a no-op if both are ''.
+
+  `model.weights` is a torchvision segmentation checkpoint or an mmsegmentation
+  one (recognised by its `decode_head.` keys; see convert_mmseg).
+  """
+  from jaxseg.models import convert_mmseg  # It imports this module's tables.
   if not model_cfg.backbone_weights and not model_cfg.weights:
     return variables
   if model_cfg.backbone_weights and model_cfg.weights:
     raise ValueError("set model.weights (a whole segmentation checkpoint) or "
                      "model.backbone_weights (a classification checkpoint), not both")
   path = model_cfg.weights or model_cfg.backbone_weights
-  variables, report = load_into(variables, load_state_dict(path), path=path,
-                                prefix="" if model_cfg.weights else "backbone")
+  state = load_state_dict(path)
+  if model_cfg.weights and convert_mmseg.is_mmseg_segmentor(state):
+    variables, report = convert_mmseg.load_mmseg_segmentor(variables, state, path=path)
+  else:
+    variables, report = load_into(variables, state, path=path,
+                                  prefix="" if model_cfg.weights else "backbone")
   if verbose:
     print(report.summary())
   return variables
