@@ -91,6 +91,8 @@ def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDic
   c = voc_config()
   c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
   c.model.deep_stem = "tv" not in flags
+  # mmseg's ResNet zero-inits each block's last BN when it starts from scratch.
+  c.model.zero_init_residual = "tv" not in flags
   apply_loss_variant(c, options)
   if "smoke" in flags:
     apply_smoke(c)

@@ -16,6 +16,7 @@ def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
   c = build_config("voc_fcn")
   assert (c.model.name, c.model.deep_stem, c.model.output_stride) == (
       "mmseg_fcn_resnet50", True, 8)
+  assert c.model.zero_init_residual and c.model.classifier_init_std == 0.01
   assert c.model.aux_head and c.loss.aux_weight == 0.4
   assert (c.data.name, c.data.config) == ("voc_seg", "2012_aug")
   assert tuple(c.augment.crop_size) == (512, 512) and c.augment.preset == "voc"

@@ -155,10 +155,10 @@ class MMSegASPPHead(_DecodeHead):
 
 
 def mmseg_aux_head(cfg, num_classes: int) -> MMSegFCNHead | None:
-  """The configs' auxiliary_head: FCNHead on layer3, one 3x3 conv of 256, no concat."""
+  """The configs' auxiliary_head: FCNHead on layer3, one 3x3 conv of 256 (half), no concat."""
   if not cfg.aux_head:
     return None
-  return MMSegFCNHead(num_classes, feature="layer3", channels=256, num_convs=1,
+  return MMSegFCNHead(num_classes, feature="layer3", channels=cfg.head_channels // 2, num_convs=1,
                       concat_input=False, dropout=cfg.dropout, **head_kwargs(cfg))
 
 
@@ -166,9 +166,10 @@ def _mmseg_segmentor(depth: int, head: str):
   def build(cfg, num_classes: int) -> Segmentor:
     backbone = resnet_from_config(cfg, depth)  # Validates output_stride first.
     if head == "fcn":
-      decode_head = MMSegFCNHead(num_classes, dropout=cfg.dropout, **head_kwargs(cfg))
+      decode_head = MMSegFCNHead(num_classes, channels=cfg.head_channels, dropout=cfg.dropout,
+                                 **head_kwargs(cfg))
     else:  # mmseg's D8 dilations (1, 12, 24, 36); (1, 6, 12, 18) at D16, as its default.
-      decode_head = MMSegASPPHead(num_classes, dropout=cfg.dropout,
+      decode_head = MMSegASPPHead(num_classes, channels=cfg.head_channels, dropout=cfg.dropout,
                                   dilations=(1, *ASPP_RATES[cfg.output_stride]),
                                   output_stride=cfg.output_stride,
                                   separable=head == "deeplabv3plus", **head_kwargs(cfg))
