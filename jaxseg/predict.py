@@ -18,9 +18,18 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxseg import inference, report
+from jaxseg.checks import Checker
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 from jaxseg.steps import normalize
+
+
+def validate_config(predict_cfg) -> None:
+  """Fails at config load (not mid-run) on a bad `predict` section."""
+  c = Checker(predict_cfg, "predict")
+  c.count("batch_size")
+  c.count("bucket")
+  c.number("overlay_alpha", min=0, max=1)
 
 
 def list_inputs(path: str) -> list[str]:
@@ -111,7 +120,7 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str) -> dict[str, tuple
   if jax.process_count() > 1:
     raise ValueError("--mode predict runs on a single process")
   paths = list_inputs(input_path)  # Before building anything: a wrong path fails fast.
-  run = assemble(cfg)
+  run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
   state, step = restore_for_eval(cfg, workdir, run.state)
   written = predict_paths(run, state, paths, out_dir)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to {out_dir} "

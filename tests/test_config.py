@@ -1,7 +1,13 @@
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
 import ml_collections
 import pytest
 
-from jaxseg.config import ConfigError, apply_overrides, build_config, experiment_names
+from jaxseg.config import ConfigError, apply_overrides, build_config, experiment_names, run_name
 
 
 def test_overrides_are_typed():
@@ -58,3 +64,108 @@ def test_every_experiment_loads_and_is_locked(name):
   cfg = build_config(name)
   assert isinstance(cfg, ml_collections.ConfigDict) and cfg.is_locked
   assert cfg.experiment == name
+
+
+_MY_EXPERIMENT = '''"""A user's experiment outside experiments/: the demo with a smaller lr."""
+from experiments import demo
+
+
+def get_config(variant: str = ""):
+  c = demo.get_config(variant)
+  c.optim.lr = 1e-4
+  return c
+'''
+
+
+def test_exp_takes_a_path_to_an_experiment_file(tmp_path):
+  path = tmp_path / "my_exp.py"
+  path.write_text(_MY_EXPERIMENT)
+  cfg = build_config(f"{path}:smoke", ["train.steps=3"])
+  demo = build_config("demo:smoke", ["train.steps=3"])
+  assert cfg.is_locked and cfg.experiment == f"{path}:smoke"
+  assert cfg.optim.lr == 1e-4 and cfg.train.steps == 3
+  assert cfg.train.batch_size == demo.train.batch_size  # The smoke variant applied.
+  with pytest.raises(ConfigError, match="did you mean 'smoke'"):
+    build_config(f"{path}:smok")
+  assert run_name(f"{path}:smoke,loss=dice") == "my_exp_smoke_loss=dice"
+  assert run_name("voc_fcn:smoke") == "voc_fcn_smoke" and run_name("demo") == "demo"
+
+
+def test_bad_experiment_files_fail_with_the_path(tmp_path):
+  with pytest.raises(ConfigError, match=f"{tmp_path}/nope.py: no such experiment file"):
+    build_config(f"{tmp_path}/nope.py")
+  empty = tmp_path / "empty.py"
+  empty.write_text("X = 1\n")
+  with pytest.raises(ConfigError, match=f"{empty}: defines no get_config"):
+    build_config(str(empty))
+
+
+def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
+  """`pip install .` ships `experiments` beside `jaxseg`; nothing reads the checkout."""
+  root = pathlib.Path(__file__).resolve().parent.parent
+  src, site, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
+  for name in ("jaxseg", "experiments"):  # A copy: building writes into the source tree.
+    shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(root / name, src / name)
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                  "--no-build-isolation", "--no-compile", "--target", str(site), str(src)],
+                 check=True, capture_output=True)
+  elsewhere.mkdir()
+  (elsewhere / "my_exp.py").write_text(_MY_EXPERIMENT)
+  code = ("import experiments, jaxseg; from jaxseg.config import build_config, experiment_names; "
+          f"assert jaxseg.__file__.startswith({str(site)!r}), jaxseg.__file__; "
+          f"assert experiments.__file__.startswith({str(site)!r}), experiments.__file__; "
+          "assert 'voc_fcn' in experiment_names(); "
+          "assert build_config('voc_fcn:smoke').model.name == 'fcn_resnet50'; "
+          "assert build_config('my_exp.py:smoke').optim.lr == 1e-4")
+  env = {**os.environ, "PYTHONPATH": str(site)}
+  subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, check=True)
+
+
+# One bad value per kind of check, in every section; each fails at load naming its key.
+@pytest.mark.parametrize("override, message", [
+    ("data.worker_count=-1", "data.worker_count=-1: expected an int >= 0"),
+    ("data.folder_ignore_rgb=(255,255)", "data.folder_ignore_rgb=(255, 255): expected () or"),
+    ("augment.crop_size=(64,0)", "augment.crop_size=(64, 0): expected two positive ints"),
+    ("augment.crop_size=(64,64,3)", "augment.crop_size=(64, 64, 3): expected two positive"),
+    ("augment.flip_prob=-0.1", "augment.flip_prob=-0.1: expected a number >= 0 and <= 1"),
+    ("augment.image_pad=edge", "augment.image_pad='edge': unknown value 'edge'"),
+    ("augment.cat_max_ratio=0", "augment.cat_max_ratio=0.0: expected a number > 0 and <= 1"),
+    ("augment.scale_range=(2,0.5)", "augment.scale_range=(2.0, 0.5): expected (low, high)"),
+    ("augment.base_size=(512,)", "augment.base_size=(512,): expected () or two positive"),
+    ("augment.contrast_range=(1.5,)", "augment.contrast_range=(1.5,): expected (low, high)"),
+    ("augment.hue_delta=200", "augment.hue_delta=200: expected an int >= 0 and <= 180"),
+    ("augment.mean=(1,2)", "augment.mean=(1.0, 2.0): expected three values"),
+    ("augment.std=(1,0,1)", "augment.std=(1.0, 0.0, 1.0): expected three values (R, G, B) > 0"),
+    ("model.width=0", "model.width=0: expected an int >= 1"),
+    ("model.dropout=1", "model.dropout=1.0: expected a number >= 0 and < 1"),
+    ("model.output_stride=4", "model.output_stride=4: expected one of [8, 16, 32]"),
+    ("model.init=kaiming", "model.init='kaiming': unknown value 'kaiming'; did you mean"),
+    ("loss.aux_weight=-1", "loss.aux_weight=-1.0: expected a number >= 0"),
+    ("loss.dice_mode=globl", "loss.dice_mode='globl': unknown value 'globl'; did you mean"),
+    ("loss.class_weights=(1,-1)", "loss.class_weights=(1, -1): expected () or one weight >= 0"),
+    ("optim.lr=0", "optim.lr=0.0: expected a number > 0"),
+    ("optim.momentum=1", "optim.momentum=1.0: expected a number >= 0 and < 1"),
+    ("optim.warmup_steps=-1", "optim.warmup_steps=-1: expected an int >= 0"),
+    ("optim.lr_mult=(('(',0.1),)", "optim.lr_mult=(('(', 0.1),): expected valid regexes"),
+    ("optim.lr_mult=(('head',),)", "optim.lr_mult=(('head',),): expected ((regex, multiplier"),
+    ("train.log_every=0", "train.log_every=0: expected an int >= 1"),
+    ("train.eval_every=-1", "train.eval_every=-1: expected an int >= 0"),
+    ("train.checkpoint_every=0", "train.checkpoint_every=0: expected an int >= 1"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints=0: expected an int >= 1"),
+    ("train.grad_accum_steps=0", "train.grad_accum_steps=0: expected an int >= 1"),
+    ("train.grad_accum_steps=3", "train.batch_size=16: expected a multiple of train.grad_accum"),
+    ("train.ema_decay=1", "train.ema_decay=1.0: expected a number >= 0 and < 1"),
+    ("eval.batch_size=0", "eval.batch_size=0: expected an int >= 1"),
+    ("eval.crop_size=(64.5,64)", "eval.crop_size=(64.5, 64): expected two positive ints"),
+    ("eval.stride=(0,8)", "eval.stride=(0, 8): expected two positive ints"),
+    ("eval.scales=(1.0,-0.5)", "eval.scales=(1.0, -0.5): expected one or more resize factors"),
+    ("eval.mode=sliding", "eval.mode='sliding': unknown value 'sliding'; did you mean 'slide'"),
+    ("predict.overlay_alpha=1.5", "predict.overlay_alpha=1.5: expected a number >= 0 and <= 1"),
+    ("predict.bucket=0", "predict.bucket=0: expected an int >= 1"),
+])
+def test_bad_values_fail_at_load_naming_the_key(override, message):
+  with pytest.raises(ConfigError) as info:
+    build_config("demo", [override])
+  assert str(info.value).startswith(message) and "\n" not in str(info.value)

@@ -17,10 +17,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
 from jaxseg.models.deeplab import ASPP_RATES
 from jaxseg.models.fcn import Segmentor, head_kwargs
 from jaxseg.models.layers import batch_norm, global_mean, resize_bilinear
+from jaxseg.models.registry import MODELS
 from jaxseg.models.resnet import resnet_from_config
 
 
