@@ -73,6 +73,13 @@ class Pair:
     return stats
 
 
+def report(name, hw, stats):
+  """The measured differences, shown with `pytest -s` (quoted in the docs and reports)."""
+  print(f"\n{name} {hw[0]}x{hw[1]}: " + "; ".join(
+      f"{key} max|diff| {v[2]:.2e} (rel. to max|logit| {v[0]:.2e}, rel. L2 {v[1]:.2e})"
+      for key, v in stats.items()))
+
+
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def pair(request, tmp_path_factory):
   return Pair(request.param, tmp_path_factory.mktemp("mmseg"))
@@ -90,8 +97,7 @@ def test_parameter_counts_equal_mmseg(pair):
 
 def test_eval_logits_equal_mmseg(pair):
   stats = pair.compare(SMALL_HW)
-  print(pair.name, {k: "max %.2e rel.max %.2e rel.L2 %.2e" % (v[2], v[0], v[1])
-                    for k, v in stats.items()})
+  report(pair.name, SMALL_HW, stats)
   for key, (rel_max, rel_l2, _) in stats.items():
     assert rel_max < 2e-5 and rel_l2 < 5e-6, (key, rel_max, rel_l2)
 
@@ -100,7 +106,7 @@ def test_eval_logits_equal_mmseg(pair):
 @pytest.mark.parametrize("pair", ["mmseg_deeplabv3plus_resnet50"], indirect=True)
 def test_eval_logits_equal_mmseg_at_a_voc_image_size(pair):
   stats = pair.compare((375, 500), seed=1)
-  print(pair.name, "375x500", stats)
+  report(pair.name, (375, 500), stats)
   for key, (rel_max, rel_l2, _) in stats.items():
     assert rel_max < 2e-5 and rel_l2 < 5e-6, (key, rel_max, rel_l2)
 
