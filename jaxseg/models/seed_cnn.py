@@ -20,8 +20,8 @@ class SeedCNN(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BHWC, *, train: bool):
-    del train  # No dropout or BN: the seed network is deterministic.
+  def __call__(self, x_BHWC, *, train: bool, valid_BHW=None):
+    del train, valid_BHW  # No dropout, BN or global pooling: deterministic, padding-blind.
     H, W = x_BHWC.shape[1:3]
     x = x_BHWC.astype(self.dtype)
     for features in (self.width, 2 * self.width):
