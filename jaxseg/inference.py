@@ -181,7 +181,7 @@ def head_logits(model, variables, x_BHWC, valid_BHW) -> jax.Array:
 
   (logits, _), state = model.apply(variables, x_BHWC, train=False, valid_BHW=valid_BHW,
                                    capture_intermediates=is_head, mutable=["intermediates"])
-  captured = state["intermediates"].get("classifier", {}).get("__call__")
+  captured = state.get("intermediates", {}).get("classifier", {}).get("__call__")
   return (captured[0] if captured else logits).astype(jnp.float32)
 
 
