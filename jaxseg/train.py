@@ -95,7 +95,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   os.makedirs(workdir, exist_ok=True)
   ckpt = _checkpointer(cfg, workdir)
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
-  run = assemble(cfg)
+  # A resumed run restores its weights: the ImageNet ones are needed only to start.
+  run = assemble(cfg, pretrained_backbone=ckpt.latest_step() is None)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
   train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
@@ -167,7 +168,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
   distributed.initialize()
-  run = assemble(cfg)
+  run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
   state, step = restore_for_eval(cfg, workdir, run.state)
   writer = MetricsWriter(workdir, tensorboard=False)
   summary = _evaluate_and_log(run, state, step, writer)

@@ -1,2 +1,2 @@
-"""jaxseg tests. A regular package, so `from tests import ...` finds these modules, not the
-top-level `tests` package that mmsegmentation's wheel installs into site-packages."""
+"""jaxseg's tests. A regular package so `tests.stepkit` resolves here, not to the
+stray top-level `tests` package that mmsegmentation 1.2.2 installs into site-packages."""

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.fcn import Segmentor, aux_head, head_kwargs
 from jaxseg.models.layers import batch_norm, conv2d, global_mean, resize_bilinear
 from jaxseg.models.resnet import resnet_from_config

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, resize_bilinear
 from jaxseg.models.resnet import resnet_from_config
 from jaxseg.models.zoo_config import check_choice

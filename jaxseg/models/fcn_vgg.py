@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import compute_dtype, conv2d, resize_bilinear
 from jaxseg.models.vgg import vgg_from_config
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import compute_dtype, resize_bilinear
 
 

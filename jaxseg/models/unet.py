@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import ConvBNReLU, compute_dtype
 
 
