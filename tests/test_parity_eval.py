@@ -59,20 +59,28 @@ STRIDE, K = 4, 5
 
 
 class _Head(nn.Module):
-  """Stride-4 features (pixel (4i, 4j), as a ResNet's grid) plus their valid-pixel mean."""
+  """Stride-s features (pixel (s*i, s*j), as a ResNet's grid), plus their valid-pixel mean."""
+
+  stride: int
+  pooled: bool
 
   @nn.compact
   def __call__(self, x_BHWC, *, valid_BHW):
-    features = x_BHWC[:, ::STRIDE, ::STRIDE]
-    pooled = global_mean(features, valid_BHW, STRIDE)
-    return nn.Dense(K, name="local")(features) + nn.Dense(K, name="pooled")(pooled)
+    features = x_BHWC[:, ::self.stride, ::self.stride]
+    logits = nn.Dense(K, name="local")(features)
+    if self.pooled:
+      logits += nn.Dense(K, name="pooled")(global_mean(features, valid_BHW, self.stride))
+    return logits
 
 
 class _Segmentor(nn.Module):
+  stride: int = STRIDE
+  pooled: bool = True
+
   @nn.compact
   def __call__(self, x_BHWC, *, train, valid_BHW=None):
     del train
-    logits = _Head(name="classifier")(x_BHWC, valid_BHW=valid_BHW)
+    logits = _Head(self.stride, self.pooled, name="classifier")(x_BHWC, valid_BHW=valid_BHW)
     return jax.image.resize(logits, (*x_BHWC.shape[:3], K), "bilinear"), {}
 
 
@@ -84,40 +92,44 @@ class _State:
     return {"params": self.params}
 
 
-def _reference_labels(torch, params, image_HW3, scale):
+def _reference_labels(torch, params, image_HW3, scale, stride=STRIDE):
   """mmseg's arithmetic in torch on one unpadded image: resize, head, two logit resizes."""
   F = torch.nn.functional
   H, W = image_HW3.shape[:2]
   h, w = transforms.rescaled_size(H, W, 1.0, scale)
   resized = transforms.resize_image(image_HW3, (h, w)).astype(np.float32)
   x = torch.from_numpy((resized - np.float32(MEAN)) / np.float32(STD))
-  features = x[::STRIDE, ::STRIDE]
+  features = x[::stride, ::stride]
   p = {k: {n: torch.from_numpy(np.asarray(v)) for n, v in d.items()}
        for k, d in params["classifier"].items()}
-  logits = (features @ p["local"]["kernel"] + p["local"]["bias"]
-            + features.mean((0, 1)) @ p["pooled"]["kernel"] + p["pooled"]["bias"])
+  logits = features @ p["local"]["kernel"] + p["local"]["bias"]
+  if "pooled" in p:
+    logits = logits + features.mean((0, 1)) @ p["pooled"]["kernel"] + p["pooled"]["bias"]
   logits = logits.permute(2, 0, 1)[None]
   logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
   logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
   return logits[0].argmax(0).numpy()
 
 
-def test_resize_protocol_eval_step_equals_unpadded_reference():
-  torch = require("torch")
-  sizes = [(50, 37), (37, 50), (33, 50), (50, 50), (20, 50)]
+def _records():
   rng = np.random.default_rng(2)
   records = []
-  for H, W in sizes:
+  for H, W in [(50, 37), (37, 50), (33, 50), (50, 50), (20, 50)]:
     yy, xx = np.mgrid[0:H, 0:W]
     image = np.stack([np.sin(yy / 3 + c) * np.cos(xx / 4 - c) for c in range(3)], -1)
     image = (128 + 100 * image + rng.normal(0, 10, image.shape)).clip(0, 255).astype(np.uint8)
     label = rng.integers(0, K, (H, W, 1)).astype(np.uint8)
     label[:3, :, 0] = 255
     records.append({"image": image, "label": label})
+  return records
+
+
+def _predict(records, *overrides, model=None):
+  """(predictions cropped to each image, canvases seen, params) of the real eval step."""
   cfg = build_config("demo:smoke", ["eval.protocol=resize", "eval.resize_scale=(128,64)",
                                     "eval.resize_bucket=32", "eval.batch_size=2",
-                                    f"augment.mean={MEAN}", f"augment.std={STD}"])
-  model = _Segmentor()
+                                    f"augment.mean={MEAN}", f"augment.std={STD}", *overrides])
+  model = model or _Segmentor()
   params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)["params"]
   state = _State(params)
   step = jax.jit(evaluate.make_eval_step(model, cfg, K, 255))
@@ -127,9 +139,31 @@ def test_resize_protocol_eval_step_equals_unpadded_reference():
     _, pred = step(state, batch)
     preds += [np.asarray(pred[i, :h, :w]) for i, (h, w) in enumerate(batch["size_HW"])
               if batch["example_mask"][i]]
+  return preds, canvases, params
+
+
+def test_resize_protocol_eval_step_equals_unpadded_reference():
+  torch = require("torch")
+  records = _records()
+  preds, canvases, params = _predict(records)
   # Resized short side 64 (20x50: long side 128 binds, 51x128), batches of 2 on canvases
   # rounded up to 32: a landscape + portrait pair needs a square one.
   assert canvases == {(96, 96), (64, 128)}, canvases
   for (record, pred) in zip(records, preds, strict=True):
     expected = _reference_labels(torch, params, record["image"], (128, 64))
     np.testing.assert_array_equal(pred, expected)
+
+
+@pytest.mark.parametrize("mode, agreement", [
+    (["eval.mode=slide", "eval.crop_size=(32,32)", "eval.stride=(16,16)"], 1.0),
+    (["eval.mode=aug", "eval.scales=(1.0,)", "eval.flip=true"], 0.98)])
+def test_resize_protocol_composes_with_slide_and_aug(mode, agreement):
+  """Both run on the resized image and come back at the original size. A pointwise model
+  (stride 1, no pooling: windows and flips change nothing) must give the reference labels;
+  aug averages probabilities, not logits, before the last resize, so a few ties may move."""
+  torch = require("torch")
+  records = _records()
+  preds, _, params = _predict(records, *mode, model=_Segmentor(stride=1, pooled=False))
+  for record, pred in zip(records, preds, strict=True):
+    expected = _reference_labels(torch, params, record["image"], (128, 64), stride=1)
+    assert pred.shape == expected.shape and (pred == expected).mean() >= agreement
