@@ -14,6 +14,7 @@ import tqdm
 from jaxseg import distributed, report
 from jaxseg.assemble import Run, assemble
 from jaxseg.checkpoint import Checkpointer, check_resume_config
+from jaxseg.data.datasets import check_splits, prepare
 from jaxseg.evaluate import evaluate_split, restore_for_eval
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher
@@ -42,8 +43,9 @@ def _checkpointer(cfg, workdir: str) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
 
 
-def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter) -> dict:
-  result = evaluate_split(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
+def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter,
+                      eval_split: str) -> dict:
+  result = evaluate_split(run.eval_step, state.for_eval(), run.source(eval_split),
                           run.cfg, run.meta, run.mesh)
   writer.write(step, {f"eval/{k}": v for k, v in result.summary.items()})
   if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
@@ -95,11 +97,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   os.makedirs(workdir, exist_ok=True)
   ckpt = _checkpointer(cfg, workdir)
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
+  # Split names against the prepared dataset, before the model is built or trained.
+  train_split, eval_split = check_splits(prepare(cfg.data), cfg.data)
   # A resumed run restores its weights: the ImageNet ones are needed only to start.
   run = assemble(cfg, pretrained_backbone=ckpt.latest_step() is None)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
-  train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
+  train_iter = iter(train_loader(run.source(train_split), cfg, run.meta.ignore_index))
   state, start = _resume(ckpt, run.state, train_iter, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
@@ -136,7 +140,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
         bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
-        summary = _evaluate_and_log(run, state, step, writer)
+        summary = _evaluate_and_log(run, state, step, writer, eval_split)
         ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
         if distributed.is_main_process():
           bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
@@ -156,7 +160,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
     ckpt.save(cfg.train.steps, state, batches, config)
-  summary = _evaluate_and_log(run, state, cfg.train.steps, writer)
+  summary = _evaluate_and_log(run, state, cfg.train.steps, writer, eval_split)
   ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
   ckpt.close()
   writer.close()
@@ -169,9 +173,10 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
   distributed.initialize()
   run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
+  _, eval_split = check_splits(run.builder, cfg.data)
   state, step = restore_for_eval(cfg, workdir, run.state)
   writer = MetricsWriter(workdir, tensorboard=False)
-  summary = _evaluate_and_log(run, state, step, writer)
+  summary = _evaluate_and_log(run, state, step, writer, eval_split)
   if distributed.is_main_process():
     print(f"checkpoint step {step}")
     print(report.summary_table(summary, run.meta.class_names))
