@@ -14,6 +14,7 @@ import tqdm
 from jaxseg import distributed, report
 from jaxseg.assemble import Run, assemble
 from jaxseg.checkpoint import Checkpointer, check_resume_config
+from jaxseg.checks import Checker
 from jaxseg.data.datasets import check_splits, prepare
 from jaxseg.evaluate import evaluate_split, restore_for_eval
 from jaxseg.preemption import StopRequest
@@ -37,6 +38,19 @@ class Preempted(Exception):
 
 class NonFiniteError(Exception):
   """A NaN/Inf loss or gradient with train.skip_nonfinite off (run.py: status 4)."""
+
+
+def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (not mid-run) on a bad `train` section."""
+  c = Checker(train_cfg, "train")
+  for key in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+              "grad_accum_steps"):
+    c.count(key)
+  c.count("eval_every", min=0)  # 0 = only at the end.
+  c.count("debug_nan_at_step", min=0)
+  c.number("ema_decay", min=0, below=1)
+  if train_cfg.batch_size % train_cfg.grad_accum_steps:
+    c.fail("batch_size", f"a multiple of train.grad_accum_steps={train_cfg.grad_accum_steps}")
 
 
 def _checkpointer(cfg, workdir: str) -> Checkpointer:

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jaxseg.config import build_config
 from jaxseg.data import datasets
 from tests import fabricate
@@ -13,6 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A preparer that imports no jax: the data keys datasets.prepare reads, and nothing more.
 PREPARE = r"""
 import sys
+
+import pytest
 import ml_collections
 from jaxseg.data import datasets
 cfg = ml_collections.ConfigDict(dict(name="folder", config="", dir=sys.argv[1], manual_dir="",
@@ -84,3 +88,14 @@ def test_lock_of_a_killed_preparer_is_not_stale(tmp_path):
   prepared = datasets.prepare(cfg)  # Would wait forever if the lock outlived its holder.
   assert prepared.is_prepared() and prepared.info.splits["train"].num_examples == 6
   assert sorted(os.listdir(os.path.dirname(lock))) == [".1.0.0.lock", "1.0.0"]
+
+
+def test_data_dir_that_cannot_hold_the_lock_is_named(tmp_path):
+  cfg, _, _ = _dataset(tmp_path)
+  not_a_dir = tmp_path / "a_file"
+  not_a_dir.write_text("")
+  with cfg.unlocked():
+    cfg.dir = str(not_a_dir)
+  with pytest.raises(datasets.DatasetError, match=f"{not_a_dir}/folder/data_[0-9a-f]+: cannot "
+                     r"prepare the dataset there \(Not a directory\); set data.dir"):
+    datasets.prepare(cfg)

@@ -13,7 +13,9 @@ import shutil
 import ml_collections
 import numpy as np
 
+from jaxseg.checks import Checker
 from jaxseg.config import ConfigError
+
 # Every module that registers a builder, imported here once so DATASETS is complete.
 from jaxseg.data.builders import folder, shapes, voc_seg  # noqa: F401
 from jaxseg.data.builders.registry import DATASETS
@@ -28,6 +30,15 @@ class SplitError(ConfigError):
 
 def dataset_names() -> list[str]:
   return DATASETS.names()
+
+
+def validate_config(data_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (before any preparation) on a bad `data` section."""
+  c = Checker(data_cfg, "data")
+  c.choice("name", dataset_names(), "dataset")
+  c.count("worker_count", min=0)
+  c.ints("folder_ignore_rgb", (0, 3), "() or an (R, G, B) colour with values 0-255",
+         min=0, max=255)
 
 
 @dataclasses.dataclass(frozen=True)
