@@ -12,37 +12,20 @@ import numpy as np
 import tqdm
 
 from jaxseg import inference, metrics, resources
-from jaxseg.data import pipeline
+from jaxseg.data import pipeline, transforms
 from jaxseg.sharding import batch_sharded, global_batch, replicated
 from jaxseg.state import state_shardings
-from jaxseg.steps import normalize
-
-
-def class_probs(model, cfg, state, images_BHW3, size_B2) -> jax.Array:
-  """Softmax probabilities (B, H, W, K) of uint8 canvases under `eval.mode`.
-
-  The one place that turns images into predictions: the eval step and
-  `--mode predict` both call it (or `predict_labels`), so they cannot disagree.
-  """
-  x_BHW3 = normalize(images_BHW3, cfg.augment.mean, cfg.augment.std)
-  apply_fn = lambda x: model.apply(state.variables(), x, train=False)[0]
-  return inference.predict_probs(apply_fn, x_BHW3, size_B2, cfg.eval)
-
-
-def predict_labels(model, cfg, state, images_BHW3, size_B2) -> jax.Array:
-  """Class indices (B, H, W) int32 of uint8 canvases under `eval.mode`."""
-  probs_BHWK = class_probs(model, cfg, state, images_BHW3, size_B2)
-  return jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
 
 
 def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
   """step(state, batch) -> (confusion matrix of valid pixels, prediction_BHW int32).
 
-  batch = {'image', 'label', 'example_mask', 'size_HW'} on the padded eval canvas.
+  batch = {'image', 'label', 'example_mask', 'size_HW'} on the padded eval canvas
+  (+ 'resized_HW' under eval.protocol='resize', the image then on its own canvas).
   """
 
   def step(state, batch):
-    pred_BHW = predict_labels(model, cfg, state, batch["image"], batch["size_HW"])
+    pred_BHW = inference.predict_labels(model, state.variables(), batch, cfg)
     labels_BHW = batch["label"].astype(jnp.int32)
     # Masked (padding) examples, padding pixels and ignore pixels count nowhere.
     valid_BHW = (labels_BHW != ignore_index) & batch["example_mask"][:, None, None]
@@ -94,7 +77,11 @@ def _samples(kept, want: int) -> list[dict]:
     pred = np.asarray(pred)
     for i in np.flatnonzero(batch["example_mask"])[:want - len(samples)]:
       H, W = batch["size_HW"][i]
-      samples.append({"image": batch["image"][i, :H, :W], "label": batch["label"][i, :H, :W],
+      image = batch["image"][i, :H, :W]
+      if "resized_HW" in batch:  # eval.protocol=resize: the image back at the label's size.
+        h, w = batch["resized_HW"][i]
+        image = transforms.resize_image(batch["image"][i, :h, :w], (H, W))
+      samples.append({"image": image, "label": batch["label"][i, :H, :W],
                       "pred": pred[i, :H, :W].astype(np.uint8)})
   return samples
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxseg import evaluate, inference, report
+from jaxseg import inference, report
 from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.sharding import batch_sharded
@@ -113,15 +113,17 @@ def load_image(path: str) -> np.ndarray | None:
 
 def make_predict_fns(model, cfg, state, mesh):
   """(labels, probs): jitted (state, images_BHW3 uint8, size_B2) -> labels_BHW int32 or
-  probs_BHWK float32, sharded over data. Both are evaluation's own function."""
+  probs_BHWK float32, sharded over data."""
   data = batch_sharded(mesh)
   shardings = (state_shardings(state), data, data)
 
+  # Each image at its own size (eval.protocol='native', whatever the checkpoint's eval
+  # used): the function the eval step runs under that protocol.
   def labels(state, images_BHW3, size_B2):
-    return evaluate.predict_labels(model, cfg, state, images_BHW3, size_B2)
+    return inference.native_labels(model, state.variables(), images_BHW3, size_B2, cfg)
 
   def probs(state, images_BHW3, size_B2):
-    return evaluate.class_probs(model, cfg, state, images_BHW3, size_B2)
+    return inference.native_probs(model, state.variables(), images_BHW3, size_B2, cfg)
 
   return (jax.jit(labels, in_shardings=shardings, out_shardings=data),
           jax.jit(probs, in_shardings=shardings, out_shardings=data))

@@ -114,8 +114,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   mesh = make_mesh()
   # Before preparing data, which can take long (run.py checks too; direct callers too).
   validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
-  # A resumed run restores its weights: the ImageNet ones are needed only to start, and
-  # are fetched (or found missing) before the dataset, so a recipe without them fails fast.
+  # A resumed run restores its weights: the ImageNet ones are needed only to start,
+  # and are fetched (or refused, in seconds) before the dataset is prepared.
   fresh_start = ckpt.latest_step() is None
   if fresh_start:
     weights.backbone_path(cfg.model)

@@ -98,13 +98,19 @@ def test_unwritable_directory_is_one_line_naming_it(which, tmp_path, capsys, no_
       f"pass a writable one ({'--workdir DIR' if which == 'workdir' else '--set data.dir=DIR'})"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_read_only_workdir_is_one_line(tmp_path, capsys, no_preparation):
+def test_read_only_workdir_is_one_line(tmp_path, capsys, monkeypatch, no_preparation):
   locked = tmp_path / "locked"
   locked.mkdir(mode=0o500)
+  if os.geteuid() == 0:  # Root may write anyway: report the directory as a user sees it.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real_access(path, mode)
+                        and str(path) != str(locked))
   status, err = _main(["--exp", "demo:smoke", "--workdir", str(locked / "w")], capsys)
   assert status == 1 and err == [f"error: cannot write to --workdir {locked / 'w'}: {locked} "
                                  "is not writable; pass a writable one (--workdir DIR)"]
+  run._check_writable(str(locked), "data.dir", read_only_ok=True)  # May hold prepared data.
+  with pytest.raises(run.NotWritableError, match="data.dir .* is not writable"):
+    run._check_writable(str(locked / "tfds"), "data.dir", read_only_ok=True)
 
 
 def test_metrics_write_on_a_full_disk_is_one_line(shapes_dir, tmp_path, capsys, monkeypatch):
@@ -164,6 +170,9 @@ def test_out_of_memory_elsewhere_names_the_modes_keys():
                                          "train.batch_size (now 16), raise train.grad_accum")
   assert run._user_error(MemoryError(), run._parse_args(["--mode", "predict"]), cfg, {})[1] \
       .startswith("error: out of memory in --mode predict; lower predict.batch_size (now 8)")
+  assert run._user_error(oom, run._parse_args(["--mode", "eval"]), cfg, {})[1] == (
+      "error: out of memory in --mode eval; lower eval.batch_size (now 64), or --set "
+      "eval.mode=slide with eval.crop_size below the eval canvas")
   assert run._user_error(RuntimeError("a bug"), args, cfg, {}) is None  # Bugs keep tracebacks.
 
 
