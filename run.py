@@ -69,7 +69,9 @@ def main(argv=None) -> int:
     return 2
   workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
   from jaxseg import train
+  from jaxseg.checkpoint import CheckpointError
   from jaxseg.data.datasets import DatasetError
+  from jaxseg.workdir import WorkdirBusyError
 
   try:
     if args.mode == "train":
@@ -93,7 +95,8 @@ def main(argv=None) -> int:
   except train.NonFiniteError as e:
     print(f"error: {e}", file=sys.stderr)
     return 4
-  except (FileNotFoundError, DatasetError) as e:  # A missing or bad file: the message names it.
+  # A missing or bad file, a damaged checkpoint, a workdir in use: the message names it.
+  except (FileNotFoundError, DatasetError, CheckpointError, WorkdirBusyError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0
