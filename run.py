@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """jaxseg command line: python run.py --exp NAME[:VARIANT] [--set key=value ...].
 
+--exp also takes a path to an experiment file: --exp path/to/my_exp.py[:VARIANT].
+
 Exit status: 0 done, 1 error, 2 bad config or command line (including a config
 that differs from the checkpoint's on resume), 3 stopped by SIGTERM/SIGINT after
 saving a checkpoint (run again to resume), 4 stopped on a NaN/Inf loss or gradient.
@@ -15,7 +17,8 @@ import sys
 
 def _parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--exp", default="demo", help="experiment NAME[:VARIANT] (default: demo)")
+  p.add_argument("--exp", default="demo", help="experiment NAME[:VARIANT], or a file: "
+                 "path/to/my_exp.py[:VARIANT] (default: demo)")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
@@ -60,14 +63,14 @@ def main(argv=None) -> int:
   if args.list:
     _list()
     return 0
-  from jaxseg.config import ConfigError, build_config
+  from jaxseg.config import ConfigError, build_config, run_name
 
   try:
     cfg = build_config(args.exp, args.overrides)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  workdir = args.workdir or os.path.join("runs", args.exp.replace(":", "_").replace(",", "_"))
+  workdir = args.workdir or os.path.join("runs", run_name(args.exp))
   from jaxseg import train
   from jaxseg.checkpoint import CheckpointError
   from jaxseg.data.datasets import DatasetError

@@ -38,7 +38,9 @@ def voc_config() -> ml_collections.ConfigDict:
   c.model.output_stride = 8
   c.model.aux_head = True
   c.model.dropout = 0.1
-  c.loss.aux_weight = 0.4
+  c.loss.aux_weight = 0.4  # mmseg's auxiliary FCNHead loss_weight (decode head: 1.0).
+  # mmseg 1.x CrossEntropyLoss(avg_non_ignore=False): the summed CE over every pixel.
+  c.loss.ce_avg_non_ignore = False
   c.optim.name = "sgd"
   c.optim.lr = 0.01
   c.optim.momentum = 0.9
@@ -66,7 +68,7 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
   c.augment.crop_size = (32, 32)
   c.augment.base_size = ()  # Rescale relative to the 64x64 original.
   c.augment.cat_max_ratio = 1.0
-  c.model.backbone_weights = ""
+  c.model.backbone_weights = "none"  # Offline: no ImageNet weights for a smoke run.
   c.model.weights = ""
   c.train.steps = 2
   c.train.batch_size = 8
@@ -79,16 +81,19 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
 def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDict:
   """A ResNet-50-v1c segmentor with the VOC recipe; variants `smoke`, `tv`, `loss=NAME`.
 
-  Pretrained backbone: `--set model.backbone_weights=resnet50_v1c.pth`
-  (mmsegmentation's open-mmlab://resnet50_v1c as a state dict; its `stem.0/3/6`
-  keys map onto the deep stem). `tv` keeps torchvision's 7x7 stem instead, so
-  torchvision's ResNet-50 weights load.
+  The backbone starts from mmsegmentation's ImageNet weights, open-mmlab://resnet50_v1c
+  (its `stem.0/3/6` keys map onto the deep stem), downloaded once into
+  `model.weights_dir`; without them the run refuses to start, unless
+  `--set model.backbone_weights=none` (from scratch, on purpose). `tv` keeps
+  torchvision's 7x7 stem instead and starts from torchvision://resnet50.
   """
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
                                  known_keys=LOSS_VARIANT)
   c = voc_config()
   c.model.name = model_name
   c.model.deep_stem = "tv" not in flags
+  c.model.backbone_weights = ("open-mmlab://resnet50_v1c" if c.model.deep_stem
+                              else "torchvision://resnet50")
   apply_loss_variant(c, options)
   if "smoke" in flags:
     apply_smoke(c)

@@ -78,6 +78,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.loss.terms = "cross_entropy"
   c.loss.aux_weight = 0.4  # Weight of the auxiliary head's loss (same terms), if any.
   c.loss.class_weights = ()  # Per-class CE weights (torch's weighted mean); () = uniform.
+  # cross_entropy's denominator: True = the non-ignored pixels (their class weights'
+  # sum; torch, mmseg avg_non_ignore=True); False = every pixel of the batch, ignored
+  # ones included (mmseg 1.x's default avg_non_ignore=False; see docs/losses_metrics.md).
+  c.loss.ce_avg_non_ignore = True
   c.loss.label_smoothing = 0.0  # CE family (cross_entropy, ohem, topk).
   c.loss.binary = False  # binary_cross_entropy: one foreground logit instead of one-vs-all.
   c.loss.focal_gamma = 2.0

@@ -2,8 +2,9 @@
 
 VGG-16 keeps its stride-32 pools with pool4/pool3 skips (output stride 32 at the
 classifier); no aux head. The paper trained at lr 1e-4 with unnormalised loss;
-with jaxseg's mean-over-pixels loss the VOC recipe's lr 0.01 applies. Pretrained
-backbone: `--set model.backbone_weights=vgg16.pth` (torchvision's vgg16).
+with jaxseg's mean-over-pixels loss the VOC recipe's lr 0.01 applies. The backbone
+starts from torchvision's ImageNet VGG-16 (torchvision://vgg16, downloaded once; the
+run refuses to start without it unless `--set model.backbone_weights=none`).
 
 Variants: `smoke` (CPU seconds, on shapes), `loss=NAME`.
 """
@@ -22,6 +23,7 @@ def get_config(variant: str = ""):
   c.model.name = "fcn8s"
   c.model.output_stride = 32
   c.model.aux_head = False
+  c.model.backbone_weights = "torchvision://vgg16"
   apply_loss_variant(c, options)
   if "smoke" in flags:
     _voc.apply_smoke(c)

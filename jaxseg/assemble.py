@@ -10,7 +10,7 @@ import ml_collections
 
 from jaxseg import evaluate, losses, optim, steps
 from jaxseg.data import datasets
-from jaxseg.models import build_model, convert
+from jaxseg.models import build_model, convert, weights
 from jaxseg.sharding import make_mesh
 from jaxseg.state import TrainState, create_train_state
 
@@ -32,7 +32,8 @@ class Run:
     return self.builder.as_data_source(split)
 
 
-def assemble(cfg: ml_collections.ConfigDict) -> Run:
+def assemble(cfg: ml_collections.ConfigDict, *, pretrained_backbone: bool = True) -> Run:
+  """The run's parts; `pretrained_backbone=False` when a checkpoint replaces the weights."""
   mesh = make_mesh()
   for name, batch in (("train.batch_size", cfg.train.batch_size),
                       ("eval.batch_size", cfg.eval.batch_size)):
@@ -43,14 +44,16 @@ def assemble(cfg: ml_collections.ConfigDict) -> Run:
     # Every micro-batch must still split evenly over the devices.
     raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by "
                      f"train.grad_accum_steps={accum} x {mesh.size} devices")
+  # Before the dataset and the model: a recipe without its weights fails in seconds.
+  load_backbone = pretrained_backbone and bool(weights.backbone_path(cfg.model))
   builder = datasets.prepare(cfg.data)
   meta = datasets.meta_of(builder)
   model = build_model(cfg.model, meta.num_classes)
   tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
   state = create_train_state(model, tx, (*cfg.augment.crop_size, 3), cfg.seed, mesh,
                              ema=cfg.train.ema_decay > 0)
-  if cfg.model.weights or cfg.model.backbone_weights:  # torchvision weights over the init.
-    variables = convert.apply_pretrained(cfg.model, state.variables())
+  if cfg.model.weights or load_backbone:  # torch weights over the init.
+    variables = convert.apply_pretrained(cfg.model, state.variables(), backbone=load_backbone)
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
     if state.ema_params:  # The average starts from the loaded weights too.
       state = state.replace(ema_params=variables["params"])

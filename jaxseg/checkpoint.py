@@ -32,7 +32,8 @@ __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeC
 # the resumed run a different experiment: refused unless `run.py --force`.
 RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.tensorboard",
-                  "train.skip_nonfinite", "data.dir", "data.manual_dir", "data.worker_count")
+                  "train.skip_nonfinite", "data.dir", "data.manual_dir", "data.worker_count",
+                  "model.weights_dir")
 RESUMABLE_PREFIXES = ("eval.",)
 
 

@@ -1,9 +1,11 @@
-"""Experiments: load by name (with variant), apply typed `--set` overrides, lock."""
+"""Experiments: load by name or file (with variant), apply typed `--set` overrides, lock."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
+import os
 import pkgutil
 
 import ml_collections
@@ -16,10 +18,55 @@ class ConfigError(ValueError):
 
 
 def experiment_names() -> list[str]:
-  import experiments  # The repo-level package of experiment files.
+  """The experiments `--exp NAME` finds: modules of the `experiments` package.
+
+  `experiments` is a top-level package next to `jaxseg`, in the repository and
+  in an installed copy alike (pyproject packages both), so experiment files and
+  the user's own ones import `experiments.base` wherever they run.
+  """
+  import experiments
 
   return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
                 if m.name != "base" and not m.name.startswith("_"))
+
+
+def is_experiment_file(name: str) -> bool:
+  """'path/to/my_exp.py' names a file; 'voc_fcn' an experiment module."""
+  return name.endswith(".py") or os.sep in name or "/" in name
+
+
+def run_name(spec: str) -> str:
+  """'voc_fcn:smoke' -> 'voc_fcn_smoke', 'path/to/my_exp.py:smoke' -> 'my_exp_smoke'."""
+  name, sep, variant = spec.partition(":")
+  if is_experiment_file(name):
+    name = os.path.splitext(os.path.basename(name))[0]
+  return (name + "_" + variant if sep else name).replace(",", "_")
+
+
+def _experiment_from_file(path: str):
+  """Imports an experiment file that lives anywhere, under a name of its own."""
+  full = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isfile(full):
+    raise ConfigError(f"--exp {path}: no such experiment file (expected a .py file that "
+                      "defines get_config(variant), like experiments/demo.py)")
+  stem = os.path.splitext(os.path.basename(full))[0]
+  spec = importlib.util.spec_from_file_location(f"_jaxseg_experiment_{stem}", full)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"{full}: defines no get_config(variant); an experiment file "
+                      "returns its ConfigDict from one (see experiments/demo.py)")
+  return module
+
+
+def _experiment_module(name: str):
+  if is_experiment_file(name):
+    return _experiment_from_file(name)
+  names = experiment_names()
+  if name not in names:
+    raise ConfigError(unknown_name_message("experiment", name, names) +
+                      " (or a path to an experiment file, path/to/my_exp.py)")
+  return importlib.import_module(f"experiments.{name}")
 
 
 def parse_variant(variant: str, known_flags: set[str], known_keys: dict[str, set[str] | None]
@@ -46,13 +93,12 @@ def parse_variant(variant: str, known_flags: set[str], known_keys: dict[str, set
 
 
 def load_experiment(spec: str) -> ml_collections.ConfigDict:
-  """'name[:variant]' -> the experiment's config (unlocked; overrides come next)."""
+  """'name[:variant]' or 'path/to/file.py[:variant]' -> the experiment's config.
+
+  The config comes back unlocked; overrides come next.
+  """
   name, _, variant = spec.partition(":")
-  names = experiment_names()
-  if name not in names:
-    raise ConfigError(unknown_name_message("experiment", name, names))
-  module = importlib.import_module(f"experiments.{name}")
-  cfg = module.get_config(variant)
+  cfg = _experiment_module(name).get_config(variant)
   with cfg.unlocked():
     cfg.experiment = spec
   return cfg
@@ -131,9 +177,11 @@ def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigD
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks values whose type alone does not make them valid, so runs fail at startup."""
   from jaxseg import inference, losses  # Lazy: config loading stays light otherwise.
+  from jaxseg.models import weights
 
   try:
     losses.validate_config(cfg.loss)
     inference.validate_config(cfg.eval)
+    weights.validate_config(cfg.model)
   except ValueError as e:
     raise ConfigError(str(e)) from None

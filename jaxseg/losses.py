@@ -9,28 +9,14 @@ double `where` so no 0/0 appears even in the backward pass. Region losses
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.registry import Registry, unknown_name_message
-
-LossFn = Callable[[jax.Array, jax.Array, jax.Array, ml_collections.ConfigDict], jax.Array]
-LOSSES: Registry = Registry("loss")
-
-
-def safe_divide(num, den):
-  """num / den where den > 0, else 0; the inner `where` keeps the gradient finite."""
-  ok = den > 0
-  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
-
-
-def one_hot_valid(labels_BHW, valid_BHW, num_classes: int) -> jax.Array:
-  """One-hot targets with all-zero rows at ignored pixels (label 255 is out of range)."""
-  safe = jnp.where(valid_BHW, labels_BHW, 0)
-  return jax.nn.one_hot(safe, num_classes) * valid_BHW[..., None]
+# Registers dice, tversky and lovasz; with the losses below, LOSSES is complete.
+from jaxseg import region_losses  # noqa: F401
+from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
+from jaxseg.registry import unknown_name_message
 
 
 def _class_weights(cfg, num_classes: int) -> jax.Array:
@@ -61,8 +47,16 @@ def pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg):
 
 @LOSSES.register("cross_entropy")
 def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
-  """Softmax CE, (class-weighted) mean over the non-ignored pixels of the batch."""
+  """Softmax CE summed over the batch, divided by its non-ignored or by all pixels.
+
+  `ce_avg_non_ignore`: the (class-weighted) count of non-ignored pixels, torch's
+  weighted mean; else every pixel, as mmseg 1.x's default avg_non_ignore=False:
+  sum_i w[y_i] over the batch, an ignored pixel counting 1 (mmseg indexes its class
+  weights with label 255 there and raises; without class weights this is B*H*W).
+  """
   loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg)
+  if not cfg.ce_avg_non_ignore:
+    weight_BHW = jnp.where(valid_BHW, weight_BHW, 1.0)
   return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
 
 
@@ -192,7 +186,3 @@ def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):
     return total, values
 
   return total_loss
-
-
-# Registers dice, tversky and lovasz; imported last because it uses LOSSES above.
-from jaxseg import region_losses  # noqa: E402,F401

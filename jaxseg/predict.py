@@ -111,7 +111,7 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str) -> dict[str, tuple
   if jax.process_count() > 1:
     raise ValueError("--mode predict runs on a single process")
   paths = list_inputs(input_path)  # Before building anything: a wrong path fails fast.
-  run = assemble(cfg)
+  run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
   state, step = restore_for_eval(cfg, workdir, run.state)
   written = predict_paths(run, state, paths, out_dir)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to {out_dir} "

@@ -3,7 +3,8 @@
 They score the overlap of whole regions rather than pixels, so they are
 computed from per-class sums over the valid pixels of the batch (Dice,
 Tversky) or from sorted per-pixel errors (Lovász). Same signature as every
-loss in `jaxseg.losses`; registered there on import.
+loss; registered in `jaxseg.loss_base.LOSSES`, which `jaxseg.losses` completes
+by importing this module.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxseg.losses import LOSSES, one_hot_valid, safe_divide
+from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
 
 
 def _ratio_or_one(num, den):

@@ -147,7 +147,8 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   changes = {}
   accept = _resume_check(cfg, force, changes)
   _check_config(ckpt, accept)  # Before building anything: fail fast.
-  run = assemble(cfg)
+  # A resumed run restores its weights: the ImageNet ones are needed only to start.
+  run = assemble(cfg, pretrained_backbone=ckpt.latest_step() is None)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
   train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
@@ -224,7 +225,7 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
   distributed.initialize()
   with WorkdirLock(workdir):
-    run = assemble(cfg)
+    run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
     state, step = restore_for_eval(cfg, workdir, run.state)
     directory, _ = checkpoint_to_restore(cfg.eval.checkpoint, os.path.join(workdir, "checkpoints"))
     writer = MetricsWriter(workdir, tensorboard=False)

@@ -1,7 +1,13 @@
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
 import ml_collections
 import pytest
 
-from jaxseg.config import ConfigError, apply_overrides, build_config, experiment_names
+from jaxseg.config import ConfigError, apply_overrides, build_config, experiment_names, run_name
 
 
 def test_overrides_are_typed():
@@ -58,3 +64,60 @@ def test_every_experiment_loads_and_is_locked(name):
   cfg = build_config(name)
   assert isinstance(cfg, ml_collections.ConfigDict) and cfg.is_locked
   assert cfg.experiment == name
+
+
+_MY_EXPERIMENT = '''"""A user's experiment outside experiments/: the demo with a smaller lr."""
+from experiments import demo
+
+
+def get_config(variant: str = ""):
+  c = demo.get_config(variant)
+  c.optim.lr = 1e-4
+  return c
+'''
+
+
+def test_exp_takes_a_path_to_an_experiment_file(tmp_path):
+  path = tmp_path / "my_exp.py"
+  path.write_text(_MY_EXPERIMENT)
+  cfg = build_config(f"{path}:smoke", ["train.steps=3"])
+  demo = build_config("demo:smoke", ["train.steps=3"])
+  assert cfg.is_locked and cfg.experiment == f"{path}:smoke"
+  assert cfg.optim.lr == 1e-4 and cfg.train.steps == 3
+  assert cfg.train.batch_size == demo.train.batch_size  # The smoke variant applied.
+  with pytest.raises(ConfigError, match="did you mean 'smoke'"):
+    build_config(f"{path}:smok")
+  assert run_name(f"{path}:smoke,loss=dice") == "my_exp_smoke_loss=dice"
+  assert run_name("voc_fcn:smoke") == "voc_fcn_smoke" and run_name("demo") == "demo"
+
+
+def test_bad_experiment_files_fail_with_the_path(tmp_path):
+  with pytest.raises(ConfigError, match=f"{tmp_path}/nope.py: no such experiment file"):
+    build_config(f"{tmp_path}/nope.py")
+  empty = tmp_path / "empty.py"
+  empty.write_text("X = 1\n")
+  with pytest.raises(ConfigError, match=f"{empty}: defines no get_config"):
+    build_config(str(empty))
+
+
+def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
+  """`pip install .` ships `experiments` beside `jaxseg`; nothing reads the checkout."""
+  root = pathlib.Path(__file__).resolve().parent.parent
+  src, site, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
+  for name in ("jaxseg", "experiments"):  # A copy: building writes into the source tree.
+    shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(root / name, src / name)
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                  "--no-build-isolation", "--no-compile", "--target", str(site), str(src)],
+                 check=True, capture_output=True)
+  elsewhere.mkdir()
+  (elsewhere / "my_exp.py").write_text(_MY_EXPERIMENT)
+  code = ("import experiments, jaxseg; from jaxseg.config import build_config, experiment_names; "
+          f"assert jaxseg.__file__.startswith({str(site)!r}), jaxseg.__file__; "
+          f"assert experiments.__file__.startswith({str(site)!r}), experiments.__file__; "
+          "assert 'voc_fcn' in experiment_names(); "
+          "assert build_config('voc_fcn:smoke').model.name == 'fcn_resnet50'; "
+          "assert build_config('my_exp.py:smoke').optim.lr == 1e-4")
+  env = {**os.environ, "PYTHONPATH": str(site)}
+  subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, check=True)

@@ -35,8 +35,10 @@ def test_every_voc_experiment_has_a_smoke_variant_on_embedded_data(name):
 
 
 def test_voc_fcn_offline_says_which_file_goes_where(tmp_path, capsys):
+  # `none`: from scratch on purpose, so the run gets past the weights to the data.
   rc = run.main(["--exp", "voc_fcn", "--workdir", str(tmp_path / "w"),
-                 "--set", f"data.dir={tmp_path / 'tfds'}"])
+                 "--set", f"data.dir={tmp_path / 'tfds'}",
+                 "--set", "model.backbone_weights=none"])
   err = capsys.readouterr().err
   assert rc == 1
   assert "VOCtrainval_11-May-2012.tar" in err
@@ -55,6 +57,7 @@ def test_voc_fcn_trains_and_evaluates_on_fabricated_voc(tmp_path, capsys):
   rc = run.main(["--exp", "voc_fcn", "--workdir", str(workdir),
                  "--set", f"data.dir={tmp_path / 'tfds'}", "--set", f"data.manual_dir={manual}",
                  "--set", "data.worker_count=0", "--set", "model.name=seed_cnn",
+                 "--set", "model.backbone_weights=none",
                  "--set", "model.width=4", "--set", "augment.crop_size=(32,32)",
                  "--set", "augment.base_size=(64,32)", "--set", "train.steps=2",
                  "--set", "train.batch_size=8", "--set", "eval.batch_size=8",

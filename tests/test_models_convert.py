@@ -171,7 +171,7 @@ def rel_l2(a, b):
 @pytest.mark.parametrize("kind", ["fcn", "deeplabv3"])
 def test_torchvision_checkpoint_forward_matches_torch(kind, tmp_path):
   torch = pytest.importorskip("torch")
-  import torch_reference
+  from tests import torch_reference
 
   torch.manual_seed(0)
   net = torch_reference.segmentation_resnet50(kind, num_classes=21).eval()
@@ -202,7 +202,7 @@ def test_torchvision_checkpoint_forward_matches_torch(kind, tmp_path):
 
 def test_backbone_features_match_torch_at_output_stride_32(tmp_path):
   torch = pytest.importorskip("torch")
-  import torch_reference
+  from tests import torch_reference
 
   from jaxseg.models.resnet import ResNet
 

@@ -19,6 +19,10 @@ from tests.stepkit import build_step
 
 NUM_CLASSES = 5
 SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
+# Models with an auxiliary head (on by default, model.aux_head=True), trained with
+# weight loss.aux_weight; the others have none.
+WITH_AUX_HEAD = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
+                 "deeplabv3plus_resnet50", "deeplabv3plus_resnet101"}
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +42,19 @@ def test_one_sharded_train_step(name):
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 255, (8, SIZE, SIZE, 3), dtype=np.uint8),
            "label": rng.integers(0, NUM_CLASSES, (8, SIZE, SIZE)).astype(np.uint8)}
+  # Copied before the step, which donates the state's buffers.
+  aux_before = jax.device_get(state.params.get("aux_classifier"))
   new_state, metrics = step(state, global_batch(mesh, batch))
   assert int(new_state.step) == 1
   assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
-  if "aux" in metrics:  # ResNet models with the aux head report its loss separately.
-    assert np.isfinite(float(metrics["loss/aux"]))
+  assert ("loss/aux" in metrics) == (name in WITH_AUX_HEAD), (
+      f"{name}: aux head expected: {name in WITH_AUX_HEAD}; update WITH_AUX_HEAD if intended")
+  if name in WITH_AUX_HEAD:
+    # The total is main + aux_weight * aux, and the aux head is trained by it.
+    main, aux = float(metrics["loss/cross_entropy"]), float(metrics["loss/aux"])
+    assert aux > 0 and cfg.loss.aux_weight > 0
+    np.testing.assert_allclose(float(metrics["loss"]), main + cfg.loss.aux_weight * aux,
+                               rtol=1e-6)
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), aux_before,
+                         jax.device_get(new_state.params["aux_classifier"]))
+    assert min(jax.tree.leaves(moved)) > 0, f"{name}: aux head params without gradient: {moved}"

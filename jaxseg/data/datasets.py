@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 
 import ml_collections
 import numpy as np
 
-from jaxseg.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
-
-# Modules whose import registers builders; listed so `DATASETS.names()` is complete.
-_BUILDER_MODULES = {
-    "shapes": "jaxseg.data.builders.shapes:Shapes",
-    "voc_seg": "jaxseg.data.builders.voc_seg:VocSeg",
-    "folder": "jaxseg.data.builders.folder:Folder",
-}
-
-
-class DatasetError(ValueError):
-  """A dataset that cannot be prepared; the message names the file at fault."""
-
-
-class DatasetMissingError(DatasetError, FileNotFoundError):
-  """A source archive or folder is not where preparation looks for it.
-
-  Also a FileNotFoundError so `run.py` reports it as one line, not a traceback.
-  """
-
-
-def _register_all() -> None:
-  for name, target in _BUILDER_MODULES.items():
-    if name not in DATASETS:
-      module, _, cls = target.partition(":")
-      DATASETS.register(name)(getattr(importlib.import_module(module), cls))
+# Every module that registers a builder, imported here once so DATASETS is complete.
+from jaxseg.data.builders import folder, shapes, voc_seg  # noqa: F401
+from jaxseg.data.builders.registry import DATASETS
+# Re-exported: callers catch them as `datasets.DatasetError`.
+from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401
 
 
 def dataset_names() -> list[str]:
-  _register_all()
   return DATASETS.names()
 
 
@@ -59,7 +34,6 @@ class DatasetMeta:
 
 
 def _builder(data_cfg: ml_collections.ConfigDict):
-  _register_all()
   builder_cls = DATASETS.get(data_cfg.name)
   kwargs = {"data_dir": os.path.expanduser(data_cfg.dir), "file_format": "array_record"}
   if data_cfg.config:

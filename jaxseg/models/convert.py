@@ -17,6 +17,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from jaxseg.models import weights
+
 # Readable head-module names -> indices in torchvision's head Sequentials.
 FCN_HEAD_NAMES = {"conv": "0", "bn": "1", "cls": "4"}
 DEEPLAB_HEAD_NAMES = {"aspp": "0", "conv": "1", "bn": "2", "cls": "4"}
@@ -152,14 +154,15 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
   return out, LoadReport(path=path, loaded=sorted(used), missing=missing, unused=unused)
 
 
-def apply_pretrained(model_cfg, variables, *, verbose: bool = True):
-  """Variables with `model.backbone_weights` or `model.weights` loaded; a no-op if both are ''."""
-  if not model_cfg.backbone_weights and not model_cfg.weights:
+def apply_pretrained(model_cfg, variables, *, verbose: bool = True, backbone: bool = True):
+  """Variables with `model.weights`, else `model.backbone_weights`, loaded; or unchanged.
+
+  `backbone=False` skips the backbone weights (a checkpoint is about to replace them).
+  """
+  backbone_path = weights.backbone_path(model_cfg) if backbone else ""  # '' for none.
+  if not backbone_path and not model_cfg.weights:
     return variables
-  if model_cfg.backbone_weights and model_cfg.weights:
-    raise ValueError("set model.weights (a whole segmentation checkpoint) or "
-                     "model.backbone_weights (a classification checkpoint), not both")
-  path = model_cfg.weights or model_cfg.backbone_weights
+  path = model_cfg.weights or backbone_path
   variables, report = load_into(variables, load_state_dict(path), path=path,
                                 prefix="" if model_cfg.weights else "backbone")
   if verbose:

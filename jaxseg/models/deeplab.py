@@ -12,9 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.fcn import Segmentor, aux_head, head_kwargs
-from jaxseg.models.layers import batch_norm, conv2d, resize_bilinear
+from jaxseg.models.layers import batch_norm, conv2d, global_mean, resize_bilinear
 from jaxseg.models.resnet import resnet_from_config
 
 # Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
@@ -41,16 +41,17 @@ class ASPP(_HeadBase):
   rates: tuple[int, ...] = (12, 24, 36)
   features: int = 256
   dropout: float = 0.5
+  stride: int = 8  # Of the input feature, to place `valid_BHW` on its grid.
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, valid_BHW=None):
     branches = [self.conv_bn_relu(x, self.features, 1, train, "convs_0_0", "convs_0_1")]
     for i, rate in enumerate(self.rates, start=1):
       branches.append(self.conv_bn_relu(x, self.features, 3, train, f"convs_{i}_0",
                                         f"convs_{i}_1", dilation=rate))
     i = len(self.rates) + 1
     # torchvision's ASPPPooling is (pool, conv, bn, relu): indices 1 and 2.
-    pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+    pooled = global_mean(x, valid_BHW, self.stride)  # Padding never counts.
     pooled = self.conv_bn_relu(pooled, self.features, 1, train, f"convs_{i}_1", f"convs_{i}_2")
     # Bilinear upsampling of a 1x1 map is a broadcast.
     branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
@@ -65,12 +66,14 @@ class DeepLabHead(_HeadBase):
   num_classes: int = 21
   rates: tuple[int, ...] = (12, 24, 36)
   aspp_dropout: float = 0.5
+  output_stride: int = 8
 
   @nn.compact
-  def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
+  def __call__(self, features: dict[str, jax.Array], *, train: bool,
+               valid_BHW=None) -> jax.Array:
     common = dict(kernel_init=self.kernel_init, bn_momentum=self.bn_momentum, dtype=self.dtype)
-    x = ASPP(rates=self.rates, dropout=self.aspp_dropout, name="aspp", **common)(
-        features["layer4"], train=train)
+    x = ASPP(rates=self.rates, dropout=self.aspp_dropout, stride=self.output_stride,
+             name="aspp", **common)(features["layer4"], train=train, valid_BHW=valid_BHW)
     x = self.conv_bn_relu(x, 256, 3, train, "conv", "bn")
     return conv2d(self.num_classes, 1, use_bias=True,
                   init=self.classifier_init or self.kernel_init, dtype=self.dtype, name="cls")(x)
@@ -84,12 +87,14 @@ class DeepLabV3PlusHead(_HeadBase):
   aspp_dropout: float = 0.5
   dropout: float = 0.1
   low_level_features: int = 48  # The paper's choice: few enough not to outweigh ASPP.
+  output_stride: int = 8
 
   @nn.compact
-  def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
+  def __call__(self, features: dict[str, jax.Array], *, train: bool,
+               valid_BHW=None) -> jax.Array:
     common = dict(kernel_init=self.kernel_init, bn_momentum=self.bn_momentum, dtype=self.dtype)
-    x = ASPP(rates=self.rates, dropout=self.aspp_dropout, name="aspp", **common)(
-        features["layer4"], train=train)
+    x = ASPP(rates=self.rates, dropout=self.aspp_dropout, stride=self.output_stride,
+             name="aspp", **common)(features["layer4"], train=train, valid_BHW=valid_BHW)
     low = features["layer1"]
     low = self.conv_bn_relu(low, self.low_level_features, 1, train, "reduce_conv", "reduce_bn")
     x = resize_bilinear(x, low.shape[1:3])
@@ -108,10 +113,10 @@ def _deeplab(depth: int, plus: bool):
     if plus:
       head = DeepLabV3PlusHead(num_classes=num_classes, rates=rates,
                                aspp_dropout=cfg.aspp_dropout, dropout=cfg.dropout,
-                               **head_kwargs(cfg))
+                               output_stride=cfg.output_stride, **head_kwargs(cfg))
     else:
       head = DeepLabHead(num_classes=num_classes, rates=rates, aspp_dropout=cfg.aspp_dropout,
-                         **head_kwargs(cfg))
+                         output_stride=cfg.output_stride, **head_kwargs(cfg))
     return Segmentor(backbone=backbone, classifier=head,
                      aux_classifier=aux_head(cfg, num_classes))
   return build

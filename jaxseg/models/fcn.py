@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, resize_bilinear
 from jaxseg.models.resnet import resnet_from_config
 from jaxseg.models.zoo_config import check_choice
@@ -31,7 +31,9 @@ class FCNHead(nn.Module):
   classifier_init: Callable | None = None  # The 1x1 classifier's; None = kernel_init.
 
   @nn.compact
-  def __call__(self, features: dict[str, jax.Array], *, train: bool) -> jax.Array:
+  def __call__(self, features: dict[str, jax.Array], *, train: bool,
+               valid_BHW=None) -> jax.Array:
+    del valid_BHW  # No global pooling: padding only reaches it through the convs.
     x = features[self.feature]
     x = conv2d(x.shape[-1] // 4, 3, init=self.kernel_init, dtype=self.dtype, name="conv")(x)
     x = nn.relu(batch_norm(train=train, momentum=self.bn_momentum, dtype=self.dtype,
@@ -49,12 +51,14 @@ class Segmentor(nn.Module):
   aux_classifier: nn.Module | None = None
 
   @nn.compact
-  def __call__(self, x_BHWC: jax.Array, *, train: bool):
+  def __call__(self, x_BHWC: jax.Array, *, train: bool, valid_BHW: jax.Array | None = None):
+    """`valid_BHW` (bool, input resolution) marks real pixels: pooled branches skip the rest."""
     H, W = x_BHWC.shape[1:3]
     features = self.backbone(x_BHWC, train=train)
     # Upsample in float32: the logits feed a float32 softmax at full resolution.
     logits_BHWC = resize_bilinear(
-        self.classifier(features, train=train).astype(jnp.float32), (H, W))
+        self.classifier(features, train=train, valid_BHW=valid_BHW).astype(jnp.float32),
+        (H, W))
     aux = {}
     if self.aux_classifier is not None:
       aux["aux_logits"] = resize_bilinear(

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import compute_dtype, conv2d, resize_bilinear
 from jaxseg.models.vgg import vgg_from_config
 
@@ -42,7 +42,8 @@ class FCNVGG(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BHWC: jax.Array, *, train: bool):
+  def __call__(self, x_BHWC: jax.Array, *, train: bool, valid_BHW=None):
+    del valid_BHW  # No global pooling.
     H, W = x_BHWC.shape[1:3]
     features = self.backbone(x_BHWC, train=train)
     score = conv2d(self.num_classes, 1, use_bias=True, init=nn.initializers.zeros,

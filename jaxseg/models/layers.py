@@ -74,3 +74,29 @@ def batch_norm(*, train: bool, momentum: float, zero_scale: bool = False,
   scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
                       scale_init=scale_init, dtype=dtype, name=name)
+
+
+def valid_at_stride(valid_BHW: jax.Array, stride: int, size_hw: tuple[int, int]) -> jax.Array:
+  """The real-pixel mask on a feature grid of `stride`: feature (i, j) is pixel (s*i, s*j).
+
+  A stride-s ResNet feature is centred on input pixel s*i and the grid has
+  ceil(H/s) rows, so for an image in the top-left corner of a padded canvas the
+  valid features are exactly those the unpadded image would have produced.
+  """
+  valid_Bhw = valid_BHW[:, ::stride, ::stride]
+  if valid_Bhw.shape[1:3] != tuple(size_hw):
+    raise ValueError(f"valid_BHW of shape {valid_BHW.shape} at stride {stride} gives a "
+                     f"{valid_Bhw.shape[1:3]} grid; the features are {tuple(size_hw)}")
+  return valid_Bhw
+
+
+def global_mean(x_BHWC: jax.Array, valid_BHW: jax.Array | None, stride: int) -> jax.Array:
+  """Mean over H and W (keepdims), over the real pixels only when a mask is given."""
+  if valid_BHW is None:
+    return jnp.mean(x_BHWC, axis=(1, 2), keepdims=True)
+  weight_BHW1 = valid_at_stride(valid_BHW, stride, x_BHWC.shape[1:3])[..., None]
+  total = jnp.sum(jnp.where(weight_BHW1, x_BHWC.astype(jnp.float32), 0.0), axis=(1, 2),
+                  keepdims=True)
+  # An all-padding example (none in practice) pools to zeros instead of NaN.
+  count = jnp.maximum(jnp.sum(weight_BHW1, axis=(1, 2), keepdims=True), 1)
+  return (total / count).astype(x_BHWC.dtype)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import compute_dtype, resize_bilinear
 
 
@@ -20,8 +20,8 @@ class SeedCNN(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BHWC, *, train: bool):
-    del train  # No dropout or BN: the seed network is deterministic.
+  def __call__(self, x_BHWC, *, train: bool, valid_BHW=None):
+    del train, valid_BHW  # No dropout, BN or global pooling: deterministic, padding-blind.
     H, W = x_BHWC.shape[1:3]
     x = x_BHWC.astype(self.dtype)
     for features in (self.width, 2 * self.width):

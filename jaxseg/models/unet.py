@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models import MODELS
+from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import ConvBNReLU, compute_dtype
 
 
@@ -27,7 +27,8 @@ class UNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BHWC, *, train: bool):
+  def __call__(self, x_BHWC, *, train: bool, valid_BHW=None):
+    del valid_BHW  # No global pooling.
     H, W = x_BHWC.shape[1:3]
     if H % 2**self.depth or W % 2**self.depth:
       raise ValueError(f"unet of depth {self.depth} needs H and W divisible by "

@@ -39,9 +39,14 @@ def zoo_defaults() -> ml_collections.ConfigDict:
       "zero_init_residual": False,
       # Flax convention: running = momentum * running + (1 - momentum) * batch.
       "bn_momentum": 0.9,
-      # Paths (.pth or .safetensors) to torchvision weights; '' loads nothing.
+      # ImageNet weights of the backbone: a name (open-mmlab://resnet50_v1c,
+      # torchvision://resnet50, ...; downloaded once into weights_dir), a .pth,
+      # .safetensors or .npz file, or 'none' (from scratch, on purpose); '' loads nothing.
       "backbone_weights": "",
+      # A whole segmentation checkpoint (file); when set, backbone_weights is not read.
       "weights": "",
+      # Cache of named weights; put files here by hand on offline machines.
+      "weights_dir": "~/.cache/jaxseg/weights",
   })
 
 

@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxseg.data.builders import imagefiles
-from jaxseg.data.datasets import DatasetError, DatasetMissingError
+from jaxseg.data.builders.registry import DATASETS
+from jaxseg.data.errors import DatasetError, DatasetMissingError
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _SPLIT_NAMES = {"val": "validation"}
@@ -88,6 +89,7 @@ def _class_table(root: str):
   return names, colors
 
 
+@DATASETS.register("folder")
 class Folder(tfds.core.GeneratorBasedBuilder):
   """Images and segmentation labels from a directory tree (see module doc)."""
 

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from jaxseg.data.datasets import DatasetError
+from jaxseg.data.errors import DatasetError
 
 IGNORE_INDEX = 255
 

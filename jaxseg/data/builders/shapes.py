@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxseg.data.builders import shapes_render
+from jaxseg.data.builders.registry import DATASETS
 
 _SIZE = 64
 _SPLITS = {"train": (0, 4000), "validation": (1_000_000, 300)}  # (seed offset, count)
@@ -13,6 +14,7 @@ _SPLITS = {"train": (0, 4000), "validation": (1_000_000, 300)}  # (seed offset, 
 _PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128]]
 
 
+@DATASETS.register("shapes")
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Textured disks, squares and triangles; labels with 255 boundary bands."""
 

@@ -16,7 +16,7 @@ import urllib.request
 import zlib
 from typing import Callable, Iterator
 
-from jaxseg.data.datasets import DatasetError, DatasetMissingError
+from jaxseg.data.errors import DatasetError, DatasetMissingError
 
 _DEMO_HINT = "No data at hand? `python run.py` trains the embedded demo dataset (shapes)."
 

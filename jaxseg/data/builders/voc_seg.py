@@ -23,7 +23,8 @@ import scipy.io
 import tensorflow_datasets as tfds
 
 from jaxseg.data.builders import imagefiles, sources
-from jaxseg.data.datasets import DatasetError
+from jaxseg.data.builders.registry import DATASETS
+from jaxseg.data.errors import DatasetError
 
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -50,6 +51,7 @@ class VocSegConfig(tfds.core.BuilderConfig):
   with_sbd: bool = False
 
 
+@DATASETS.register("voc_seg")
 class VocSeg(tfds.core.GeneratorBasedBuilder):
   """PASCAL VOC 2012 semantic segmentation (21 classes, 255 = ignore border)."""
 

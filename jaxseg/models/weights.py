@@ -1,0 +1,161 @@
+"""`model.backbone_weights`: a named ImageNet checkpoint (downloaded once), a file, or none.
+
+Names are mmcv/mmengine's (`open-mmlab://resnet50_v1c`, `torchvision://resnet50`);
+their URLs are those of mmengine's hub tables (mmengine/hub/openmmlab.json and
+torchvision_0.12.json). Each file name carries the first hex digits of the file's
+sha256 (`resnet50-0676ba61.pth`, as torch.hub and mmcv's publish_model write them),
+which every download and every cached file is checked against.
+
+A download goes to a temporary file in the cache directory and is renamed only
+once complete and verified, so the cache never holds a half-written file and
+processes sharing a cache (multi-host) cannot see each other's partial files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+import ml_collections
+
+from jaxseg.registry import unknown_name_message
+
+NAMED = {
+    # mmsegmentation's ResNet-v1c (deep stem), the `pretrained=` of its R50/R101-D8 configs.
+    "open-mmlab://resnet50_v1c":
+        "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+    "open-mmlab://resnet101_v1c":
+        "https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth",
+    # torchvision's IMAGENET1K_V1 weights (7x7 stem: the `tv` variants).
+    "torchvision://resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "torchvision://resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+    "torchvision://vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "torchvision://vgg16_bn": "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
+}
+NONE = "none"  # Train the backbone from its random init, on purpose.
+SHA256_PREFIX = re.compile(r"-([0-9a-f]{8,})\.[^.]+$")
+# Seconds a connection may stall (not the whole download): offline fails at once anyway.
+SOCKET_TIMEOUT_S = 60
+CHUNK_BYTES = 1 << 20
+_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed by this process.
+
+
+class WeightsError(FileNotFoundError):
+  """Weights a run needs are not usable here; the message says what to do.
+
+  A FileNotFoundError, so run.py reports it as one line with exit status 1.
+  """
+
+
+def is_name(spec: str) -> bool:
+  return "://" in spec
+
+
+def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
+  """A misspelt name fails at config load, listing the known ones."""
+  spec = model_cfg.backbone_weights
+  if is_name(spec) and spec not in NAMED:
+    raise ValueError("model.backbone_weights: " + unknown_name_message(
+        "weights name", spec, NAMED) + f"; or a file path, or {NONE!r}")
+
+
+def backbone_path(model_cfg: ml_collections.ConfigDict) -> str:
+  """The local file of `model.backbone_weights` ('' = load nothing), fetched if a name.
+
+  '' (the default of models without pretrained weights) and 'none' load nothing;
+  so does any value when `model.weights` (a whole checkpoint, backbone included) is set.
+  """
+  spec = model_cfg.backbone_weights
+  if model_cfg.weights or spec in ("", NONE):
+    return ""
+  if not is_name(spec):
+    if not os.path.isfile(spec):
+      raise WeightsError(f"model.backbone_weights={spec!r}: no such file; give a .pth, "
+                         f".safetensors or .npz file, a name ({', '.join(NAMED)}), or "
+                         f"{NONE!r} to train from scratch")
+    return spec
+  validate_config(model_cfg)
+  return fetch(spec, os.path.expanduser(model_cfg.weights_dir))
+
+
+def fetch(name: str, cache_dir: str) -> str:
+  """The cached, verified file of a named checkpoint; downloads it once if missing."""
+  url = NAMED[name]
+  filename = url.rsplit("/", 1)[1]
+  expected = SHA256_PREFIX.search(filename).group(1)
+  path = os.path.join(cache_dir, filename)
+  if os.path.exists(path):
+    _check_cached(path, expected, name, url)
+    return path
+  try:
+    os.makedirs(cache_dir, exist_ok=True)
+    _download(url, path, expected, name)
+  except (OSError, http.client.HTTPException) as e:
+    if isinstance(e, WeightsError):
+      raise
+    reason = getattr(e, "reason", None) or e
+    raise WeightsError(
+        f"model.backbone_weights={name} is not in {cache_dir} and cannot be downloaded "
+        f"({reason}): put {filename} from {url} into {cache_dir} (model.weights_dir), or "
+        f"set model.backbone_weights=PATH, or model.backbone_weights={NONE} to train from "
+        f"scratch on purpose") from None
+  return path
+
+
+def _download(url: str, path: str, expected: str, name: str) -> None:
+  """Streams `url` to a temporary file beside `path`, verifies it, renames it into place."""
+  directory, filename = os.path.split(path)
+  fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
+  try:
+    sha = hashlib.sha256()
+    # A fresh opener reads the proxy environment now (urlopen's global one is cached).
+    with os.fdopen(fd, "wb") as out, urllib.request.build_opener().open(
+        url, timeout=SOCKET_TIMEOUT_S) as response:
+      total = int(response.headers.get("Content-Length") or 0)
+      print(f"downloading {name}: {url} ({total / 2**20:.0f} MiB) -> {path}", file=sys.stderr)
+      received = 0
+      while chunk := response.read(CHUNK_BYTES):
+        sha.update(chunk)
+        out.write(chunk)
+        received += len(chunk)
+    if total and received != total:
+      raise WeightsError(f"download of {url} stopped after {received} of {total} bytes; "
+                         f"nothing was saved, run again")
+    digest = sha.hexdigest()
+    if not digest.startswith(expected):
+      raise WeightsError(f"downloaded {url} but its sha256 starts with "
+                         f"{digest[:len(expected)]}, not {expected} (interrupted or altered "
+                         f"download); nothing was saved, run again")
+    os.replace(partial, path)
+    _verified.add(_identity(path))
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+
+
+def _identity(path: str) -> tuple[str, int, int]:
+  stat = os.stat(path)
+  return os.path.abspath(path), stat.st_size, stat.st_mtime_ns
+
+
+def _check_cached(path: str, expected: str, name: str, url: str) -> None:
+  """A cached file (downloaded, or put there by hand) must match its name's sha256 prefix."""
+  identity = _identity(path)
+  if identity in _verified:  # Hashed once per process: assemble and the loader both ask.
+    return
+  sha = hashlib.sha256()
+  with open(path, "rb") as f:
+    while chunk := f.read(CHUNK_BYTES):
+      sha.update(chunk)
+  digest = sha.hexdigest()
+  if not digest.startswith(expected):
+    raise WeightsError(f"{path} (for {name}) is corrupt: its sha256 starts with "
+                       f"{digest[:len(expected)]}, not {expected}; delete it and run again, "
+                       f"or fetch {url} there by hand")
+  _verified.add(identity)

@@ -1,0 +1,57 @@
+"""Golden steps: loss and gradient norm of three train steps of smoke configs, pinned.
+
+A refactor that shifts numbers (init, model, normalisation, loss, optimizer,
+step) passes every behavioural test; it fails here. The first step pins the
+forward and backward pass at init, the later ones the updates the optimizer
+made (three, because a warmup from lr 0 makes the first update a no-op).
+Run on the 8 fake CPU devices of every test, on a fixed learnable batch
+(`tests/stepkit.fixed_batch`), built as every run is built.
+"""
+
+import gc
+
+import jax
+import numpy as np
+import pytest
+
+from jaxseg.config import build_config
+from jaxseg.sharding import global_batch
+from tests.stepkit import build_step, fixed_batch
+
+# (loss, grad_norm) of steps 1, 2 and 3; float32 on XLA:CPU.
+GOLDEN = {
+    "demo:smoke": (2.0834401, 1.6409162, 2.0834401, 1.6409162, 2.0725436, 1.6266843),
+}
+STEPS = 3
+RTOL = 1e-5  # Float32 noise is ~1e-7 here; any real change moves these far more.
+SIZE = {"demo:smoke": 64}  # The configs' own crop sizes.
+
+
+@pytest.fixture(autouse=True)
+def _free_memory():
+  yield
+  jax.clear_caches()
+  gc.collect()
+
+
+def two_steps(spec: str) -> tuple[float, ...]:
+  cfg = build_config(spec)
+  size = SIZE[spec]
+  assert tuple(cfg.augment.crop_size) == (size, size)
+  mesh, state, step, _ = build_step(cfg, size=size)
+  batch = global_batch(mesh, fixed_batch(n=cfg.train.batch_size, size=size))
+  measured = []
+  for _ in range(STEPS):
+    state, metrics = step(state, batch)
+    measured += [float(metrics["loss"]), float(metrics["grad_norm"])]
+  return tuple(measured)
+
+
+@pytest.mark.parametrize("spec", sorted(GOLDEN))
+def test_two_steps_match_the_pinned_values(spec):
+  measured = two_steps(spec)
+  assert np.allclose(measured, GOLDEN[spec], rtol=RTOL, atol=0), (
+      f"{spec}: (loss, grad_norm) x {STEPS} steps = {measured}, pinned {GOLDEN[spec]} "
+      f"(rtol {RTOL}). Something changed the numbers of a train step. If that is "
+      f"intended (a new init, loss or optimizer detail), re-pin: paste the measured "
+      f"values into GOLDEN in tests/test_golden.py and say why in the commit message.")
