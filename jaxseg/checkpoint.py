@@ -154,10 +154,13 @@ class Checkpointer:
         break
       steps = [s for s in steps if s <= agreed]
     if step is None and skipped:
-      listed = "; ".join(str(e) for e in skipped.values())
-      raise CheckpointError(f"no intact checkpoint in {self.directory}: {listed}; "
-                            "move it away to start over, or use another --workdir")
+      raise self.none_intact(list(skipped.values()))
     return state, step, list(skipped.values())
+
+  def none_intact(self, damaged: list) -> CheckpointError:
+    listed = "; ".join(str(e) for e in damaged)
+    return CheckpointError(f"no intact checkpoint in {self.directory}: {listed}; "
+                           "move them away to start over, or use another --workdir")
 
   def set_aside(self, step: int) -> str:
     """Moves a damaged checkpoint to `<dir>_damaged/` (kept, never deleted), so the

@@ -101,13 +101,17 @@ def _resume_check(cfg, force: bool, changes: dict):
 
 def _check_config(ckpt: Checkpointer, accept) -> None:
   """Fail fast, before anything is built: the newest readable checkpoint config."""
+  damaged = []
   for step in sorted(ckpt.manager.all_steps(), reverse=True):
     try:
       config = ckpt.restore_config(step)
-    except DamagedCheckpointError:
-      continue  # Said, and set aside, by _resume.
+    except DamagedCheckpointError as e:
+      damaged.append(e)  # Said, and set aside, by _resume if an older one is intact.
+      continue
     accept(step, config)
     return
+  if damaged:
+    raise ckpt.none_intact(damaged)
 
 
 def _resume(ckpt: Checkpointer, state, train_iter, accept, changes: dict):

@@ -271,12 +271,16 @@ def test_separate_eval_names_mode_and_checkpoint_and_keeps_the_reports(
 def test_no_intact_checkpoint_stops_resume_with_one_line(finished_run, shapes_dir, tmp_path,
                                                         capsys):
   workdir = _copy(finished_run, tmp_path)
+  # Configs damaged: said before anything is built (a bad state is found at restore,
+  # test_no_intact_checkpoint_is_one_line_naming_each).
   for step in ("2", "4"):
-    _truncate(os.path.join(workdir, "checkpoints", step, "data", "process_0-of-1.json"))
+    _truncate(os.path.join(workdir, "checkpoints", step, "config", "metadata"))
   metrics = _read(os.path.join(workdir, "metrics.jsonl"))
   assert run.main(_args(workdir, shapes_dir)) == 1
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and err.startswith("error: no intact checkpoint"), err
+  for step in ("2", "4"):
+    assert os.path.join(workdir, "checkpoints", step, "config", "metadata") in err
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
   assert not os.path.exists(os.path.join(workdir, "checkpoints_damaged"))
   assert _read(os.path.join(workdir, "metrics.jsonl")) == metrics
