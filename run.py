@@ -3,9 +3,11 @@
 
 --exp also takes a path to an experiment file: --exp path/to/my_exp.py[:VARIANT].
 
-Exit status: 0 done, 1 error, 2 bad config or command line (including a config
-that differs from the checkpoint's on resume), 3 stopped by SIGTERM/SIGINT after
-saving a checkpoint (run again to resume), 4 stopped on a NaN/Inf loss or gradient.
+Exit status: 0 done, 1 an I/O or resource error (missing file, unwritable
+directory, full disk, out of memory), 2 bad config or command line (including a
+config that differs from the checkpoint's on resume), 3 stopped by SIGTERM/SIGINT
+after saving a checkpoint (run again to resume), 4 stopped on a NaN/Inf loss or
+gradient. Errors a user can fix are one line on stderr; --debug adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 
 def _parse_args(argv):
@@ -28,6 +31,8 @@ def _parse_args(argv):
   p.add_argument("--output", default=None, help="predict: output folder (default: "
                  "<workdir>/predictions)")
   p.add_argument("--list", action="store_true", help="list experiments and registry names")
+  p.add_argument("--debug", action="store_true",
+                 help="print the traceback of an error (and library logs) as well")
   p.add_argument("--force", action="store_true",
                  help="resume even if the config differs from the checkpoint's in keys "
                       "that should not change (model, optimizer, data, ...)")
@@ -49,6 +54,71 @@ def _list() -> None:
     print(f"{title}: {', '.join(names)}")
 
 
+class NotWritableError(OSError):
+  """A directory the run must write to cannot be created or written."""
+
+
+def _check_writable(path: str, what: str, read_only_ok: bool = False) -> None:
+  """`path` must be a writable directory, or creatable (its nearest existing parent
+  is one), so an unwritable one fails now, with its name, not after training.
+  `read_only_ok`: an existing read-only directory passes (data.dir may hold
+  prepared data; preparing into it reports the failed write)."""
+  path = os.path.abspath(os.path.expanduser(path))
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    problem = f"{existing} is not a directory"
+  elif not os.access(existing, os.W_OK) and not (read_only_ok and existing == path):
+    problem = f"{existing} is not writable"
+  else:
+    return
+  flag = f"{what} DIR" if what.startswith("--") else f"--set {what}=DIR"
+  raise NotWritableError(f"cannot write to {what} {path}: {problem}; pass a writable one "
+                         f"({flag})")
+
+
+def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int, str] | None:
+  """(exit status, one line) for an error a user can fix; None for a bug."""
+  from jaxseg import resources, train
+  from jaxseg.config import ConfigError
+  from jaxseg.checkpoint import CheckpointError
+  from jaxseg.data.datasets import DatasetError
+  from jaxseg.registry import UnknownNameError
+  from jaxseg.workdir import WorkdirBusyError
+
+  if isinstance(e, train.Preempted):
+    return 3, f"stopped: {e}"
+  if isinstance(e, train.NonFiniteError):
+    return 4, f"error: {e}"
+  if isinstance(e, (ConfigError, UnknownNameError)):  # E.g. resuming with changed settings.
+    return 2, f"error: {e}"
+  if resources.disk_full(e):
+    path = resources.failed_path(e)
+    if path is None:  # A plain write() names no file: name every place the run writes.
+      places = " or ".join(f"{what} {p}" for what, p in paths.items())
+      return 1, f"error: disk full; free space on {places}, or choose another"
+    under = [f"{what} {p}" for what, p in paths.items()
+             if os.path.abspath(path).startswith(os.path.join(os.path.abspath(p), ""))]
+    where = f"{under[0]}, or choose another" if under else "that disk"
+    return 1, f"error: disk full writing {path}; free space on {where}"
+  if isinstance(e, resources.OutOfMemoryError):
+    return 1, f"error: {e}"
+  if resources.out_of_memory(e):
+    keys = {"train": resources.train_keys, "eval": None,
+            "predict": resources.predict_keys}[args.mode]
+    hint = keys(cfg) if keys else "lower eval.batch_size or --set eval.mode=slide"
+    return 1, f"error: out of memory in --mode {args.mode}; {hint}"
+  # A bad dataset, an unwritable path, a damaged checkpoint, a workdir in use.
+  if isinstance(e, (DatasetError, NotWritableError, CheckpointError, WorkdirBusyError)):
+    return 1, f"error: {e}"
+  if isinstance(e, OSError):  # A missing or unreadable file: name it.
+    if e.errno is None or not e.filename:
+      return 1, f"error: {e}"
+    return 1, f"error: {e.strerror}: {e.filename}"
+  return None
+
+
 def main(argv=None) -> int:
   args = _parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -56,52 +126,62 @@ def main(argv=None) -> int:
 
   # grain's worker processes read absl flags; mark them parsed outside absl.app.
   flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.ERROR)  # tfds' info chatter would break the progress bar.
+  # tfds' info chatter would break the progress bar, and orbax logs every failed
+  # write before raising it: the one-line error below says it all (--debug: shown).
+  logging.set_verbosity(logging.ERROR if args.debug else logging.FATAL)
   from jaxseg import distributed
 
   distributed.initialize()  # Before any jax backend starts (multi-process runs only).
   if args.list:
     _list()
     return 0
-  from jaxseg.config import ConfigError, build_config, run_name
-
+  cfg, paths = None, {}
   try:
+    from jaxseg.config import build_config, run_name
+
     cfg = build_config(args.exp, args.overrides)
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  workdir = args.workdir or os.path.join("runs", run_name(args.exp))
+    workdir = args.workdir or os.path.join("runs", run_name(args.exp))
+    paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
+    return _run(args, cfg, workdir, paths)
+  except Exception as e:  # noqa: BLE001  (re-raised unless a user can fix it)
+    failure = _user_error(e, args, cfg, paths)
+    if failure is None:
+      raise
+    if args.debug:
+      traceback.print_exc()
+  # Printed after the except block has let go of the failed frames, whose progress
+  # bars print their last state as they close: the error stays the last line.
+  status, line = failure
+  print(line, file=sys.stderr)
+  return status
+
+
+def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
+  import jax
+
+  from jaxseg.config import validate_batch_sizes
+
+  # Before any data preparation: the batch must split over this machine's devices.
+  validate_batch_sizes(cfg, args.mode, jax.device_count(), jax.process_count())
+  if args.mode == "predict":
+    if not args.input:
+      print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
+      return 2
+    output = args.output or os.path.join(workdir, "predictions")
+    paths["--output"] = output
+    _check_writable(output, "--output")
+    from jaxseg import predict
+
+    predict.predict(cfg, workdir, args.input, output)
+    return 0
+  _check_writable(workdir, "--workdir")
+  _check_writable(cfg.data.dir, "data.dir", read_only_ok=True)
   from jaxseg import train
-  from jaxseg.checkpoint import CheckpointError
-  from jaxseg.data.datasets import DatasetError
-  from jaxseg.workdir import WorkdirBusyError
 
-  try:
-    if args.mode == "train":
-      train.train_and_evaluate(cfg, workdir, force=args.force)
-    elif args.mode == "eval":
-      train.evaluate_checkpoint(cfg, workdir)
-    else:
-      if not args.input:
-        print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
-        return 2
-      from jaxseg import predict
-
-      predict.predict(cfg, workdir, args.input,
-                      args.output or os.path.join(workdir, "predictions"))
-  except ConfigError as e:  # E.g. resuming with changed settings.
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except train.Preempted as e:
-    print(f"stopped: {e}", file=sys.stderr)
-    return 3
-  except train.NonFiniteError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 4
-  # A missing or bad file, a damaged checkpoint, a workdir in use: the message names it.
-  except (FileNotFoundError, DatasetError, CheckpointError, WorkdirBusyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  if args.mode == "train":
+    train.train_and_evaluate(cfg, workdir, force=args.force)
+  else:
+    train.evaluate_checkpoint(cfg, workdir)
   return 0
 
 

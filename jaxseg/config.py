@@ -175,13 +175,43 @@ def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigD
 
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
-  """Checks values whose type alone does not make them valid, so runs fail at startup."""
-  from jaxseg import inference, losses  # Lazy: config loading stays light otherwise.
+  """Checks every section's values (names, enums, shapes, ranges), so a bad value
+  stops the run at load, before any data preparation; each section's checks live
+  with the component that reads it."""
+  # Lazy: the components import jax; config loading stays light otherwise.
+  from jaxseg import inference, losses, models, optim, predict, train
+  from jaxseg.data import datasets, transforms
   from jaxseg.models import weights
 
+  checks = [("data", datasets.validate_config), ("augment", transforms.validate_config),
+            ("model", models.validate_config), ("model", weights.validate_config),
+            ("loss", losses.validate_config), ("optim", optim.validate_config),
+            ("train", train.validate_config), ("eval", inference.validate_config),
+            ("predict", predict.validate_config)]
   try:
-    losses.validate_config(cfg.loss)
-    inference.validate_config(cfg.eval)
-    weights.validate_config(cfg.model)
-  except ValueError as e:
+    for section, validate_section in checks:
+      validate_section(cfg[section])
+  except (ValueError, UnknownNameError) as e:
     raise ConfigError(str(e)) from None
+
+
+# Which global batch sizes each run mode splits over the devices.
+BATCH_KEYS = {"train": ("train.batch_size", "eval.batch_size"), "eval": ("eval.batch_size",),
+              "predict": ("predict.batch_size",)}
+
+
+def validate_batch_sizes(cfg: ml_collections.ConfigDict, mode: str, num_devices: int,
+                         num_processes: int) -> None:
+  """Global batches must split evenly over every device and process (and, for
+  training, each of train.grad_accum_steps micro-batches over the devices)."""
+  where = f"{num_devices} devices ({num_processes} process{'es' * (num_processes != 1)})"
+  for key in BATCH_KEYS[mode]:
+    section, leaf = key.split(".")
+    batch = cfg[section][leaf]
+    if batch % num_devices or batch % num_processes:
+      raise ConfigError(f"{key}={batch} must be divisible by the {where}; "
+                        f"e.g. --set {key}={max(batch // num_devices, 1) * num_devices}")
+  accum = cfg.train.grad_accum_steps
+  if mode == "train" and cfg.train.batch_size % (accum * num_devices):
+    raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be divisible by "
+                      f"train.grad_accum_steps={accum} x {where} = {accum * num_devices}")

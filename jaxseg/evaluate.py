@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxseg import inference, metrics
+from jaxseg import inference, metrics, resources
 from jaxseg.checkpoint import Checkpointer
 from jaxseg.data import pipeline
 from jaxseg.sharding import batch_sharded, global_batch, replicated
@@ -62,16 +62,18 @@ def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
   batch_confs, kept = [], []
   bar = tqdm.tqdm(pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
                   total=total, desc="eval", leave=False, disable=jax.process_index() != 0)
-  for batch in bar:
-    # Dispatch is asynchronous: keep every batch in flight, fetch once at the end.
-    conf, pred = eval_step(state, global_batch(mesh, batch))
-    batch_confs.append(conf)
-    if sum(int(b["example_mask"].sum()) for b, _ in kept) < want:
-      kept.append((batch, pred))
-  # Sum on host in int64: a large split overflows int32 pixel counts.
-  conf = np.zeros((meta.num_classes, meta.num_classes), np.int64)
-  for c in batch_confs:
-    conf += np.asarray(c, np.int64)
+  # Dispatch is asynchronous: an out-of-memory error may surface at the fetch.
+  with resources.memory_hint("in evaluation", resources.eval_keys(cfg, meta.eval_canvas_HW)):
+    for batch in bar:
+      # Keep every batch in flight, fetch once at the end.
+      conf, pred = eval_step(state, global_batch(mesh, batch))
+      batch_confs.append(conf)
+      if sum(int(b["example_mask"].sum()) for b, _ in kept) < want:
+        kept.append((batch, pred))
+    # Sum on host in int64: a large split overflows int32 pixel counts.
+    conf = np.zeros((meta.num_classes, meta.num_classes), np.int64)
+    for c in batch_confs:
+      conf += np.asarray(c, np.int64)
   return EvalResult(metrics.summarize(conf), conf, _samples(kept, want))
 
 

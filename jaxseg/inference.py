@@ -24,21 +24,22 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxseg.checks import Checker
 from jaxseg.models.layers import resize_bilinear
 
 MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
 
 
 def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
-  if eval_cfg.mode not in MODES:
-    raise ValueError(f"eval.mode={eval_cfg.mode!r}; expected one of {MODES}")
+  """Fails at config load (not mid-run) on a bad `eval` section."""
+  c = Checker(eval_cfg, "eval")
+  c.choice("mode", MODES)
+  c.count("batch_size")
   for key in ("crop_size", "stride"):
-    if len(eval_cfg[key]) != 2 or min(eval_cfg[key]) < 1:
-      raise ValueError(f"eval.{key}={tuple(eval_cfg[key])} must be two positive ints (H, W)")
-  if not eval_cfg.scales or min(eval_cfg.scales) <= 0:
-    raise ValueError(f"eval.scales={tuple(eval_cfg.scales)} must be positive factors")
-  if eval_cfg.size_divisor < 1:
-    raise ValueError(f"eval.size_divisor={eval_cfg.size_divisor} must be >= 1")
+    c.ints(key, (2,), "two positive ints (H, W)", min=1)
+  c.numbers("scales", range(1, 1 << 16), "one or more resize factors > 0", above=0)
+  c.count("size_divisor")
+  c.count("report_images", min=0)
 
 
 def round_up(n: int, divisor: int) -> int:

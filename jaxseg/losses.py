@@ -15,6 +15,7 @@ import ml_collections
 
 # Registers dice, tversky and lovasz; with the losses below, LOSSES is complete.
 from jaxseg import region_losses  # noqa: F401
+from jaxseg.checks import Checker
 from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
 from jaxseg.registry import unknown_name_message
 
@@ -149,20 +150,19 @@ def parse_terms(text: str) -> tuple[tuple[str, float], ...]:
   return tuple(terms)
 
 
-_CHOICES = {"dice_mode": ("per_class", "global")}
-
-
 def validate_config(loss_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `loss` section."""
   parse_terms(loss_cfg.terms)
-  for key, allowed in _CHOICES.items():
-    if loss_cfg[key] not in allowed:
-      raise ValueError(f"loss.{key}={loss_cfg[key]!r}; expected one of {allowed}")
+  c = Checker(loss_cfg, "loss")
+  c.choice("dice_mode", ("per_class", "global"))
   for key in ("topk_ratio", "ohem_thresh"):
-    if not 0.0 < loss_cfg[key] <= 1.0:
-      raise ValueError(f"loss.{key}={loss_cfg[key]} must be in (0, 1]")
-  if not 0.0 <= loss_cfg.label_smoothing < 1.0:
-    raise ValueError(f"loss.label_smoothing={loss_cfg.label_smoothing} must be in [0, 1)")
+    c.number(key, above=0, max=1)
+  c.number("label_smoothing", min=0, below=1)
+  for key in ("aux_weight", "focal_gamma", "dice_smooth", "tversky_alpha", "tversky_beta"):
+    c.number(key, min=0)
+  c.number("focal_alpha", above=0)
+  c.count("ohem_min_kept", min=0)
+  c.numbers("class_weights", range(1 << 16), "() or one weight >= 0 per class", min=0)
 
 
 def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):

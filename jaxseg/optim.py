@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from jaxseg.checks import Checker
 from jaxseg.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -93,6 +94,21 @@ def adam(cfg, lr) -> optax.GradientTransformation:
 def adamw(cfg, lr) -> optax.GradientTransformation:
   return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
                      mask=decay_mask(cfg))
+
+
+def validate_config(optim_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (not mid-run) on a bad `optim` section."""
+  c = Checker(optim_cfg, "optim")
+  c.choice("name", OPTIMIZERS.names(), "optimizer")
+  c.choice("schedule", SCHEDULES.names(), "schedule")
+  c.number("lr", above=0)
+  for key in ("momentum", "b1", "b2"):
+    c.number(key, min=0, below=1)
+  for key in ("weight_decay", "end_lr", "clip_grad_norm"):
+    c.number(key, min=0)
+  c.number("poly_power", above=0)
+  c.count("warmup_steps", min=0)
+  c.regex_rules("lr_mult")
 
 
 def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):

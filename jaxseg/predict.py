@@ -18,9 +18,18 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxseg import inference, report
+from jaxseg.checks import Checker
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 from jaxseg.steps import normalize
+
+
+def validate_config(predict_cfg) -> None:
+  """Fails at config load (not mid-run) on a bad `predict` section."""
+  c = Checker(predict_cfg, "predict")
+  c.count("batch_size")
+  c.count("bucket")
+  c.number("overlay_alpha", min=0, max=1)
 
 
 def list_inputs(path: str) -> list[str]:

@@ -15,7 +15,9 @@ import tqdm
 from jaxseg import distributed, report
 from jaxseg.assemble import Run, assemble
 from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
+from jaxseg.checks import Checker
 from jaxseg.config import ConfigError
+from jaxseg.data.datasets import check_splits, prepare
 from jaxseg.evaluate import checkpoint_to_restore, evaluate_split, restore_for_eval
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher
@@ -45,15 +47,28 @@ class PastTheEndError(ConfigError):
   """train.steps is below the step of the checkpoint to resume (run.py: status 2)."""
 
 
+def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (not mid-run) on a bad `train` section."""
+  c = Checker(train_cfg, "train")
+  for key in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
+              "grad_accum_steps"):
+    c.count(key)
+  c.count("eval_every", min=0)  # 0 = only at the end.
+  c.count("debug_nan_at_step", min=0)
+  c.number("ema_decay", min=0, below=1)
+  if train_cfg.batch_size % train_cfg.grad_accum_steps:
+    c.fail("batch_size", f"a multiple of train.grad_accum_steps={train_cfg.grad_accum_steps}")
+
+
 def _checkpointer(cfg, workdir: str) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
 
 
 def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter,
-                      checkpoint: str | None = None) -> tuple[dict, str]:
+                      eval_split: str, checkpoint: str | None = None) -> tuple[dict, str]:
   """(summary, reports folder). `checkpoint`: the path a separate `--mode eval`
   restored; its record says so and its reports get their own folder."""
-  result = evaluate_split(run.eval_step, state.for_eval(), run.source(run.cfg.data.eval_split),
+  result = evaluate_split(run.eval_step, state.for_eval(), run.source(eval_split),
                           run.cfg, run.meta, run.mesh)
   workdir = os.path.dirname(writer.path)
   out = (os.path.join(workdir, "reports") if checkpoint is None
@@ -151,11 +166,13 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   changes = {}
   accept = _resume_check(cfg, force, changes)
   _check_config(ckpt, accept)  # Before building anything: fail fast.
+  # Split names against the prepared dataset, before the model is built or trained.
+  train_split, eval_split = check_splits(prepare(cfg.data), cfg.data)
   # A resumed run restores its weights: the ImageNet ones are needed only to start.
   run = assemble(cfg, pretrained_backbone=ckpt.latest_step() is None)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
-  train_iter = iter(train_loader(run.source(cfg.data.train_split), cfg, run.meta.ignore_index))
+  train_iter = iter(train_loader(run.source(train_split), cfg, run.meta.ignore_index))
   state, start = _resume(ckpt, run.state, train_iter, accept, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
@@ -196,7 +213,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
         bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
-        summary, _ = _evaluate_and_log(run, state, step, writer)
+        summary, _ = _evaluate_and_log(run, state, step, writer, eval_split)
         ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
         if distributed.is_main_process():
           bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
@@ -216,7 +233,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
     ckpt.save(cfg.train.steps, state, batches, config)
-  summary, _ = _evaluate_and_log(run, state, cfg.train.steps, writer)
+  summary, _ = _evaluate_and_log(run, state, cfg.train.steps, writer, eval_split)
   ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
   ckpt.close()
   writer.close()
@@ -230,10 +247,11 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   distributed.initialize()
   with WorkdirLock(workdir):
     run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
+    _, eval_split = check_splits(run.builder, cfg.data)
     state, step = restore_for_eval(cfg, workdir, run.state)
     directory, _ = checkpoint_to_restore(cfg.eval.checkpoint, os.path.join(workdir, "checkpoints"))
     writer = MetricsWriter(workdir, tensorboard=False)
-    summary, out = _evaluate_and_log(run, state, step, writer,
+    summary, out = _evaluate_and_log(run, state, step, writer, eval_split,
                                      checkpoint=os.path.join(os.path.abspath(directory), str(step)))
     if distributed.is_main_process():
       print(f"checkpoint step {step}")

@@ -121,3 +121,51 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
           "assert build_config('my_exp.py:smoke').optim.lr == 1e-4")
   env = {**os.environ, "PYTHONPATH": str(site)}
   subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, check=True)
+
+
+# One bad value per kind of check, in every section; each fails at load naming its key.
+@pytest.mark.parametrize("override, message", [
+    ("data.worker_count=-1", "data.worker_count=-1: expected an int >= 0"),
+    ("data.folder_ignore_rgb=(255,255)", "data.folder_ignore_rgb=(255, 255): expected () or"),
+    ("augment.crop_size=(64,0)", "augment.crop_size=(64, 0): expected two positive ints"),
+    ("augment.crop_size=(64,64,3)", "augment.crop_size=(64, 64, 3): expected two positive"),
+    ("augment.flip_prob=-0.1", "augment.flip_prob=-0.1: expected a number >= 0 and <= 1"),
+    ("augment.image_pad=edge", "augment.image_pad='edge': unknown value 'edge'"),
+    ("augment.cat_max_ratio=0", "augment.cat_max_ratio=0.0: expected a number > 0 and <= 1"),
+    ("augment.scale_range=(2,0.5)", "augment.scale_range=(2.0, 0.5): expected (low, high)"),
+    ("augment.base_size=(512,)", "augment.base_size=(512,): expected () or two positive"),
+    ("augment.contrast_range=(1.5,)", "augment.contrast_range=(1.5,): expected (low, high)"),
+    ("augment.hue_delta=200", "augment.hue_delta=200: expected an int >= 0 and <= 180"),
+    ("augment.mean=(1,2)", "augment.mean=(1.0, 2.0): expected three values"),
+    ("augment.std=(1,0,1)", "augment.std=(1.0, 0.0, 1.0): expected three values (R, G, B) > 0"),
+    ("model.width=0", "model.width=0: expected an int >= 1"),
+    ("model.dropout=1", "model.dropout=1.0: expected a number >= 0 and < 1"),
+    ("model.output_stride=4", "model.output_stride=4: expected one of [8, 16, 32]"),
+    ("model.init=kaiming", "model.init='kaiming': unknown value 'kaiming'; did you mean"),
+    ("loss.aux_weight=-1", "loss.aux_weight=-1.0: expected a number >= 0"),
+    ("loss.dice_mode=globl", "loss.dice_mode='globl': unknown value 'globl'; did you mean"),
+    ("loss.class_weights=(1,-1)", "loss.class_weights=(1, -1): expected () or one weight >= 0"),
+    ("optim.lr=0", "optim.lr=0.0: expected a number > 0"),
+    ("optim.momentum=1", "optim.momentum=1.0: expected a number >= 0 and < 1"),
+    ("optim.warmup_steps=-1", "optim.warmup_steps=-1: expected an int >= 0"),
+    ("optim.lr_mult=(('(',0.1),)", "optim.lr_mult=(('(', 0.1),): expected valid regexes"),
+    ("optim.lr_mult=(('head',),)", "optim.lr_mult=(('head',),): expected ((regex, multiplier"),
+    ("train.log_every=0", "train.log_every=0: expected an int >= 1"),
+    ("train.eval_every=-1", "train.eval_every=-1: expected an int >= 0"),
+    ("train.checkpoint_every=0", "train.checkpoint_every=0: expected an int >= 1"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints=0: expected an int >= 1"),
+    ("train.grad_accum_steps=0", "train.grad_accum_steps=0: expected an int >= 1"),
+    ("train.grad_accum_steps=3", "train.batch_size=16: expected a multiple of train.grad_accum"),
+    ("train.ema_decay=1", "train.ema_decay=1.0: expected a number >= 0 and < 1"),
+    ("eval.batch_size=0", "eval.batch_size=0: expected an int >= 1"),
+    ("eval.crop_size=(64.5,64)", "eval.crop_size=(64.5, 64): expected two positive ints"),
+    ("eval.stride=(0,8)", "eval.stride=(0, 8): expected two positive ints"),
+    ("eval.scales=(1.0,-0.5)", "eval.scales=(1.0, -0.5): expected one or more resize factors"),
+    ("eval.mode=sliding", "eval.mode='sliding': unknown value 'sliding'; did you mean 'slide'"),
+    ("predict.overlay_alpha=1.5", "predict.overlay_alpha=1.5: expected a number >= 0 and <= 1"),
+    ("predict.bucket=0", "predict.bucket=0: expected an int >= 1"),
+])
+def test_bad_values_fail_at_load_naming_the_key(override, message):
+  with pytest.raises(ConfigError) as info:
+    build_config("demo", [override])
+  assert str(info.value).startswith(message) and "\n" not in str(info.value)

@@ -118,3 +118,134 @@ def test_missing_root_and_train_split(tmp_path):
   fabricate.folder_dataset(str(root), rgb=False, splits=(("val", 1),))
   with pytest.raises(datasets.DatasetMissingError, match="images/train: missing"):
     datasets.prepare(_cfg(str(tmp_path / "tfds"), str(root)))
+
+
+def _prepared_label(builder, split, name):
+  return _read_all(builder, split)[name]["label"][..., 0]
+
+
+def test_same_size_edit_is_seen(tmp_path):
+  """The fingerprint hashes bytes: an edit that keeps size and mtime still prepares afresh."""
+  root = tmp_path / "data"
+  root.mkdir()
+  labels = fabricate.folder_dataset(str(root), rgb=False, splits=(("train", 2),))
+  path = root / "labels/train/img001.png"
+  # Stored (level 0) PNGs: the byte size depends on H x W only, not on the ids.
+  Image.fromarray(labels[("train", "img001")], mode="L").save(path, compress_level=0)
+  cfg = _cfg(str(tmp_path / "tfds"), str(root))
+  first = datasets.prepare(cfg)
+  np.testing.assert_array_equal(_prepared_label(first, "train", "img001"), labels[("train", "img001")])
+  edited = labels[("train", "img001")].copy()
+  edited[edited == 1] = 2
+  before = os.stat(path)
+  Image.fromarray(edited, mode="L").save(path, compress_level=0)
+  os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # As `cp -p` or `touch -r` do.
+  assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+  second = datasets.prepare(cfg)
+  assert second.builder_config.name != first.builder_config.name
+  np.testing.assert_array_equal(_prepared_label(second, "train", "img001"), edited)
+  # Files the builder does not read leave the fingerprint alone.
+  (root / "images/train/.DS_Store").write_bytes(b"junk")
+  (root / "labels/train/notes.txt").write_text("todo")
+  assert datasets._builder(cfg).builder_config.name == second.builder_config.name
+
+
+def test_fingerprint_cache_hashes_only_changed_files(tmp_path, monkeypatch):
+  from jaxseg.data.builders import fingerprint, folder
+
+  root = tmp_path / "data"
+  root.mkdir()
+  fabricate.folder_dataset(str(root), rgb=False, splits=(("train", 3),))
+  hashed = []
+  real_digest = fingerprint.hashlib.file_digest
+  monkeypatch.setattr(fingerprint.hashlib, "file_digest",
+                      lambda f, name: hashed.append(f.name) or real_digest(f, name))
+  cache = str(tmp_path / "cache")
+  fresh = folder.folder_config(str(root), cache_dir=cache)
+  assert len(hashed) == 6  # 3 images + 3 labels; just written, so too recent to cache.
+  monkeypatch.setattr(fingerprint, "_RACY_SECONDS", 0.0)
+  hashed.clear()
+  assert folder.folder_config(str(root), cache_dir=cache).name == fresh.name
+  assert len(hashed) == 6  # Now cached...
+  hashed.clear()
+  assert folder.folder_config(str(root), cache_dir=cache).name == fresh.name
+  assert hashed == []  # ...and not read again.
+  (root / "classes.txt").write_text("a\nb\nc\n")  # Not cached: always read whole.
+  with open(root / "images/train/img002.jpg", "r+b") as f:
+    f.seek(-3, os.SEEK_END)
+    f.write(b"\x00\x00\x00")  # Same size, new bytes.
+  changed = folder.folder_config(str(root), cache_dir=cache)
+  assert hashed == [str(root / "images/train/img002.jpg")] and changed.name != fresh.name
+  assert folder.folder_config(str(root)).name == changed.name  # The same without a cache.
+
+
+def _save_png16(path, values_HW):
+  Image.fromarray(np.asarray(values_HW, np.uint16)).save(path)  # Pillow: mode 'I;16'.
+  assert Image.open(path).mode == "I;16"
+
+
+def test_16_bit_images_scaled_and_labels_checked(tmp_path):
+  root = tmp_path / "data"
+  root.mkdir()
+  labels = fabricate.folder_dataset(str(root), rgb=False, splits=(("train", 2),), image_ext=".png")
+  h, w = labels[("train", "img000")].shape
+  grey16_HW = np.random.default_rng(0).integers(0, 65536, (h, w))
+  _save_png16(root / "images/train/img000.png", grey16_HW)
+  _save_png16(root / "labels/train/img001.png", labels[("train", "img001")])  # Ids < 256: fine.
+  builder = datasets.prepare(_cfg(str(tmp_path / "tfds"), str(root)))
+  examples = _read_all(builder, "train")
+  # The high byte, as Pillow keeps of 16-bit RGB PNGs; not clipped to white.
+  expected_HW3 = np.repeat((grey16_HW >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+  np.testing.assert_array_equal(examples["img000"]["image"], expected_HW3)
+  np.testing.assert_array_equal(examples["img001"]["label"][..., 0], labels[("train", "img001")])
+  # A 16-bit label value above 255 can be no class id: refused, naming file and value.
+  too_big = labels[("train", "img001")].astype(np.int64)
+  too_big[3, 3] = 300
+  _save_png16(root / "labels/train/img001.png", too_big)
+  data_dir = str(tmp_path / "tfds2")
+  with pytest.raises(datasets.DatasetError, match=r"labels/train/img001.png: values \[300\]"):
+    datasets.prepare(_cfg(data_dir, str(root)))
+  _assert_nothing_written(data_dir, _cfg(data_dir, str(root)))
+
+
+def _exif(orientation):
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  return exif
+
+
+def test_exif_orientation_applied_to_images_refused_on_labels(tmp_path):
+  root = tmp_path / "data"
+  root.mkdir()
+  labels = fabricate.folder_dataset(str(root), rgb=False, splits=(("train", 2),))
+  label_HW = labels[("train", "img000")]
+  h, w = label_HW.shape
+  # As shown (and labelled): a red top half over a blue bottom half, H x W.
+  shown_HW3 = np.zeros((h, w, 3), np.uint8)
+  shown_HW3[: h // 2] = (250, 0, 0)
+  shown_HW3[h // 2:] = (0, 0, 250)
+  # A camera stores it turned (W x H) with orientation 6 ("turn 90 degrees clockwise").
+  stored_WH3 = np.ascontiguousarray(np.rot90(shown_HW3, k=1))
+  Image.fromarray(stored_WH3).save(root / "images/train/img000.jpg", quality=95, exif=_exif(6))
+  assert Image.open(root / "images/train/img000.jpg").getexif()[0x0112] == 6
+  builder = datasets.prepare(_cfg(str(tmp_path / "tfds"), str(root)))
+  example = _read_all(builder, "train")["img000"]
+  assert h != w and example["image"].shape == (h, w, 3)
+  away_from_edge = np.abs(np.arange(h) - h // 2) > 4  # Chroma subsampling blurs the edge.
+  np.testing.assert_allclose(example["image"][away_from_edge], shown_HW3[away_from_edge], atol=12)
+  np.testing.assert_array_equal(example["label"][..., 0], label_HW)
+  # A label with an orientation tag: which way its ids lie cannot be told.
+  Image.fromarray(labels[("train", "img001")], mode="L").save(
+      root / "labels/train/img001.png", exif=_exif(6))
+  with pytest.raises(datasets.DatasetError,
+                     match="labels/train/img001.png: a label with EXIF orientation 6"):
+    datasets.prepare(_cfg(str(tmp_path / "tfds2"), str(root)))
+
+
+def test_fingerprint_benchmark_runs(capsys):
+  from benchmarks import folder_fingerprint
+
+  result = folder_fingerprint.main(["--files", "20", "--size", "16x16", "--repeats", "1"])
+  assert result["files"] == 20 and result["megabytes"] > 0
+  assert min(v for k, v in result.items() if k.endswith("_ms")) > 0
+  assert "sha256_cached" in capsys.readouterr().out

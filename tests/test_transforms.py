@@ -203,10 +203,13 @@ def test_mmseg_voc_values_fit_the_config():
 
 
 def test_unknown_preset_names_the_closest():
+  cfg = _augment_cfg()
+  cfg.preset = "vocc"  # Set past config validation, which refuses both at load.
   with pytest.raises(UnknownNameError, match="did you mean 'voc'"):
-    T.build_augment(_augment_cfg("augment.preset=vocc"), 255)
+    T.build_augment(cfg, 255)
+  cfg.preset, cfg.image_pad = "flip", "edge"
   with pytest.raises(ValueError, match="image_pad"):
-    T.build_augment(_augment_cfg("augment.image_pad=edge"), 255)
+    T.build_augment(cfg, 255)
 
 
 def test_train_loader_with_workers_resumes_exactly(shapes_dir):

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import glob
 import os
+import re
+import shutil
 
 import ml_collections
 import numpy as np
+
+from jaxseg.checks import Checker
+from jaxseg.config import ConfigError
 
 # Every module that registers a builder, imported here once so DATASETS is complete.
 from jaxseg.data.builders import folder, shapes, voc_seg  # noqa: F401
 from jaxseg.data.builders.registry import DATASETS
 # Re-exported: callers catch them as `datasets.DatasetError`.
 from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401
+from jaxseg.registry import unknown_name_message
+
+
+class SplitError(ConfigError):
+  """data.train_split or data.eval_split names no split of the prepared dataset (exit 2)."""
 
 
 def dataset_names() -> list[str]:
   return DATASETS.names()
+
+
+def validate_config(data_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (before any preparation) on a bad `data` section."""
+  c = Checker(data_cfg, "data")
+  c.choice("name", dataset_names(), "dataset")
+  c.count("worker_count", min=0)
+  c.ints("folder_ignore_rgb", (0, 3), "() or an (R, G, B) colour with values 0-255",
+         min=0, max=255)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,18 +72,107 @@ def prepare(data_cfg: ml_collections.ConfigDict):
 
   tfds writes into an `incomplete.*` directory and renames it only when every
   split is written, so an interrupted or refused preparation (DatasetError) is
-  never read as complete, and a retry starts from scratch.
+  never read as complete, and a retry starts from scratch. Preparation holds
+  an inter-process lock: a second process preparing the same dataset waits,
+  then reuses what the first wrote.
   """
   builder = _builder(data_cfg)
-  if not builder.is_prepared():
-    from tensorflow_datasets.core import download  # Preparation is the one TF user.
+  if builder.is_prepared():
+    return builder
+  with _preparation_lock(builder):
+    # Built again: the first builder's info predates what another process may
+    # have prepared while this one waited (its metadata is read from disk).
+    builder = _builder(data_cfg)
+    if not builder.is_prepared():
+      from tensorflow_datasets.core import download  # Preparation is the one TF user.
 
-    # Always explicit, so a builder's "put the file here" message names the real path.
-    manual_dir = os.path.expanduser(data_cfg.manual_dir or os.path.join(
-        data_cfg.dir, "downloads", "manual"))
-    builder.download_and_prepare(
-        download_config=download.DownloadConfig(manual_dir=manual_dir))
+      # Left by a preparer that was killed; nobody else writes here while we hold the lock.
+      version_dir = os.fspath(builder.data_dir)
+      for leftover in glob.glob(os.path.join(os.path.dirname(version_dir),
+                                             f"incomplete.*_{os.path.basename(version_dir)}")):
+        shutil.rmtree(leftover, ignore_errors=True)
+      # Always explicit, so a builder's "put the file here" message names the real path.
+      manual_dir = os.path.expanduser(data_cfg.manual_dir or os.path.join(
+          data_cfg.dir, "downloads", "manual"))
+      builder.download_and_prepare(
+          download_config=download.DownloadConfig(manual_dir=manual_dir))
   return builder
+
+
+def lock_path(builder) -> str:
+  """`<data.dir>/<dataset>/<config>/.<version>.lock`, next to the prepared version dir."""
+  version_dir = os.fspath(builder.data_dir)
+  return os.path.join(os.path.dirname(version_dir), f".{os.path.basename(version_dir)}.lock")
+
+
+@contextlib.contextmanager
+def _preparation_lock(builder):
+  """An exclusive flock on `<config dir>/.<version>.lock` for as long as the block runs.
+
+  The kernel drops an flock when its holder exits in any way (kill -9 too), so
+  a lock file left behind is never stale: the next preparer just takes it.
+  """
+  path = lock_path(builder)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise DatasetError(f"{os.path.dirname(path)}: cannot prepare the dataset there "
+                       f"({e.strerror}); set data.dir to a writable directory") from e
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+      print(f"waiting for process {holder}, which is preparing {builder.name}/"
+            f"{builder.builder_config.name if builder.builder_config else ''} ({path})",
+            flush=True)
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)  # Only read for the message above.
+    yield
+  finally:
+    os.close(fd)  # Releases the lock.
+
+
+def check_splits(builder, data_cfg: ml_collections.ConfigDict) -> tuple[str, str]:
+  """(train split, eval split) to read; refuses unknown names before any training.
+
+  Split expressions over existing splits are fine ('train[:32]',
+  'train+validation'). A dataset without a 'validation' split (a train-only
+  folder) evaluates on data.train_split when data.eval_split is the default
+  'validation', and says so once.
+  """
+  train_split = _checked_split(builder, "data.train_split", data_cfg.train_split)
+  if data_cfg.eval_split == "validation" and "validation" not in builder.info.splits:
+    _say(f"note: {builder.name} has no 'validation' split (splits: "
+         f"{', '.join(sorted(builder.info.splits))}); evaluating on data.train_split="
+         f"{train_split!r}, so mIoU is measured on training images")
+    return train_split, train_split
+  return train_split, _checked_split(builder, "data.eval_split", data_cfg.eval_split)
+
+
+def _checked_split(builder, key: str, expression: str) -> str:
+  names = sorted(builder.info.splits)
+  for part in expression.split("+"):
+    name = re.match(r"\s*([^\[(\s]*)", part).group(1)
+    if name not in names:
+      raise SplitError(f"{key}={expression!r}: {unknown_name_message('split', name, names)} "
+                       "(expressions like 'train[:32]' or 'train+validation' work too)")
+  try:
+    count = builder.info.splits[expression].num_examples
+  except (ValueError, KeyError, AssertionError) as e:
+    raise SplitError(f"{key}={expression!r}: {str(e).splitlines()[0]}") from e
+  if count <= 0:
+    raise SplitError(f"{key}={expression!r} selects no examples")
+  return expression
+
+
+def _say(message: str) -> None:
+  from jaxseg import distributed  # Kept local: preparation alone needs no jax.
+
+  if distributed.is_main_process():
+    print(message, flush=True)
 
 
 def meta_of(builder) -> DatasetMeta:

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from jaxseg.checks import Checker
 from jaxseg.registry import Registry
 
 Example = dict[str, np.ndarray]
@@ -153,12 +154,14 @@ def photometric(example: Example, rng: np.random.Generator, brightness_delta: fl
 
 
 # Presets: which ops in which order. Every number comes from cfg (c.augment).
+IMAGE_PADS = ("zero", "mean")  # `augment.image_pad` values.
+
+
 def _pad_value(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
   """'mean' pads images with the mean colour, so padding normalises to 0 on device."""
-  choices = {"zero": (0, 0, 0), "mean": tuple(int(round(m)) for m in cfg.mean)}
-  if cfg.image_pad not in choices:
-    raise ValueError(f"augment.image_pad={cfg.image_pad!r}; expected one of {sorted(choices)}")
-  return choices[cfg.image_pad]
+  if cfg.image_pad not in IMAGE_PADS:
+    raise ValueError(f"augment.image_pad={cfg.image_pad!r}; expected one of {IMAGE_PADS}")
+  return (0, 0, 0) if cfg.image_pad == "zero" else tuple(int(round(m)) for m in cfg.mean)
 
 
 def _crop(cfg: ml_collections.ConfigDict, ignore_index: int) -> Op:
@@ -227,6 +230,24 @@ class Compose:
 
   def __repr__(self) -> str:
     return f"Compose({self.ops!r})"
+
+
+def validate_config(augment_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load (before any data is read) on a bad `augment` section."""
+  c = Checker(augment_cfg, "augment")
+  c.choice("preset", AUGMENTATIONS.names(), "augmentation preset")
+  c.ints("crop_size", (2,), "two positive ints (H, W), e.g. (512, 512)", min=1)
+  c.number("flip_prob", min=0, max=1)
+  c.choice("image_pad", IMAGE_PADS)
+  c.number("cat_max_ratio", above=0, max=1)
+  c.numbers("scale_range", (2,), "(low, high) ratios with 0 < low <= high", ordered=True, above=0)
+  c.ints("base_size", (0, 2), "() or two positive ints (long, short)", min=1)
+  c.number("brightness_delta", min=0, max=255)
+  for key in ("contrast_range", "saturation_range"):
+    c.numbers(key, (2,), "(low, high) factors with 0 <= low <= high", ordered=True, min=0)
+  c.count("hue_delta", min=0, max=180)  # OpenCV units: 180 is a full turn.
+  c.numbers("mean", (3,), "three values (R, G, B) in 0-255", min=0, max=255)
+  c.numbers("std", (3,), "three values (R, G, B) > 0, in 0-255 units", above=0)
 
 
 def build_augment(cfg: ml_collections.ConfigDict, ignore_index: int) -> Compose:

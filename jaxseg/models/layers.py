@@ -6,14 +6,14 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def compute_dtype(name: str):
   """The dtype named by `model.dtype` (params stay float32 regardless)."""
-  if name not in _DTYPES:
-    raise ValueError(f"model.dtype={name!r}; expected one of {sorted(_DTYPES)}")
-  return _DTYPES[name]
+  if name not in DTYPES:
+    raise ValueError(f"model.dtype={name!r}; expected one of {sorted(DTYPES)}")
+  return DTYPES[name]
 
 
 def resize_bilinear(x_BHWC: jax.Array, size_HW: tuple[int, int]) -> jax.Array:

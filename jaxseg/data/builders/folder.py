@@ -5,14 +5,17 @@ Layout under `data.folder_root`:
   classes.txt   one class name per line (line i = class id i)
   colors.txt    optional: 'R G B' per class line; labels saved as RGB colour
                 images are mapped to ids with it (data.folder_ignore_rgb -> 255)
-Palette and grey PNG labels are read as class ids. `train` is required; `val`
-and `validation` become the `validation` split; other subdirectories keep
-their names.
+Palette and grey PNG labels are read as class ids (folder_labels.py). `train`
+is required; `val` and `validation` become the `validation` split (without
+one, runs evaluate on train: datasets.check_splits); other subdirectories keep
+their names. Images are taken as displayed (EXIF orientation applied, 16 bits
+scaled to 8: imagefiles.py).
 
 The prepared copy is a builder config named `<root basename>_<fingerprint>`,
-where the fingerprint covers every file's name and size, classes.txt,
-colors.txt and the ignore colour: two roots with the same content share one
-copy, and an edited dataset is prepared afresh instead of read stale.
+where the fingerprint hashes the bytes of every image and label file (with
+its path), classes.txt, colors.txt and the ignore colour: two roots with the
+same content share one copy, and an edited dataset (even an edit that keeps
+a file's size) is prepared afresh instead of read stale.
 Every file is checked before anything is written.
 """
 
@@ -23,10 +26,9 @@ import hashlib
 import os
 import re
 
-import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders import imagefiles
+from jaxseg.data.builders import fingerprint, folder_labels, imagefiles
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError, DatasetMissingError
 
@@ -41,8 +43,12 @@ class FolderConfig(tfds.core.BuilderConfig):
   ignore_rgb: tuple[int, ...] = (255, 255, 255)
 
 
-def folder_config(root: str, ignore_rgb=(255, 255, 255)) -> FolderConfig:
-  """The builder config of the dataset at `root` (its name pins the content)."""
+def folder_config(root: str, ignore_rgb=(255, 255, 255), cache_dir: str | None = None
+                  ) -> FolderConfig:
+  """The builder config of the dataset at `root` (its name pins the content).
+
+  `cache_dir` keeps the files' digests between runs (fingerprint.py); None = no cache.
+  """
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
     raise DatasetMissingError(f"data.folder_root={root} is not a directory")
@@ -51,42 +57,23 @@ def folder_config(root: str, ignore_rgb=(255, 255, 255)) -> FolderConfig:
     if os.path.isfile(os.path.join(root, top)):
       with open(os.path.join(root, top), "rb") as f:
         digest.update(top.encode() + f.read())
-  for top in ("images", "labels"):
-    for dirpath, _, files in sorted(os.walk(os.path.join(root, top))):
-      for f in sorted(files):
-        full = os.path.join(dirpath, f)
-        digest.update(f"{os.path.relpath(full, root)}:{os.path.getsize(full)}\n".encode())
+  files = []
+  for top, exts in (("images", _IMAGE_EXTS), ("labels", (".png",))):
+    for dirpath, _, names in sorted(os.walk(os.path.join(root, top))):
+      digest.update(f"dir {os.path.relpath(dirpath, root)}\n".encode())  # Empty splits too.
+      # Only the files the builder reads: a .DS_Store written by a file browser
+      # must not make the dataset look new.
+      files += [os.path.relpath(os.path.join(dirpath, n), root) for n in sorted(names)
+                if os.path.splitext(n)[1].lower() in exts]
+  cache_path = None
+  if cache_dir:
+    cache_path = os.path.join(cache_dir, hashlib.sha256(root.encode()).hexdigest()[:16] + ".json")
+  for rel, file_digest in fingerprint.file_digests(root, files, cache_path).items():
+    digest.update(f"{rel} {file_digest}\n".encode())
   slug = re.sub(r"[^a-z0-9_]+", "_", os.path.basename(root).lower()).strip("_") or "root"
   return FolderConfig(name=f"{slug}_{digest.hexdigest()[:12]}", root=root,
                       ignore_rgb=tuple(int(c) for c in ignore_rgb),
                       description=f"Images and labels from {root}.")
-
-
-def _read_lines(path: str) -> list[str]:
-  with open(path, encoding="utf-8") as f:
-    return [line.strip() for line in f if line.strip()]
-
-
-def _class_table(root: str):
-  """(class names, colours K x 3 or None) from classes.txt and colors.txt."""
-  classes_path = os.path.join(root, "classes.txt")
-  if not os.path.isfile(classes_path):
-    raise DatasetMissingError(f"{classes_path}: missing (one class name per line)")
-  names = _read_lines(classes_path)
-  if not 0 < len(names) < 255:
-    raise DatasetError(f"{classes_path}: {len(names)} classes; need 1-254 (255 = ignore)")
-  colors_path = os.path.join(root, "colors.txt")
-  if not os.path.isfile(colors_path):
-    return names, None
-  try:
-    colors = np.array([[int(v) for v in re.split(r"[\s,]+", line)[:3]]
-                       for line in _read_lines(colors_path)], np.int64)
-  except ValueError as e:
-    raise DatasetError(f"{colors_path}: lines must be 'R G B' ({e})") from e
-  if colors.shape != (len(names), 3) or colors.min() < 0 or colors.max() > 255:
-    raise DatasetError(f"{colors_path}: need {len(names)} lines of 'R G B' in 0-255, one "
-                       f"per class of classes.txt; got {colors.shape[0]}")
-  return names, colors
 
 
 @DATASETS.register("folder")
@@ -102,10 +89,12 @@ class Folder(tfds.core.GeneratorBasedBuilder):
     if not data_cfg.folder_root:
       raise DatasetMissingError("data.name=folder needs data.folder_root=<directory with "
                                 "images/, labels/, classes.txt>; see docs/data.md")
-    return {"config": folder_config(data_cfg.folder_root, data_cfg.folder_ignore_rgb)}
+    # The digest cache lives with the prepared copies, never inside the user's folder.
+    cache_dir = os.path.join(os.path.expanduser(data_cfg.dir), "folder", "_fingerprints")
+    return {"config": folder_config(data_cfg.folder_root, data_cfg.folder_ignore_rgb, cache_dir)}
 
   def _info(self) -> tfds.core.DatasetInfo:
-    names, colors = _class_table(self.builder_config.root)
+    names, colors = folder_labels.class_table(self.builder_config.root)
     palette = colors.tolist() if colors is not None else imagefiles.voc_palette(len(names))
     return self.dataset_info_from_configs(
         description=__doc__,
@@ -124,7 +113,7 @@ class Folder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
     root = self.builder_config.root
-    names, colors = _class_table(root)
+    names, colors = folder_labels.class_table(root)
     pairs = _pairs(root)
     sizes_HW, problems = _check_all(root, pairs, len(names), colors,
                                     self.builder_config.ignore_rgb)
@@ -149,7 +138,7 @@ class Folder(tfds.core.GeneratorBasedBuilder):
       with open(image_path, "rb") as f:
         image, _ = imagefiles.checked_image(f.read(), image_path, keep=("JPEG", "PNG"),
                                             reencode="PNG")
-      label_HW, _ = _label_ids(label_path, num_classes, colors, self.builder_config.ignore_rgb)
+      label_HW, _ = folder_labels.label_ids(label_path, num_classes, colors, self.builder_config.ignore_rgb)
       yield name, {"image": image, "label": imagefiles.label_png(label_HW), "id": name}
 
 
@@ -210,7 +199,7 @@ def _check_all(root, pairs, num_classes, colors, ignore_rgb):
       try:
         with open(image_paths[0], "rb") as f:
           _, size_HW = imagefiles.checked_image(f.read(), rel_image, keep=("JPEG", "PNG"))
-        label_HW, problem = _label_ids(label_path, num_classes, colors, ignore_rgb, rel_label)
+        label_HW, problem = folder_labels.label_ids(label_path, num_classes, colors, ignore_rgb, rel_label)
       except DatasetError as e:
         problems.append(str(e))
         continue
@@ -221,41 +210,3 @@ def _check_all(root, pairs, num_classes, colors, ignore_rgb):
                         f"{rel_image} is {size_HW[0]}x{size_HW[1]} (HxW)")
       sizes_HW[(split, name)] = size_HW
   return sizes_HW, problems
-
-
-def _label_ids(path, num_classes, colors, ignore_rgb, where=None):
-  """A label file -> (HxW uint8 class ids, problem message or None)."""
-  where = where or path
-  with open(path, "rb") as f:
-    image = imagefiles.label_image(f.read(), where)
-  if image.mode in ("RGB", "RGBA"):
-    if colors is None:
-      return None, f"{where}: an RGB colour label, but there is no colors.txt to map colours"
-    return _map_colors(np.array(image.convert("RGB")), colors, ignore_rgb, where)
-  if image.mode in ("P", "L"):
-    label = imagefiles.palette_indices(image, where)
-  else:  # 1-bit or 16/32-bit grey: values are ids too, if they fit.
-    label = np.array(image).astype(np.int64)
-  bad = imagefiles.bad_values(label, num_classes)
-  if bad or label.min(initial=0) < 0:
-    return None, (f"{where}: values {bad[:10]} not class ids 0-{num_classes - 1} "
-                  "(classes.txt) or 255")
-  return label.astype(np.uint8), None
-
-
-def _map_colors(rgb_HW3, colors, ignore_rgb, where):
-  def key(c):
-    c = np.asarray(c, np.int64)
-    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-  table = {int(k): i for i, k in enumerate(key(colors))}
-  if len(ignore_rgb) == 3:
-    table.setdefault(int(key(ignore_rgb)), imagefiles.IGNORE_INDEX)
-  keys_HW = key(rgb_HW3)
-  values, inverse = np.unique(keys_HW, return_inverse=True)
-  unknown = [v for v in values.tolist() if v not in table]
-  if unknown:
-    shown = ", ".join(f"({v >> 16},{(v >> 8) & 255},{v & 255})" for v in unknown[:5])
-    return None, (f"{where}: colours {shown}{' ...' if len(unknown) > 5 else ''} are not in "
-                  "colors.txt (nor data.folder_ignore_rgb)")
-  ids = np.array([table[v] for v in values.tolist()], np.uint8)
-  return ids[inverse.reshape(keys_HW.shape)], None

@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from jaxseg.data.errors import DatasetError
 
 IGNORE_INDEX = 255
+_EXIF_ORIENTATION = 0x0112  # 1 = upright; 2-8 = mirrored and/or rotated.
 
 
 def voc_palette(num_colors: int = 256) -> list[list[int]]:
@@ -40,24 +41,61 @@ def _open(data: bytes, where: str) -> Image.Image:
 
 def checked_image(data: bytes, where: str, keep=("JPEG",),
                   reencode: str = "JPEG") -> tuple[bytes, tuple[int, int]]:
-  """Encoded image -> (bytes to store, (H, W)).
+  """Encoded image -> (bytes to store, (H, W) as displayed).
 
-  An RGB image in a `keep` format is stored as is (no second lossy pass);
-  anything else (grey, CMYK, palette, RGBA, other formats) is converted to RGB
-  and re-encoded as `reencode`, because readers decode without knowing the mode.
+  An upright RGB image in a `keep` format is stored as is (no second lossy
+  pass); anything else (EXIF-rotated, 16-bit, grey, CMYK, palette, RGBA, other
+  formats) is decoded with `rgb_pixels` and re-encoded as `reencode`, because
+  readers decode without knowing the mode or the EXIF orientation.
   """
   image = _open(data, where)
-  size_HW = (image.height, image.width)
-  if image.format in keep and image.mode == "RGB":
-    return data, size_HW
+  if image.format in keep and image.mode == "RGB" and _orientation(image) == 1:
+    return data, (image.height, image.width)
+  image_HW3 = _to_rgb(image, where)
   out = io.BytesIO()
-  image.convert("RGB").save(out, format=reencode, **({"quality": 95} if reencode == "JPEG" else {}))
-  return out.getvalue(), size_HW
+  Image.fromarray(image_HW3).save(out, format=reencode,
+                                  **({"quality": 95} if reencode == "JPEG" else {}))
+  return out.getvalue(), image_HW3.shape[:2]
+
+
+def rgb_pixels(data: bytes, where: str) -> np.ndarray:
+  """Encoded image -> HxWx3 uint8 as displayed: EXIF orientation applied, 16 bits scaled."""
+  return _to_rgb(_open(data, where), where)
+
+
+def _orientation(image: Image.Image) -> int:
+  return image.getexif().get(_EXIF_ORIENTATION, 1)
+
+
+def _to_rgb(image: Image.Image, where: str) -> np.ndarray:
+  # Cameras store pixels as sensed and the rotation in EXIF; viewers and
+  # annotation tools show (and label) the rotated image, so that is the image.
+  if _orientation(image) != 1:
+    image = ImageOps.exif_transpose(image)
+  if image.mode == "F":
+    raise DatasetError(f"{where}: a floating-point image (mode 'F'); expected 8- or 16-bit")
+  if image.mode == "I" or image.mode.startswith("I;16"):
+    # 16-bit grey: convert() would clip every value above 255 to white. The high
+    # byte is what Pillow keeps of 16-bit RGB(A) PNGs and OpenCV's imread of any.
+    values_HW = np.asarray(image).astype(np.int64)
+    if values_HW.min(initial=0) < 0 or values_HW.max(initial=0) > 65535:
+      raise DatasetError(f"{where}: {image.mode!r} image with values outside 0-65535; "
+                         "expected an 8- or 16-bit image")
+    return np.repeat((values_HW >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+  return np.asarray(image.convert("RGB"))
 
 
 def label_image(data: bytes, where: str) -> Image.Image:
-  """A decoded label file (palette, grey or RGB), for the caller to turn into ids."""
-  return _open(data, where)
+  """A decoded label file (palette, grey or RGB), for the caller to turn into ids.
+
+  Labels are taken as stored pixels; one carrying an EXIF rotation is refused,
+  since which way its ids were meant to lie cannot be told.
+  """
+  image = _open(data, where)
+  if _orientation(image) != 1:
+    raise DatasetError(f"{where}: a label with EXIF orientation {_orientation(image)}; labels "
+                       "are read as stored pixels, so save it without the orientation tag")
+  return image
 
 
 def palette_indices(image: Image.Image, where: str) -> np.ndarray:

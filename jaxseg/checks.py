@@ -1,0 +1,105 @@
+"""Value checks for one config section; each failure is a one-line ValueError naming the key.
+
+Components validate the section they read with these (`validate_config` in
+optim.py, losses.py, inference.py, data/, models/); `config.validate` runs them
+all at load, so a bad value stops the run before any data is prepared.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Container, Iterable
+
+import ml_collections
+
+from jaxseg.registry import unknown_name_message
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bounds(min=None, max=None, above=None, below=None) -> tuple[str, callable]:
+  """('>= 0', test) style description and test of a range (min/max inclusive)."""
+  parts, tests = [], []
+  if min is not None:
+    parts.append(f">= {min}")
+    tests.append(lambda v: v >= min)
+  if above is not None:
+    parts.append(f"> {above}")
+    tests.append(lambda v: v > above)
+  if max is not None:
+    parts.append(f"<= {max}")
+    tests.append(lambda v: v <= max)
+  if below is not None:
+    parts.append(f"< {below}")
+    tests.append(lambda v: v < below)
+  return " and ".join(parts), lambda v: all(t(v) for t in tests)
+
+
+class Checker:
+  """`Checker(cfg.train, 'train').count('steps')` raises if train.steps < 1."""
+
+  def __init__(self, section: ml_collections.ConfigDict, name: str):
+    self.section, self.name = section, name
+
+  def fail(self, key: str, expected: str):
+    value = self.section[key]
+    shown = tuple(value) if isinstance(value, list) else value
+    raise ValueError(f"{self.name}.{key}={shown!r}: expected {expected}")
+
+  def count(self, key: str, min: int = 1, max: int | None = None) -> None:
+    """An int >= `min` (and <= `max`)."""
+    value = self.section[key]
+    if not _is_int(value) or value < min or (max is not None and value > max):
+      self.fail(key, f"an int >= {min}" + (f" and <= {max}" if max is not None else ""))
+
+  def number(self, key: str, **bounds) -> None:
+    """A number within `bounds` (min/max inclusive, above/below exclusive)."""
+    text, ok = _bounds(**bounds)
+    value = self.section[key]
+    if not _is_number(value) or not ok(value):
+      self.fail(key, f"a number {text}")
+
+  def choice(self, key: str, choices: Iterable[str], kind: str = "") -> None:
+    """One of `choices`; a typo lists the closest ones."""
+    value, choices = self.section[key], list(choices)
+    if value not in choices:
+      message = unknown_name_message(kind or "value", str(value), choices)
+      raise ValueError(f"{self.name}.{key}={value!r}: {message}")
+
+  def ints(self, key: str, lengths: Container[int], what: str, **bounds) -> None:
+    """A tuple of ints, as many as one of `lengths`, each within `bounds`;
+    `what` says all of that in words for the message."""
+    _, ok = _bounds(**bounds)
+    value = self.section[key]
+    if (not isinstance(value, (tuple, list)) or len(value) not in lengths
+        or not all(_is_int(v) and ok(v) for v in value)):
+      self.fail(key, what)
+
+  def numbers(self, key: str, lengths: Container[int], what: str, ordered: bool = False,
+              **bounds) -> None:
+    """A tuple of numbers, as many as one of `lengths`, each within `bounds`, and
+    non-decreasing if `ordered` (a (low, high) range); `what` says it in words."""
+    _, ok = _bounds(**bounds)
+    value = self.section[key]
+    if (not isinstance(value, (tuple, list)) or len(value) not in lengths
+        or not all(_is_number(v) and ok(v) for v in value)
+        or (ordered and list(value) != sorted(value))):
+      self.fail(key, what)
+
+  def regex_rules(self, key: str) -> None:
+    """((regex, multiplier >= 0), ...) with every regex compiling."""
+    for rule in self.section[key]:
+      if (not isinstance(rule, (tuple, list)) or len(rule) != 2 or not isinstance(rule[0], str)
+          or not _is_number(rule[1]) or rule[1] < 0):
+        self.fail(key, "((regex, multiplier >= 0), ...), e.g. (('backbone', 0.1),)")
+      try:
+        re.compile(rule[0])
+      except re.error as e:
+        self.fail(key, f"valid regexes; {rule[0]!r}: {e}")
