@@ -24,7 +24,7 @@ GOLDEN = {
 }
 STEPS = 3
 RTOL = 1e-5  # Float32 noise is ~1e-7 here; any real change moves these far more.
-SIZE = {"demo:smoke": 64}  # The configs' own crop sizes.
+SIZE = {"demo:smoke": 64, "voc_fcn:smoke": 32}  # The configs' own crop sizes.
 
 
 @pytest.fixture(autouse=True)
