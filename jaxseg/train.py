@@ -75,7 +75,7 @@ def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter,
   out = (os.path.join(workdir, "reports") if checkpoint is None
          else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
   record = {f"eval/{k}": v for k, v in result.summary.items()}
-  record.update({"eval/mode": run.cfg.eval.mode,
+  record.update({"eval/mode": run.cfg.eval.mode, "eval/protocol": run.cfg.eval.protocol,
                  "eval/run": "train" if checkpoint is None else "eval"})
   if checkpoint is not None:
     record.update({"eval/checkpoint": checkpoint, "eval/reports": out})

@@ -255,7 +255,8 @@ def test_separate_eval_names_mode_and_checkpoint_and_keeps_the_reports(
   err = capsys.readouterr().err
   assert err.count("warning: skipped checkpoint 4") == 1
   records = [r for r in _records(workdir) if r.get("eval/run") == "eval"]
-  assert [(r["step"], r["eval/mode"]) for r in records] == [(2, "slide")]
+  assert [(r["step"], r["eval/mode"], r["eval/protocol"]) for r in records] == [
+      (2, "slide", "native")]
   assert records[0]["eval/checkpoint"] == os.path.join(workdir, "checkpoints", "2")
   folder = os.path.join(workdir, "reports", "eval_slide_step2_2")  # Never an existing one.
   assert records[0]["eval/reports"] == folder
