@@ -4,7 +4,9 @@ mmsegmentation's 20k-iteration VOC schedule (configs/_base_/schedules/schedule_2
 datasets/pascal_voc12_aug.py): trainaug (10582 images), 512x512 crops of images
 rescaled by 0.5-2.0 around 2048x512, flip, photometric distortion; batch 16,
 SGD lr 0.01 momentum 0.9 weight decay 5e-4, poly decay (power 0.9) to 1e-4.
-Evaluated on the 1449 val images at original resolution (512x512 canvas).
+Evaluated on the 1449 val images with mmseg's test pipeline (eval.protocol=resize):
+each image resized keep-ratio to short side 512 (long side <= 2048), whole-image
+inference, logits resized back to the original size.
 
 Every voc experiment shares two variants:
   `smoke`: the same model and step, on the embedded `shapes` data at 32x32, for a
@@ -55,6 +57,8 @@ def voc_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 2_000
   c.train.checkpoint_every = 2_000
   c.eval.batch_size = 16
+  c.eval.protocol = "resize"  # mmseg's pascal_voc12.py test_pipeline.
+  c.eval.resize_scale = (2048, 512)
   return c
 
 
@@ -76,22 +80,28 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
   c.train.eval_every = 0
   c.train.checkpoint_every = 2
   c.eval.batch_size = 16
+  c.eval.resize_scale = (128, 48)  # The resize protocol still runs: 64x64 -> 48x48 ...
+  c.eval.resize_bucket = 32  # ... on a 64x64 canvas.
 
 
 def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDict:
   """A ResNet-50-v1c segmentor with the VOC recipe; variants `smoke`, `tv`, `loss=NAME`.
 
+  `model_name` is the torchvision-style name (`fcn_resnet50`); the recipe trains
+  `mmseg_<model_name>`, mmsegmentation's heads (jaxseg/models/mmseg_heads.py).
   The backbone starts from mmsegmentation's ImageNet weights, open-mmlab://resnet50_v1c
   (its `stem.0/3/6` keys map onto the deep stem), downloaded once into
   `model.weights_dir`; without them the run refuses to start, unless
   `--set model.backbone_weights=none` (from scratch, on purpose). `tv` keeps
-  torchvision's 7x7 stem instead and starts from torchvision://resnet50.
+  torchvision's heads and 7x7 stem instead and starts from torchvision://resnet50.
   """
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
                                  known_keys=LOSS_VARIANT)
   c = voc_config()
-  c.model.name = model_name
+  c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
   c.model.deep_stem = "tv" not in flags
+  # mmseg's ResNet zero-inits each block's last BN when it starts from scratch.
+  c.model.zero_init_residual = "tv" not in flags
   c.model.backbone_weights = ("open-mmlab://resnet50_v1c" if c.model.deep_stem
                               else "torchvision://resnet50")
   apply_loss_variant(c, options)

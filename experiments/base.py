@@ -131,6 +131,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.
   c.eval.mode = "whole"  # whole | slide | aug (multi-scale + flip); docs/losses_metrics.md.
+  # native: each image at its own size on the dataset's canvas. resize: mmseg's test
+  # pipeline: the image resized keep-ratio within resize_scale (cv2 bilinear, on the
+  # host), logits resized back to the label's original size before the argmax.
+  c.eval.protocol = "native"
+  c.eval.resize_scale = (2048, 512)  # resize: (long, short) bound; mmseg's VOC/ADE value.
+  # resize: each batch's canvas has sides rounded up to this (a multiple of the model's
+  # output stride): one compile per distinct canvas; padding is masked, never counted.
+  c.eval.resize_bucket = 256
   c.eval.crop_size = (512, 512)  # slide: window (H, W).
   c.eval.stride = (341, 341)  # slide: window step (H, W).
   c.eval.scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # aug: input resize factors.

@@ -14,23 +14,20 @@ import tqdm
 
 from jaxseg import inference, metrics, resources
 from jaxseg.checkpoint import Checkpointer
-from jaxseg.data import pipeline
+from jaxseg.data import pipeline, transforms
 from jaxseg.sharding import batch_sharded, global_batch, replicated
 from jaxseg.state import state_shardings
-from jaxseg.steps import normalize
 
 
 def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
   """step(state, batch) -> (confusion matrix of valid pixels, prediction_BHW int32).
 
-  batch = {'image', 'label', 'example_mask', 'size_HW'} on the padded eval canvas.
+  batch = {'image', 'label', 'example_mask', 'size_HW'} on the padded eval canvas
+  (+ 'resized_HW' under eval.protocol='resize', the image then on its own canvas).
   """
 
   def step(state, batch):
-    images = normalize(batch["image"], cfg.augment.mean, cfg.augment.std)
-    apply_fn = lambda x: model.apply(state.variables(), x, train=False)[0]
-    probs_BHWK = inference.predict_probs(apply_fn, images, batch["size_HW"], cfg.eval)
-    pred_BHW = jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
+    pred_BHW = inference.predict_labels(model, state.variables(), batch, cfg)
     labels_BHW = batch["label"].astype(jnp.int32)
     # Masked (padding) examples, padding pixels and ignore pixels count nowhere.
     valid_BHW = (labels_BHW != ignore_index) & batch["example_mask"][:, None, None]
@@ -82,7 +79,11 @@ def _samples(kept, want: int) -> list[dict]:
     pred = np.asarray(pred)
     for i in np.flatnonzero(batch["example_mask"])[:want - len(samples)]:
       H, W = batch["size_HW"][i]
-      samples.append({"image": batch["image"][i, :H, :W], "label": batch["label"][i, :H, :W],
+      image = batch["image"][i, :H, :W]
+      if "resized_HW" in batch:  # eval.protocol=resize: the image back at the label's size.
+        h, w = batch["resized_HW"][i]
+        image = transforms.resize_image(batch["image"][i, :h, :w], (H, W))
+      samples.append({"image": image, "label": batch["label"][i, :H, :W],
                       "pred": pred[i, :H, :W].astype(np.uint8)})
   return samples
 

@@ -12,7 +12,18 @@ inside each image, so neither mixes padding into the image. Multi-scale
 (`aug`) resizes the whole canvas; the image stays anchored top-left at every
 scale, so padding reaches the image only through the one-pixel bilinear seam at
 its bottom/right edge and the receptive field, exactly as in `whole` mode.
-Padding pixels are never scored: their labels are the ignore index.
+Padding pixels are never scored: their labels are the ignore index. The model
+gets `valid_BHW` (the real pixels) so pooled branches never average padding,
+and padding is exactly 0 after normalisation (the mean colour, mmseg's value).
+
+`eval.protocol='resize'` is mmseg's test pipeline: each image resized
+keep-ratio within `eval.resize_scale` on the host (cv2, as mmcv), inferred on a
+per-batch canvas, its logits resized back to the label's original size before
+the argmax (`predict_labels`). In `whole` mode it repeats mmseg's arithmetic:
+the head's logits (before the model's own upsampling) cover ceil(h / s) x
+ceil(w / s) features of an h x w image at stride s, exactly as unpadded; they
+are resized to h x w, then to the original size, both bilinear with
+align_corners=False, as one fused per-example resize (`jaxseg.resample`).
 """
 
 from __future__ import annotations
@@ -24,17 +35,23 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxseg import resample
 from jaxseg.checks import Checker
 from jaxseg.models.layers import resize_bilinear
 
 MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
+# native: the image at its own size on the dataset's canvas; resize: mmseg's test pipeline.
+PROTOCOLS = ("native", "resize")
 
 
 def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `eval` section."""
   c = Checker(eval_cfg, "eval")
   c.choice("mode", MODES)
+  c.choice("protocol", PROTOCOLS)
   c.count("batch_size")
+  c.ints("resize_scale", (2,), "two positive ints (long, short), mmseg's Resize scale", min=1)
+  c.count("resize_bucket")
   for key in ("crop_size", "stride"):
     c.ints(key, (2,), "two positive ints (H, W)", min=1)
   c.numbers("scales", range(1, 1 << 16), "one or more resize factors > 0", above=0)
@@ -44,6 +61,21 @@ def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
 
 def round_up(n: int, divisor: int) -> int:
   return math.ceil(n / divisor) * divisor
+
+
+def valid_mask(size_B2, HW: tuple[int, int]) -> jax.Array:
+  """(B, H, W) bool: True on each example's top-left size_B2 region, its real pixels."""
+  rows = jnp.arange(HW[0])[None, :, None] < size_B2[:, 0, None, None]
+  cols = jnp.arange(HW[1])[None, None, :] < size_B2[:, 1, None, None]
+  return rows & cols
+
+
+def model_input(image_BHW3, size_B2, mean, std):
+  """uint8 canvas -> (normalised images with padding exactly 0, valid_BHW)."""
+  valid_BHW = valid_mask(size_B2, image_BHW3.shape[1:3])
+  x = (image_BHW3.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(
+      std, jnp.float32)
+  return jnp.where(valid_BHW[..., None], x, 0.0), valid_BHW
 
 
 def flip_valid(x_BHWC, size_B2) -> jax.Array:
@@ -72,8 +104,9 @@ def slide_logits(apply_fn, x_BHWC, size_B2, crop_HW, stride_HW) -> jax.Array:
   sh, sw = stride_HW
   grid = [(i * sh, j * sw, i, j) for i in range(max(math.ceil((H - ch) / sh), 0) + 1)
           for j in range(max(math.ceil((W - cw) / sw), 0) + 1)]
-  K = jax.eval_shape(apply_fn, jax.ShapeDtypeStruct((B, ch, cw, x_BHWC.shape[-1]),
-                                                    x_BHWC.dtype)).shape[-1]
+  K = jax.eval_shape(apply_fn, jax.ShapeDtypeStruct((B, ch, cw, x_BHWC.shape[-1]), x_BHWC.dtype),
+                     jax.ShapeDtypeStruct((B, ch, cw), jnp.bool_)).shape[-1]
+  valid_BHW = valid_mask(size_B2, (H, W))
   rows_B = _num_windows(size_B2[:, 0], ch, sh)
   cols_B = _num_windows(size_B2[:, 1], cw, sw)
 
@@ -83,7 +116,8 @@ def slide_logits(apply_fn, x_BHWC, size_B2, crop_HW, stride_HW) -> jax.Array:
     left_B = jnp.clip(size_B2[:, 1] - cw, 0, cell_4[1])
     active_B = ((cell_4[2] < rows_B) & (cell_4[3] < cols_B)).astype(jnp.float32)
     crop = jax.vmap(lambda img, t, l: jax.lax.dynamic_slice(img, (t, l, 0), (ch, cw, img.shape[-1])))
-    logits = apply_fn(crop(x_BHWC, top_B, left_B)).astype(jnp.float32)
+    window_valid = crop(valid_BHW[..., None], top_B, left_B)[..., 0]
+    logits = apply_fn(crop(x_BHWC, top_B, left_B), window_valid).astype(jnp.float32)
 
     def accumulate(total, value, t, l, on):
       old = jax.lax.dynamic_slice(total, (t, l, 0), value.shape)
@@ -105,13 +139,14 @@ def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict
 
   `aug` averages every scale of `eval.scales`, each also flipped when `eval.flip`.
 
-  `apply_fn(x_BHWC) -> logits_BHWK` at the input resolution. In `aug` mode
+  `apply_fn(x_BHWC, valid_BHW) -> logits_BHWK` at the input resolution. In `aug` mode
   each scale is a whole-image pass on the canvas resized by the scale (rounded
   up to `eval.size_divisor`), its logits resized back to the canvas.
   """
   B, H, W, _ = x_BHWC.shape
   scales = tuple(eval_cfg.scales) if eval_cfg.mode == "aug" else (1.0,)
   flips = (False, True) if eval_cfg.mode == "aug" and eval_cfg.flip else (False,)
+  valid_BHW = valid_mask(size_B2, (H, W))
   total = 0.0
   for scale, flip in itertools.product(scales, flips):
     x = flip_valid(x_BHWC, size_B2) if flip else x_BHWC
@@ -120,10 +155,71 @@ def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict
                             tuple(eval_cfg.stride))
     elif eval_cfg.mode == "aug" and scale != 1.0:
       scaled_HW = tuple(round_up(round(n * scale), eval_cfg.size_divisor) for n in (H, W))
-      logits = resize_bilinear(apply_fn(resize_bilinear(x, scaled_HW)).astype(jnp.float32), (H, W))
+      scaled_valid = jax.image.resize(valid_BHW.astype(jnp.float32), (B, *scaled_HW),
+                                      "nearest") > 0.5
+      logits = resize_bilinear(apply_fn(resize_bilinear(x, scaled_HW), scaled_valid)
+                               .astype(jnp.float32), (H, W))
     else:
-      logits = apply_fn(x).astype(jnp.float32)
+      logits = apply_fn(x, valid_BHW).astype(jnp.float32)
     if flip:
       logits = flip_valid(logits, size_B2)
     total = total + jax.nn.softmax(logits, axis=-1)
   return total / (len(scales) * len(flips))
+
+
+def head_logits(model, variables, x_BHWC, valid_BHW) -> jax.Array:
+  """Logits at the head's own resolution, before the model upsamples them to the input.
+
+  Captured from the segmentor's `classifier` submodule; a model without one
+  (unet, seed_cnn) predicts at the input resolution and its output is used.
+  """
+  def is_head(module, method_name):
+    return method_name == "__call__" and module.path == ("classifier",)
+
+  (logits, _), state = model.apply(variables, x_BHWC, train=False, valid_BHW=valid_BHW,
+                                   capture_intermediates=is_head, mutable=["intermediates"])
+  captured = state.get("intermediates", {}).get("classifier", {}).get("__call__")
+  return (captured[0] if captured else logits).astype(jnp.float32)
+
+
+def _resized_whole_logits(model, variables, x_BHWC, valid_BHW, resized_B2, size_B2, label_HW):
+  """mmseg's whole inference + postprocess: head logits -> resized size -> original size."""
+  logits_BhwK = head_logits(model, variables, x_BHWC, valid_BHW)
+  canvas_HW, feature_HW = x_BHWC.shape[1:3], logits_BhwK.shape[1:3]
+  stride = canvas_HW[0] // feature_HW[0]
+  if tuple(n * stride for n in feature_HW) != tuple(canvas_HW):
+    raise ValueError(f"a {canvas_HW} canvas gives {feature_HW} logits, not a whole stride; "
+                     "eval.resize_bucket must be a multiple of the model's output stride")
+  feature_B2 = -(-resized_B2 // stride)  # ceil: what the unpadded image's convs produce.
+  to_resized = resample.matrices(feature_B2, resized_B2, feature_HW, canvas_HW)
+  to_original = resample.matrices(resized_B2, size_B2, canvas_HW, label_HW)
+  rows, cols = (resample.compose(b, a) for a, b in zip(to_resized, to_original))
+  return resample.apply(logits_BhwK, rows, cols)
+
+
+def predict_labels(model, variables, batch, cfg: ml_collections.ConfigDict) -> jax.Array:
+  """(B, H, W) int32 predictions on the label canvas, under `eval.protocol` and `eval.mode`.
+
+  batch: 'image' (uint8 canvas), 'size_HW' (true sizes), and for the resize
+  protocol 'resized_HW' (the image's size on its canvas) and 'label' (its canvas).
+  """
+  def apply_fn(x, valid):
+    return model.apply(variables, x, train=False, valid_BHW=valid)[0]
+
+  mean, std = cfg.augment.mean, cfg.augment.std
+  if cfg.eval.protocol == "native":
+    x, _ = model_input(batch["image"], batch["size_HW"], mean, std)
+    return jnp.argmax(predict_probs(apply_fn, x, batch["size_HW"], cfg.eval), -1).astype(jnp.int32)
+  resized_B2, size_B2 = batch["resized_HW"], batch["size_HW"]
+  label_HW = batch["label"].shape[1:3]
+  x, valid_BHW = model_input(batch["image"], resized_B2, mean, std)
+  if cfg.eval.mode == "whole":
+    scores = _resized_whole_logits(model, variables, x, valid_BHW, resized_B2, size_B2, label_HW)
+  elif cfg.eval.mode == "slide":  # mmseg: slide on the resized image, then resize its logits.
+    scores = resample.resize_within(
+        slide_logits(apply_fn, x, resized_B2, tuple(cfg.eval.crop_size), tuple(cfg.eval.stride)),
+        resized_B2, size_B2, label_HW)
+  else:  # aug: jaxseg's scales x flips on the resized image, probabilities resized back.
+    scores = resample.resize_within(predict_probs(apply_fn, x, resized_B2, cfg.eval),
+                                    resized_B2, size_B2, label_HW)
+  return jnp.argmax(scores, axis=-1).astype(jnp.int32)

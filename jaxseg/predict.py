@@ -57,7 +57,7 @@ def make_predict_fn(model, cfg, state, mesh):
 
   def predict(state, images_BHW3, size_B2):
     x = normalize(images_BHW3, cfg.augment.mean, cfg.augment.std)
-    apply_fn = lambda v: model.apply(state.variables(), v, train=False)[0]
+    apply_fn = lambda v, valid: model.apply(state.variables(), v, train=False, valid_BHW=valid)[0]
     probs_BHWK = inference.predict_probs(apply_fn, x, size_B2, cfg.eval)
     return jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
 

@@ -17,6 +17,7 @@ from jaxseg.checkpoint import Checkpointer, check_resume_config
 from jaxseg.checks import Checker
 from jaxseg.data.datasets import check_splits, prepare
 from jaxseg.evaluate import evaluate_split, restore_for_eval
+from jaxseg.models import weights
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher
 from jaxseg.steps import to_host
@@ -111,10 +112,14 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   os.makedirs(workdir, exist_ok=True)
   ckpt = _checkpointer(cfg, workdir)
   changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
+  # A resumed run restores its weights: the ImageNet ones are needed only to start,
+  # and are fetched (or refused, in seconds) before the dataset is prepared.
+  fresh = ckpt.latest_step() is None
+  if fresh:
+    weights.backbone_path(cfg.model)
   # Split names against the prepared dataset, before the model is built or trained.
   train_split, eval_split = check_splits(prepare(cfg.data), cfg.data)
-  # A resumed run restores its weights: the ImageNet ones are needed only to start.
-  run = assemble(cfg, pretrained_backbone=ckpt.latest_step() is None)
+  run = assemble(cfg, pretrained_backbone=fresh)
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
   train_iter = iter(train_loader(run.source(train_split), cfg, run.meta.ignore_index))

@@ -29,14 +29,14 @@ def _canvas(seed=0):
 def _pointwise(seed=1):
   """A 1x1-conv model: translation- and flip-equivariant, so every mode must agree."""
   w = jnp.asarray(np.random.default_rng(seed).normal(size=(3, K)), jnp.float32)
-  return lambda x: jnp.einsum("bhwc,ck->bhwk", x, w)
+  return lambda x, valid: jnp.einsum("bhwc,ck->bhwk", x, w)
 
 
 def _conv(seed=2):
   """A 3x3 conv: not flip-equivariant, sees its neighbours (and padding)."""
   w = jnp.asarray(np.random.default_rng(seed).normal(size=(3, 3, 3, K)), jnp.float32)
-  return lambda x: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return lambda x, valid: jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _valid(probs):

@@ -58,8 +58,9 @@ OPS = {
     "rescale_mmseg": functools.partial(T.random_rescale, ratio_range=(0.5, 2.0),
                                        base_size=(256, 96)),
     "crop_cat_max": functools.partial(T.random_crop, size_HW=(48, 48), ignore_index=255,
-                                      cat_max_ratio=0.3, image_pad=(9, 9, 9)),
-    "crop_padding": functools.partial(T.random_crop, size_HW=(72, 72), ignore_index=255),
+                                      cat_max_ratio=0.3),
+    "crop_larger_than_image": functools.partial(T.random_crop, size_HW=(72, 72), ignore_index=255),
+    "pad": functools.partial(T.pad, size_HW=(72, 90), ignore_index=255, image_value=(9, 9, 9)),
     "hflip": functools.partial(T.hflip, prob=1.0),
     "photometric_neutral": functools.partial(T.photometric, brightness_delta=0,
                                              contrast_range=(1, 1), saturation_range=(1, 1),
@@ -104,6 +105,15 @@ def test_rescaled_size_relative_and_mmseg_style():
   assert T.rescaled_size(375, 500, 1.0, (2048, 512)) == (512, 683)
   assert T.rescaled_size(500, 375, 0.5, (2048, 512)) == (341, 256)
   assert T.rescaled_size(100, 2000, 1.0, (2048, 512)) == (102, 2048)  # long side binds
+
+
+def test_crop_larger_than_the_image_keeps_it_whole_and_pad_comes_last():
+  example = _coord_example()
+  out = T.random_crop(example, np.random.default_rng(0), (72, 90), 255)
+  assert out["label"].shape == (H, W)  # mmseg's RandomCrop: no padding inside the crop.
+  for preset in ("none", "flip", "voc"):
+    ops = T.AUGMENTATIONS.get(preset)(_augment_cfg(), 255)
+    assert ops[-1].func is T.pad and all(op.func is not T.pad for op in ops[:-1])
 
 
 def test_crop_pads_label_with_ignore_and_image_with_pad_value():
@@ -159,12 +169,12 @@ def test_photometric_touches_only_the_image_and_stays_uint8():
                          saturation_range=(0.5, 1.5), hue_delta=18)
   example = _coord_example()
   changed = 0
-  for seed in range(20):
+  for seed in range(64):
     out = op(example, np.random.default_rng(seed))
     assert out["label"] is example["label"]
     assert out["image"].dtype == np.uint8 and out["image"].shape == example["image"].shape
     changed += not np.array_equal(out["image"], example["image"])
-  assert 10 < changed < 20  # Each part fires with p=0.5, so all four skip 1 time in 16.
+  assert 48 < changed < 64  # Each part fires with p=0.5, so all four skip 1 time in 16.
 
 
 def test_flip_preset_draws_like_the_original():

@@ -90,20 +90,84 @@ def train_loader(source, cfg: ml_collections.ConfigDict, ignore_index: int) -> g
                           shard_options=grain.sharding.NoSharding())
 
 
+def mean_colour(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """Eval padding colour: the mean (the device then sets padding to exactly 0, mmseg's value)."""
+  return tuple(int(round(m)) for m in cfg.augment.mean)
+
+
 class _PadToCanvas(grain.transforms.Map):
   """Pads to the fixed eval canvas so every batch has one static shape."""
 
-  def __init__(self, canvas_HW: tuple[int, int], ignore_index: int):
+  def __init__(self, canvas_HW: tuple[int, int], ignore_index: int, pad_colour):
     self.canvas_HW, self.ignore_index = tuple(canvas_HW), ignore_index
+    self.pad_colour = tuple(pad_colour)
 
   def map(self, example):
     H, W = example["label"].shape
     if H > self.canvas_HW[0] or W > self.canvas_HW[1]:
       raise ValueError(f"eval image of {H}x{W} exceeds the eval canvas {self.canvas_HW}; "
                        "the dataset's metadata `eval_canvas` must cover every image")
-    example = transforms.pad_to(example, self.canvas_HW, self.ignore_index)
+    example = transforms.pad_to(example, self.canvas_HW, self.ignore_index, self.pad_colour)
     # The true size lets slide/flip inference keep to the image, not its padding.
     return dict(example, example_mask=np.bool_(True), size_HW=np.array([H, W], np.int32))
+
+
+class _ResizeForEval(grain.transforms.Map):
+  """mmseg's test Resize: the image keep-ratio within `scale` (cv2 bilinear); the label stays.
+
+  The label is padded to the fixed canvas at its original size; the resized
+  image, whose size varies, waits for `_on_canvas` to pad its batch.
+  """
+
+  def __init__(self, canvas_HW, ignore_index: int, scale: tuple[int, int]):
+    self.canvas_HW, self.ignore_index, self.scale = tuple(canvas_HW), ignore_index, tuple(scale)
+
+  def map(self, example):
+    H, W = example["label"].shape
+    if H > self.canvas_HW[0] or W > self.canvas_HW[1]:
+      raise ValueError(f"eval label of {H}x{W} exceeds the eval canvas {self.canvas_HW}; "
+                       "the dataset's metadata `eval_canvas` must cover every image")
+    hw = transforms.rescaled_size(H, W, 1.0, self.scale)
+    label = np.pad(example["label"], ((0, self.canvas_HW[0] - H), (0, self.canvas_HW[1] - W)),
+                   constant_values=self.ignore_index)
+    return {"image": transforms.resize_image(example["image"], hw), "label": label,
+            "example_mask": np.bool_(True), "size_HW": np.array([H, W], np.int32),
+            "resized_HW": np.array(hw, np.int32)}
+
+
+def _groups(examples, n: int):
+  """Lists of n consecutive examples, the last one shorter (itertools.batched, Python 3.12)."""
+  group = []
+  for example in examples:
+    group.append(example)
+    if len(group) == n:
+      yield group
+      group = []
+  if group:
+    yield group
+
+
+def _on_canvas(group: list, bucket: int, pad_colour, empty) -> dict:
+  """One batch of resized examples (fewer = masked filler) on the smallest canvas with sides
+  multiples of `bucket` that covers them: one compile per distinct canvas.
+
+  On several hosts every process takes the largest canvas any of them needs,
+  so the global batch has one shape.
+  """
+  sizes = np.array([e["resized_HW"] for e in group] or [[1, 1]])
+  canvas = np.array([math.ceil(n / bucket) * bucket for n in sizes.max(0)])
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # Multi-host only.
+    canvas = np.asarray(multihost_utils.process_allgather(canvas)).max(0)
+  per_process = empty["label"].shape[0]
+  images = np.empty((per_process, *canvas, 3), np.uint8)
+  images[...] = np.asarray(pad_colour, np.uint8)
+  for i, e in enumerate(group):
+    h, w = e["resized_HW"]
+    images[i, :h, :w] = e["image"]
+  batch = {k: np.concatenate([np.stack([e[k] for e in group]), v[len(group):]]) if group else v
+           for k, v in empty.items() if k != "image"}
+  return dict(batch, image=images)
 
 
 def eval_batches(source, cfg: ml_collections.ConfigDict, canvas_HW, ignore_index: int):
@@ -111,16 +175,22 @@ def eval_batches(source, cfg: ml_collections.ConfigDict, canvas_HW, ignore_index
 
   The last batch is padded with masked examples (`example_mask` False) rather
   than dropped, and every process yields the same number of batches so the
-  sharded eval step runs in lockstep across hosts.
+  sharded eval step runs in lockstep across hosts. `eval.protocol='resize'`
+  adds `resized_HW` and puts the resized images on a per-batch canvas.
   """
   per_process = _per_process(cfg.eval.batch_size, "eval.batch_size")
   shard = grain.sharding.ShardByJaxProcess(drop_remainder=False)
   sampler = grain.samplers.IndexSampler(
       num_records=len(source), shard_options=shard, shuffle=False, num_epochs=1)
-  loader = grain.DataLoader(
-      data_source=source, sampler=sampler, worker_count=cfg.data.worker_count,
-      operations=[_Decode(), _PadToCanvas(canvas_HW, ignore_index),
-                  grain.transforms.Batch(per_process, drop_remainder=False)])
+  colour = mean_colour(cfg)
+  resize = cfg.eval.protocol == "resize"
+  if resize:  # Batched here, not by grain: each batch gets its own canvas.
+    ops = [_Decode(), _ResizeForEval(canvas_HW, ignore_index, cfg.eval.resize_scale)]
+  else:
+    ops = [_Decode(), _PadToCanvas(canvas_HW, ignore_index, colour),
+           grain.transforms.Batch(per_process, drop_remainder=False)]
+  loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
+                            worker_count=cfg.data.worker_count)
   # The largest shard has ceil(N / P) records; every process matches its batch count.
   num_batches = math.ceil(math.ceil(len(source) / jax.process_count()) / per_process)
   H, W = canvas_HW
@@ -128,12 +198,19 @@ def eval_batches(source, cfg: ml_collections.ConfigDict, canvas_HW, ignore_index
            "label": np.full((per_process, H, W), ignore_index, np.uint8),
            "example_mask": np.zeros((per_process,), bool),
            "size_HW": np.tile(np.array([H, W], np.int32), (per_process, 1))}
+  if resize:
+    empty["resized_HW"] = np.ones((per_process, 2), np.int32)
+    pack = lambda group: _on_canvas(group, cfg.eval.resize_bucket, colour, empty)
+    batches = map(pack, _groups(loader, per_process))
+  else:
+    pack = lambda group: empty
+    batches = (_pad_batch(batch, empty) for batch in loader)
   produced = 0
-  for batch in loader:
-    yield _pad_batch(batch, empty)
+  for batch in batches:
+    yield batch
     produced += 1
   for _ in range(num_batches - produced):
-    yield empty
+    yield pack([])
 
 
 def _pad_batch(batch, empty):

@@ -6,6 +6,14 @@ padded with the ignore index. Ops are module-level functions bound with
 `functools.partial`, so a `Compose` pickles into grain's worker processes.
 Normalisation (mean/std) happens on device inside the jitted step, so images
 stay uint8 here.
+
+The `voc` preset is mmsegmentation's train pipeline op for op, checked against
+mmseg's own transforms (tests/test_parity_augment.py): resizes with OpenCV's
+INTER_LINEAR / INTER_NEAREST (what mmcv calls), crops that may come out smaller
+than the crop size, flip and photometric distortion on the unpadded crop, and
+padding last (mmseg's SegDataPreProcessor pads the normalised batch).
+Random draws follow mmseg's calls one for one (a coin is `integers(2)`, a
+ratio is `random() * (hi - lo) + lo`), so the same draws give the same output.
 """
 
 from __future__ import annotations
@@ -13,9 +21,9 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import cv2
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from jaxseg.checks import Checker
 from jaxseg.registry import Registry
@@ -23,12 +31,17 @@ from jaxseg.registry import Registry
 Example = dict[str, np.ndarray]
 Op = Callable[[Example, np.random.Generator], Example]
 AUGMENTATIONS: Registry = Registry("augmentation preset")
-CAT_MAX_TRIES = 10  # mmseg's RandomCrop retries this often before keeping a crop.
+# mmseg's RandomCrop tests a drawn window and re-draws up to this many times,
+# keeping the last draw untested: at most 1 + CAT_MAX_RETRIES windows.
+CAT_MAX_RETRIES = 10
 
 
 def hflip(example: Example, rng: np.random.Generator, prob: float = 0.5) -> Example:
+  # mmcv's RandomFlip: np.random.choice([flip, none], p=[prob, 1 - prob]) flips iff u < prob.
   if rng.random() < prob:
-    example = dict(example, image=example["image"][:, ::-1], label=example["label"][:, ::-1])
+    # Contiguous copies: OpenCV (photometric) rejects negative strides.
+    example = dict(example, image=np.ascontiguousarray(example["image"][:, ::-1]),
+                   label=np.ascontiguousarray(example["label"][:, ::-1]))
   return example
 
 
@@ -52,28 +65,38 @@ def _crop_is_varied(label_hw: np.ndarray, ignore_index: int, cat_max_ratio: floa
   counts = np.bincount(label_hw.ravel(), minlength=256)
   counts[ignore_index] = 0
   counts = counts[counts > 0]
-  return len(counts) > 1 and counts.max() < cat_max_ratio * counts.sum()
+  return len(counts) > 1 and counts.max() / counts.sum() < cat_max_ratio
 
 
 def random_crop(example: Example, rng: np.random.Generator, size_HW: tuple[int, int],
-                ignore_index: int, cat_max_ratio: float = 1.0,
-                image_pad: tuple[int, int, int] = (0, 0, 0)) -> Example:
-  """A uniformly placed crop of `size_HW`, padding first where the image is smaller.
+                ignore_index: int, cat_max_ratio: float = 1.0) -> Example:
+  """A uniformly placed crop of at most `size_HW` (smaller where the image is; `pad_to` follows).
 
-  With `cat_max_ratio` < 1 the window is re-drawn (up to CAT_MAX_TRIES draws,
-  keeping the last) until `_crop_is_varied`, so crops of pure background become
-  rarer. At 1.0 it draws exactly two integers, as it always has.
+  With `cat_max_ratio` < 1 a window that fails `_crop_is_varied` is re-drawn,
+  up to CAT_MAX_RETRIES times, the last draw kept untested (mmseg's RandomCrop).
+  At 1.0 it draws exactly two integers.
   """
-  example = pad_to(example, size_HW, ignore_index, image_pad)
   H, W = example["label"].shape
-  for _ in range(CAT_MAX_TRIES if cat_max_ratio < 1.0 else 1):
-    top = int(rng.integers(0, H - size_HW[0] + 1))
-    left = int(rng.integers(0, W - size_HW[1] + 1))
-    window = np.s_[top:top + size_HW[0], left:left + size_HW[1]]
-    if cat_max_ratio >= 1.0 or _crop_is_varied(example["label"][window], ignore_index,
-                                                cat_max_ratio):
-      break
+
+  def draw():
+    top = int(rng.integers(0, max(H - size_HW[0], 0) + 1))
+    left = int(rng.integers(0, max(W - size_HW[1], 0) + 1))
+    return np.s_[top:top + size_HW[0], left:left + size_HW[1]]
+
+  window = draw()
+  if cat_max_ratio < 1.0:
+    for _ in range(CAT_MAX_RETRIES):
+      if _crop_is_varied(example["label"][window], ignore_index, cat_max_ratio):
+        break
+      window = draw()
   return dict(example, image=example["image"][window], label=example["label"][window])
+
+
+def pad(example: Example, rng: np.random.Generator, size_HW: tuple[int, int],
+        ignore_index: int, image_value: tuple[int, int, int]) -> Example:
+  """`pad_to` as a pipeline op (draws nothing); presets put it last, as mmseg pads last."""
+  del rng
+  return pad_to(example, size_HW, ignore_index, image_value)
 
 
 def rescaled_size(H: int, W: int, ratio: float, base_size: tuple[int, ...]) -> tuple[int, int]:
@@ -92,17 +115,21 @@ def rescaled_size(H: int, W: int, ratio: float, base_size: tuple[int, ...]) -> t
   return max(int(H * factor + 0.5), 1), max(int(W * factor + 0.5), 1)
 
 
+def resize_image(image_HW3: np.ndarray, size_HW: tuple[int, int]) -> np.ndarray:
+  """Bilinear with OpenCV's INTER_LINEAR, what mmcv's Resize calls (no antialiasing)."""
+  return cv2.resize(image_HW3, (size_HW[1], size_HW[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def resize(example: Example, size_HW: tuple[int, int]) -> Example:
-  """Image bilinear, label nearest (PIL, same pixel-centre convention for both)."""
-  wh = (size_HW[1], size_HW[0])
-  image = Image.fromarray(example["image"]).resize(wh, Image.Resampling.BILINEAR)
-  label = Image.fromarray(example["label"]).resize(wh, Image.Resampling.NEAREST)
-  return dict(example, image=np.asarray(image), label=np.asarray(label))
+  """Image bilinear, label nearest (OpenCV, as mmcv's Resize does for img and gt_seg_map)."""
+  label = cv2.resize(example["label"], (size_HW[1], size_HW[0]), interpolation=cv2.INTER_NEAREST)
+  return dict(example, image=resize_image(example["image"], size_HW), label=label)
 
 
 def random_rescale(example: Example, rng: np.random.Generator, ratio_range: tuple[float, float],
                    base_size: tuple[int, ...]) -> Example:
-  ratio = rng.uniform(*ratio_range)
+  low, high = ratio_range
+  ratio = rng.random() * (high - low) + low  # mmcv RandomResize's expression.
   return resize(example, rescaled_size(*example["label"].shape, ratio, base_size))
 
 
@@ -122,33 +149,34 @@ def adjust_contrast(image_HW3: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def adjust_saturation(image_HW3: np.ndarray, alpha: float) -> np.ndarray:
-  hsv = np.array(Image.fromarray(image_HW3).convert("HSV"))
+  hsv = cv2.cvtColor(image_HW3, cv2.COLOR_RGB2HSV)  # = mmcv.bgr2hsv of the BGR image.
   hsv[..., 1] = _affine(hsv[..., 1], alpha=alpha)
-  return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def adjust_hue(image_HW3: np.ndarray, shift: int) -> np.ndarray:
-  """Rotates hue by `shift` in OpenCV units (0-180 per turn, mmseg's) via PIL's 0-256 HSV."""
-  hsv = np.array(Image.fromarray(image_HW3).convert("HSV"))
-  hsv[..., 0] = (hsv[..., 0].astype(np.int32) + round(shift * 256 / 180)) % 256
-  return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+  """Rotates hue by `shift` in OpenCV units (180 per turn), as mmseg does."""
+  hsv = cv2.cvtColor(image_HW3, cv2.COLOR_RGB2HSV)
+  hsv[..., 0] = (hsv[..., 0].astype(np.int32) + shift) % 180
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def photometric(example: Example, rng: np.random.Generator, brightness_delta: float,
                 contrast_range: tuple[float, float], saturation_range: tuple[float, float],
                 hue_delta: int) -> Example:
-  """Brightness, contrast, saturation, hue, each with p=0.5; contrast first or last at random."""
+  """mmseg's PhotoMetricDistortion: brightness, contrast, saturation, hue, each on a coin
+  (`integers(2)`), contrast first or last on another; hue shifts in [-hue_delta, hue_delta)."""
   image = example["image"]
-  if rng.random() < 0.5:
+  if rng.integers(2):
     image = adjust_brightness(image, rng.uniform(-brightness_delta, brightness_delta))
-  contrast_first = rng.random() < 0.5
-  if contrast_first and rng.random() < 0.5:
+  contrast_first = rng.integers(2) == 1
+  if contrast_first and rng.integers(2):
     image = adjust_contrast(image, rng.uniform(*contrast_range))
-  if rng.random() < 0.5:
+  if rng.integers(2):
     image = adjust_saturation(image, rng.uniform(*saturation_range))
-  if rng.random() < 0.5:
-    image = adjust_hue(image, int(rng.integers(-hue_delta, hue_delta + 1)))
-  if not contrast_first and rng.random() < 0.5:
+  if rng.integers(2):  # hue_delta 0 (where mmseg's randint(0, 0) raises) shifts by 0.
+    image = adjust_hue(image, int(rng.integers(-hue_delta, hue_delta)) if hue_delta else 0)
+  if not contrast_first and rng.integers(2):
     image = adjust_contrast(image, rng.uniform(*contrast_range))
   return dict(example, image=image)
 
@@ -158,7 +186,8 @@ IMAGE_PADS = ("zero", "mean")  # `augment.image_pad` values.
 
 
 def _pad_value(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """'mean' pads images with the mean colour, so padding normalises to 0 on device."""
+  """'mean': the mean colour rounded to uint8, which normalises to within 0.01 of mmseg's
+  pad value 0 (mmseg pads after normalising; here images stay uint8 until the device)."""
   if cfg.image_pad not in IMAGE_PADS:
     raise ValueError(f"augment.image_pad={cfg.image_pad!r}; expected one of {IMAGE_PADS}")
   return (0, 0, 0) if cfg.image_pad == "zero" else tuple(int(round(m)) for m in cfg.mean)
@@ -166,7 +195,12 @@ def _pad_value(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
 
 def _crop(cfg: ml_collections.ConfigDict, ignore_index: int) -> Op:
   return functools.partial(random_crop, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index,
-                           cat_max_ratio=cfg.cat_max_ratio, image_pad=_pad_value(cfg))
+                           cat_max_ratio=cfg.cat_max_ratio)
+
+
+def _pad(cfg: ml_collections.ConfigDict, ignore_index: int) -> Op:
+  return functools.partial(pad, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index,
+                           image_value=_pad_value(cfg))
 
 
 def _flip(cfg: ml_collections.ConfigDict) -> Op:
@@ -186,28 +220,32 @@ def _photometric(cfg: ml_collections.ConfigDict) -> Op:
 
 @AUGMENTATIONS.register("none")
 def preset_none(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  return [_crop(cfg, ignore_index)]
+  return [_crop(cfg, ignore_index), _pad(cfg, ignore_index)]
 
 
 @AUGMENTATIONS.register("flip")
 def preset_flip(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  return [_crop(cfg, ignore_index), _flip(cfg)]
+  return [_crop(cfg, ignore_index), _flip(cfg), _pad(cfg, ignore_index)]
 
 
 @AUGMENTATIONS.register("scale_crop_flip")
 def preset_scale_crop_flip(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  """Rescale, crop, flip, and photometric distortion when `augment.photometric`."""
+  """Rescale, crop, flip, photometric distortion when `augment.photometric`, pad."""
   ops = [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg)]
-  return ops + [_photometric(cfg)] if cfg.photometric else ops
+  if cfg.photometric:
+    ops.append(_photometric(cfg))
+  return ops + [_pad(cfg, ignore_index)]
 
 
 @AUGMENTATIONS.register("voc")
 def preset_voc(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  """mmseg's VOC train pipeline: RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion.
+  """mmseg's VOC train pipeline: RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion,
+  then the data preprocessor's padding to the crop size (image: mean colour, label: ignore).
 
   Its numbers are the c.augment keys; `mmseg_voc_augment()` holds mmseg's values.
   """
-  return [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg), _photometric(cfg)]
+  return [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg), _photometric(cfg),
+          _pad(cfg, ignore_index)]
 
 
 def mmseg_voc_augment() -> dict:

@@ -93,12 +93,11 @@ def fetch(name: str, cache_dir: str) -> str:
   if os.path.exists(path):
     _check_cached(path, expected, name, url)
     return path
+  os.makedirs(cache_dir, exist_ok=True)
   try:
-    os.makedirs(cache_dir, exist_ok=True)
     _download(url, path, expected, name)
-  except (OSError, http.client.HTTPException) as e:
-    if isinstance(e, WeightsError):
-      raise
+  # Network failures only: a local one (disk full, permissions) keeps its own error.
+  except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
     reason = getattr(e, "reason", None) or e
     raise WeightsError(
         f"model.backbone_weights={name} is not in {cache_dir} and cannot be downloaded "
