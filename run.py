@@ -105,10 +105,9 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
   if isinstance(e, resources.OutOfMemoryError):
     return 1, f"error: {e}"
   if resources.out_of_memory(e):
-    keys = {"train": resources.train_keys, "eval": None,
+    keys = {"train": resources.train_keys, "eval": resources.eval_keys,
             "predict": resources.predict_keys}[args.mode]
-    hint = keys(cfg) if keys else "lower eval.batch_size or --set eval.mode=slide"
-    return 1, f"error: out of memory in --mode {args.mode}; {hint}"
+    return 1, f"error: out of memory in --mode {args.mode}; {keys(cfg)}"
   # A bad dataset, an unwritable path, a damaged checkpoint, a workdir in use.
   if isinstance(e, (DatasetError, NotWritableError, CheckpointError, WorkdirBusyError)):
     return 1, f"error: {e}"

@@ -87,17 +87,21 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
 def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDict:
   """A ResNet-50-v1c segmentor with the VOC recipe; variants `smoke`, `tv`, `loss=NAME`.
 
+  `model_name` is the torchvision-style name (`fcn_resnet50`); the recipe trains
+  `mmseg_<model_name>`, mmsegmentation's heads (jaxseg/models/mmseg_heads.py).
   The backbone starts from mmsegmentation's ImageNet weights, open-mmlab://resnet50_v1c
   (its `stem.0/3/6` keys map onto the deep stem), downloaded once into
   `model.weights_dir`; without them the run refuses to start, unless
   `--set model.backbone_weights=none` (from scratch, on purpose). `tv` keeps
-  torchvision's 7x7 stem instead and starts from torchvision://resnet50.
+  torchvision's heads and 7x7 stem instead and starts from torchvision://resnet50.
   """
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
                                  known_keys=LOSS_VARIANT)
   c = voc_config()
-  c.model.name = model_name
+  c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
   c.model.deep_stem = "tv" not in flags
+  # mmseg's ResNet zero-inits each block's last BN when it starts from scratch.
+  c.model.zero_init_residual = "tv" not in flags
   c.model.backbone_weights = ("open-mmlab://resnet50_v1c" if c.model.deep_stem
                               else "torchvision://resnet50")
   apply_loss_variant(c, options)

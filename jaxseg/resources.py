@@ -63,17 +63,17 @@ def memory_hint(what: str, keys: str):
     raise OutOfMemoryError(f"out of memory {what}; {keys}") from e
 
 
-def eval_keys(cfg, canvas_HW) -> str:
+def eval_keys(cfg, canvas_HW=None) -> str:
   """What to change when evaluation (a batch of canvases) does not fit."""
   e = cfg.eval
-  H, W = canvas_HW
+  canvas = "the eval canvas" if canvas_HW is None else "the {}x{} canvas".format(*canvas_HW)
   smaller_batch = f"lower eval.batch_size (now {e.batch_size})"
   if e.mode == "slide":
     return f"{smaller_batch}, or a smaller eval.crop_size (now {tuple(e.crop_size)})"
   if e.mode == "aug":
     return (f"{smaller_batch}, drop large eval.scales (now {tuple(e.scales)}), or "
-            f"--set eval.mode=slide with eval.crop_size below the {H}x{W} canvas")
-  return f"{smaller_batch}, or --set eval.mode=slide with eval.crop_size below the {H}x{W} canvas"
+            f"--set eval.mode=slide with eval.crop_size below {canvas}")
+  return f"{smaller_batch}, or --set eval.mode=slide with eval.crop_size below {canvas}"
 
 
 def train_keys(cfg) -> str:

@@ -170,6 +170,9 @@ def test_out_of_memory_elsewhere_names_the_modes_keys():
                                          "train.batch_size (now 16), raise train.grad_accum")
   assert run._user_error(MemoryError(), run._parse_args(["--mode", "predict"]), cfg, {})[1] \
       .startswith("error: out of memory in --mode predict; lower predict.batch_size (now 8)")
+  assert run._user_error(oom, run._parse_args(["--mode", "eval"]), cfg, {})[1] == (
+      "error: out of memory in --mode eval; lower eval.batch_size (now 64), or --set "
+      "eval.mode=slide with eval.crop_size below the eval canvas")
   assert run._user_error(RuntimeError("a bug"), args, cfg, {}) is None  # Bugs keep tracebacks.
 
 

@@ -14,7 +14,9 @@ VOC = ("voc_fcn", "voc_fcn8s", "voc_deeplabv3", "voc_deeplabv3plus")
 
 def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
   c = build_config("voc_fcn")
-  assert (c.model.name, c.model.deep_stem, c.model.output_stride) == ("fcn_resnet50", True, 8)
+  assert (c.model.name, c.model.deep_stem, c.model.output_stride) == (
+      "mmseg_fcn_resnet50", True, 8)
+  assert c.model.zero_init_residual and c.model.classifier_init_std == 0.01
   assert c.model.aux_head and c.loss.aux_weight == 0.4
   assert (c.data.name, c.data.config) == ("voc_seg", "2012_aug")
   assert tuple(c.augment.crop_size) == (512, 512) and c.augment.preset == "voc"
@@ -23,7 +25,8 @@ def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
   assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == (
       "sgd", 0.01, 0.9, 5e-4)
   assert (c.optim.schedule, c.optim.poly_power) == ("poly", 0.9)
-  assert build_config("voc_fcn:tv").model.deep_stem is False
+  tv = build_config("voc_fcn:tv")
+  assert (tv.model.name, tv.model.deep_stem) == ("fcn_resnet50", False)
 
 
 @pytest.mark.parametrize("name", VOC)

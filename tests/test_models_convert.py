@@ -10,6 +10,7 @@ import pytest
 from jaxseg.models import build_model
 from jaxseg.models.convert import apply_pretrained, load_into, load_state_dict
 from jaxseg.models.zoo_config import zoo_defaults
+from tests.mmseg_oracle import require
 
 KEY = jax.random.PRNGKey(0)
 
@@ -170,7 +171,7 @@ def rel_l2(a, b):
 
 @pytest.mark.parametrize("kind", ["fcn", "deeplabv3"])
 def test_torchvision_checkpoint_forward_matches_torch(kind, tmp_path):
-  torch = pytest.importorskip("torch")
+  torch = require("torch")
   from tests import torch_reference
 
   torch.manual_seed(0)
@@ -201,7 +202,7 @@ def test_torchvision_checkpoint_forward_matches_torch(kind, tmp_path):
 
 
 def test_backbone_features_match_torch_at_output_stride_32(tmp_path):
-  torch = pytest.importorskip("torch")
+  torch = require("torch")
   from tests import torch_reference
 
   from jaxseg.models.resnet import ResNet

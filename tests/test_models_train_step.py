@@ -2,7 +2,8 @@
 
 Params are replicated on every device, so 8 fake CPU devices hold 8 copies of
 params, gradients and optimizer state: VGG's 4096-wide fc6/fc7 (134M params)
-would need ~21 GB. The smoke size narrows them (model.fc_channels) and every
+would need ~21 GB. The smoke size narrows them (model.fc_channels, and the
+mmseg heads' model.head_channels) and every
 test frees its compiled programs and arrays before the next.
 """
 
@@ -22,7 +23,8 @@ SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
 # Models with an auxiliary head (on by default, model.aux_head=True), trained with
 # weight loss.aux_weight; the others have none.
 WITH_AUX_HEAD = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-                 "deeplabv3plus_resnet50", "deeplabv3plus_resnet101"}
+                 "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "mmseg_fcn_resnet50",
+                 "mmseg_deeplabv3_resnet50", "mmseg_deeplabv3plus_resnet50"}
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +37,7 @@ def _free_memory():
 @pytest.mark.parametrize("name", model_names())
 def test_one_sharded_train_step(name):
   cfg = build_config("demo", [f"model.name={name}", "model.width=4", "model.depth=2",
-                              "model.fc_channels=64",
+                              "model.fc_channels=64", "model.head_channels=64",
                               f"augment.crop_size=({SIZE},{SIZE})", "optim.name=sgd",
                               "optim.warmup_steps=0"])
   mesh, state, step, _ = build_step(cfg, size=SIZE, num_classes=NUM_CLASSES)

@@ -14,7 +14,8 @@ from jaxseg.models.vgg import VGG16
 from jaxseg.models.zoo_config import zoo_defaults
 
 ZOO = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-       "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "fcn32s", "fcn16s", "fcn8s")
+       "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "fcn32s", "fcn16s", "fcn8s",
+       "mmseg_fcn_resnet50", "mmseg_deeplabv3_resnet50", "mmseg_deeplabv3plus_resnet50")
 KEY = jax.random.PRNGKey(0)
 X_BHWC = jnp.zeros((2, 64, 64, 3), jnp.float32)
 
@@ -70,7 +71,7 @@ def test_train_mode_output_shapes(name, output_stride):
 
   (logits, aux), updates = jax.eval_shape(train_apply, variables)
   assert logits.shape == (2, 64, 64, 5) and logits.dtype == jnp.float32
-  if name.startswith(("fcn_", "deeplab")):
+  if name.startswith(("fcn_", "deeplab", "mmseg_")):
     assert aux["aux_logits"].shape == (2, 64, 64, 5) and aux["aux_logits"].dtype == jnp.float32
   assert jax.tree.structure(updates.get("batch_stats", {})) == jax.tree.structure(
       variables.get("batch_stats", {}))
@@ -155,7 +156,7 @@ def test_unknown_config_values_name_the_key(key, value, valid):
 def test_zoo_defaults_have_every_key_the_factories_read():
   cfg = zoo_defaults()
   for key in ("output_stride", "deep_stem", "aux_head", "dropout", "init", "classifier_init_std",
-              "fc_channels",
+              "fc_channels", "head_channels",
               "zero_init_residual", "bn_momentum", "backbone_weights", "weights"):
     assert key in cfg
   base = ml_collections.ConfigDict({"name": "fcn8s", "dtype": "float32", "width": 8, "depth": 2})

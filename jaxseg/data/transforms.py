@@ -278,7 +278,8 @@ def validate_config(augment_cfg: ml_collections.ConfigDict) -> None:
   c.number("flip_prob", min=0, max=1)
   c.choice("image_pad", IMAGE_PADS)
   c.number("cat_max_ratio", above=0, max=1)
-  c.numbers("scale_range", (2,), "(low, high) ratios with 0 < low <= high", ordered=True, above=0)
+  c.numbers("scale_range", (2,), "(low, high) ratios with 0 < low <= high", ordered=True,
+            above=0)
   c.ints("base_size", (0, 2), "() or two positive ints (long, short)", min=1)
   c.number("brightness_delta", min=0, max=255)
   for key in ("contrast_range", "saturation_range"):

@@ -14,7 +14,7 @@ import ml_collections
 from jaxseg.checks import Checker
 
 # Every module that registers a model, imported here once so MODELS is complete.
-from jaxseg.models import deeplab, fcn, fcn_vgg, seed_cnn, unet  # noqa: F401
+from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, unet  # noqa: F401
 from jaxseg.models.layers import DTYPES
 from jaxseg.models.registry import MODELS
 from jaxseg.models.zoo_config import CHOICES
@@ -35,6 +35,7 @@ def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
   c.count("width")
   c.count("depth", min=0)
   c.count("fc_channels")
+  c.count("head_channels", min=2)  # The mmseg aux head has half of them.
   for key in ("dropout", "aspp_dropout", "fc_dropout"):
     c.number(key, min=0, below=1)
   c.number("bn_momentum", min=0, max=1)

@@ -1,4 +1,4 @@
-"""Load torchvision weights (.pth or .safetensors) into Flax variables.
+"""Load torchvision weights (.pth or .safetensors) into Flax variables (mmseg's: convert_mmseg).
 
 Flax names mirror torchvision's modules with `_` for `.` before an index
 (`layer1_0/downsample_1` is `layer1.0.downsample.1`); only the readable head
@@ -158,13 +158,20 @@ def apply_pretrained(model_cfg, variables, *, verbose: bool = True, backbone: bo
   """Variables with `model.weights`, else `model.backbone_weights`, loaded; or unchanged.
 
   `backbone=False` skips the backbone weights (a checkpoint is about to replace them).
+  `model.weights` is a torchvision segmentation checkpoint or an mmsegmentation
+  one (recognised by its `decode_head.` keys; see convert_mmseg).
   """
+  from jaxseg.models import convert_mmseg  # It imports this module's tables.
   backbone_path = weights.backbone_path(model_cfg) if backbone else ""  # '' for none.
   if not backbone_path and not model_cfg.weights:
     return variables
   path = model_cfg.weights or backbone_path
-  variables, report = load_into(variables, load_state_dict(path), path=path,
-                                prefix="" if model_cfg.weights else "backbone")
+  state = load_state_dict(path)
+  if model_cfg.weights and convert_mmseg.is_mmseg_segmentor(state):
+    variables, report = convert_mmseg.load_mmseg_segmentor(variables, state, path=path)
+  else:
+    variables, report = load_into(variables, state, path=path,
+                                  prefix="" if model_cfg.weights else "backbone")
   if verbose:
     print(report.summary())
   return variables

@@ -24,6 +24,9 @@ def zoo_defaults() -> ml_collections.ConfigDict:
       "dropout": 0.1,
       # Dropout after the ASPP projection (torchvision's DeepLabHead uses 0.5).
       "aspp_dropout": 0.5,
+      # Width of the mmseg_* decode heads (mmseg's `channels`, 512 in its configs); their
+      # auxiliary FCN head has half (256). Tests narrow it to keep 8 replicas small.
+      "head_channels": 512,
       # Dropout after fc6 and fc7 of the VGG FCNs (VGG's own 0.5).
       "fc_dropout": 0.5,
       # Width of VGG's fc6/fc7 convs: 4096 as ImageNet VGG-16 (and its weights);
