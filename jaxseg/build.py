@@ -5,6 +5,8 @@ all build here, whether the meta came from a prepared dataset or from a checkpoi
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from typing import Any, Callable
 
 import jax
@@ -74,8 +76,9 @@ def synthetic_meta(num_classes: int, canvas_HW: tuple[int, int]) -> DatasetMeta:
 
 
 def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=()
-                          ) -> tuple[Run, TrainState, int]:
-  """(run, restored state, step) of the checkpoint `cfg.eval.checkpoint` names.
+                          ) -> tuple[Run, TrainState, int, str]:
+  """(run, restored state, step, checkpoint path) of what `cfg.eval.checkpoint` names
+  (default: the newest intact checkpoint in `workdir`, newer damaged ones said).
 
   The run is rebuilt from the checkpoint's own config (with `overrides` of
   inference keys, config.config_from_checkpoint) and dataset meta, so no dataset
@@ -84,15 +87,34 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
   hint = f"python run.py --exp {cfg.experiment} --workdir {workdir}"
   ckpt, step = checkpoint.open_existing(cfg.eval.checkpoint, workdir, hint)
   try:
-    cfg = config_from_checkpoint(ckpt.restore_config(step), overrides)
-    saved_meta = ckpt.restore_meta(step)
-    if saved_meta is None:
-      print(f"note: checkpoint {ckpt.directory}/{step} predates stored dataset meta; reading "
-            f"it from dataset {cfg.data.name!r} in {cfg.data.dir}", flush=True)
+    # The newest config that reads (a named step: that one, damaged or not) shapes the model.
+    saved, damaged = None, []
+    for candidate in [step] if step is not None else sorted(ckpt.manager.all_steps())[::-1]:
+      try:
+        saved = candidate, ckpt.restore_config(candidate), ckpt.restore_meta(candidate)
+        break
+      except checkpoint.DamagedCheckpointError as e:
+        if step is not None:
+          raise
+        damaged.append(e)
+    if saved is None:
+      raise ckpt.none_intact(damaged)
+    cfg = config_from_checkpoint(saved[1], overrides)
+    if saved[2] is None:
+      print(f"note: checkpoint {ckpt.directory}/{saved[0]} predates stored dataset meta; "
+            f"reading it from dataset {cfg.data.name!r} in {cfg.data.dir}", flush=True)
       meta = datasets.meta_of(datasets.prepare(cfg.data))
     else:
-      meta = DatasetMeta.from_json(saved_meta)
+      meta = DatasetMeta.from_json(saved[2])
     run = build(cfg, meta, make_mesh(), abstract=True)  # No init: the checkpoint fills it.
-    return run, ckpt.restore(step, run.state), step
+    if step is not None:
+      state = ckpt.restore(step, run.state)  # The one asked for: damaged = an error.
+    else:
+      state, step, skipped = ckpt.restore_newest_intact(run.state)
+      if jax.process_index() == 0:
+        for e in skipped:
+          print(f"warning: skipped checkpoint {e.step} in {ckpt.directory}: {e.path} is "
+                f"damaged ({e.reason})", file=sys.stderr, flush=True)
+    return run, state, step, os.path.join(ckpt.directory, str(step))
   finally:
     ckpt.close()

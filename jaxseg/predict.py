@@ -245,7 +245,7 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
   paths = list_inputs(input_path)  # Before building anything: a wrong path fails fast.
   check_output(input_path, paths, out_dir)
   # No pretrained weights are read: the checkpoint holds the model's.
-  run, state, step = build_from_checkpoint(cfg, workdir, overrides)
+  run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
   written = predict_paths(run, state, paths, out_dir)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to "
         f"{os.path.join(out_dir, 'masks')} and {os.path.join(out_dir, 'overlays')} "

@@ -48,7 +48,7 @@ def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
   from jaxseg.data import datasets
   from jaxseg.evaluate import evaluate_split
 
-  run, state, _ = build_from_checkpoint(build_config("demo:smoke"), workdir)
+  run, state, _, _ = build_from_checkpoint(build_config("demo:smoke"), workdir)
   source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)
   records = [source[i] for i in range(8)]
   result = evaluate_split(run.eval_step, state.for_eval(), records, run.cfg, run.meta, run.mesh)
