@@ -82,8 +82,10 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
   """(exit status, one line) for an error a user can fix; None for a bug."""
   from jaxseg import resources, train
   from jaxseg.config import ConfigError
+  from jaxseg.checkpoint import CheckpointError
   from jaxseg.data.datasets import DatasetError
   from jaxseg.registry import UnknownNameError
+  from jaxseg.workdir import WorkdirBusyError
 
   if isinstance(e, train.Preempted):
     return 3, f"stopped: {e}"
@@ -106,7 +108,8 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
     keys = {"train": resources.train_keys, "eval": resources.eval_keys,
             "predict": resources.predict_keys}[args.mode]
     return 1, f"error: out of memory in --mode {args.mode}; {keys(cfg)}"
-  if isinstance(e, (DatasetError, NotWritableError)):
+  # A bad dataset, an unwritable path, a damaged checkpoint, a workdir in use.
+  if isinstance(e, (DatasetError, NotWritableError, CheckpointError, WorkdirBusyError)):
     return 1, f"error: {e}"
   if isinstance(e, OSError):  # A missing or unreadable file: name it.
     if e.errno is None or not e.filename:

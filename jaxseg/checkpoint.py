@@ -7,6 +7,8 @@ using). One manager cannot do both: with `best_fn`, orbax's `max_to_keep` keeps
 the best N and would delete the newest. Orbax writes each step into
 `<step>.orbax-checkpoint-tmp-*` and renames it when complete, so a checkpoint
 half-written by a kill is never listed, restored or counted as the latest.
+A checkpoint damaged later (a truncated or corrupted file) is skipped on
+restore, with one line naming the file, in favour of the newest intact one.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import os
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxseg.checkpoint_damage import CheckpointError, DamagedCheckpointError, damaged_file
 from jaxseg.config import ConfigError
+
+__all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeConfigError"]
 
 # Keys that may differ from the checkpoint's config on resume: how long and how
 # often things happen, where data lives, and evaluation. The poly/cosine
@@ -104,23 +110,83 @@ class Checkpointer:
     self._best.save(step, args=ocp.args.Composite(**args), metrics={"miou": float(miou)},
                     force=True)
 
+  def _restore(self, step: int, args: dict) -> dict:
+    """manager.restore, with damage (a bad file) raised as DamagedCheckpointError."""
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception as e:  # orbax, tensorstore and grain raise many kinds.
+      found = damaged_file(os.path.join(self.directory, str(step)), e)
+      if found is None:
+        raise
+      raise DamagedCheckpointError(step, *found) from e
+
   def restore(self, step: int, state_like, data_iterator=None):
     """Restores into the shapes and shardings of `state_like`; moves `data_iterator`."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
     args = {"state": ocp.args.StandardRestore(abstract)}
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = self.manager.restore(step, args=ocp.args.Composite(**args))
-    return restored["state"]
+    return self._restore(step, args)["state"]
+
+  def restore_newest_intact(self, state_like, data_iterator=None, accept=None):
+    """(state, step, skipped) from the newest checkpoint that restores.
+
+    `skipped` lists the DamagedCheckpointError of each newer one; `accept(step,
+    config)` may refuse a checkpoint by raising. Every process ends on the same
+    step (a file damaged for one process only moves them all back). Raises
+    CheckpointError if none is intact, or (state_like, None, []) if none exists.
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    skipped = {}
+    while True:
+      state, step = state_like, None
+      for candidate in steps:
+        try:
+          config = self.restore_config(candidate)  # Read even if unused: intact = all of it.
+          if accept is not None:
+            accept(candidate, config)
+          state, step = self.restore(candidate, state_like, data_iterator), candidate
+          break
+        except DamagedCheckpointError as e:
+          skipped.setdefault(e.step, e)
+      agreed = _agree_over_processes(-1 if step is None else step)
+      if agreed is None:
+        break
+      steps = [s for s in steps if s <= agreed]
+    if step is None and skipped:
+      raise self.none_intact(list(skipped.values()))
+    return state, step, list(skipped.values())
+
+  def none_intact(self, damaged: list) -> CheckpointError:
+    listed = "; ".join(str(e) for e in damaged)
+    return CheckpointError(f"no intact checkpoint in {self.directory}: {listed}; "
+                           "move them away to start over, or use another --workdir")
+
+  def set_aside(self, step: int) -> str:
+    """Moves a damaged checkpoint to `<dir>_damaged/` (kept, never deleted), so the
+    run can save that step again. Process 0 moves it; every process reloads."""
+    target = os.path.join(self.directory + "_damaged", str(step))
+    suffix = 1
+    while os.path.exists(target):
+      target = os.path.join(self.directory + "_damaged", f"{step}.{suffix}")
+      suffix += 1
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      os.rename(os.path.join(self.directory, str(step)), target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices(f"jaxseg set aside checkpoint {step}")
+    self.manager.reload()
+    return target
 
   def restore_arrays(self, step: int) -> dict:
     """The saved state as a nested dict of numpy arrays (no template; for inspection)."""
-    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    restored = self._restore(step, {"state": ocp.args.StandardRestore()})
     return jax.device_get(restored["state"])
 
   def restore_config(self, step: int) -> dict:
-    restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return restored["config"]
+    return self._restore(step, {"config": ocp.args.JsonRestore()})["config"]
 
   def reached_preemption(self, step: int) -> bool:
     """Multi-process: whether every process agreed to stop at `step` (jax's
@@ -133,7 +199,21 @@ class Checkpointer:
       self._best.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for pending saves, then closes; safe to call more than once."""
+    if self.manager is None:
+      return
     self.wait()
     self.manager.close()
     if self._best is not None:
       self._best.close()
+    self.manager = self._best = None
+
+
+def _agree_over_processes(step: int) -> int | None:
+  """The smallest `step` over all processes, or None if they already agree."""
+  if jax.process_count() == 1:
+    return None
+  from jax.experimental import multihost_utils
+
+  steps = np.asarray(multihost_utils.process_allgather(np.int32(step)))
+  return None if steps.min() == steps.max() else int(steps.min())

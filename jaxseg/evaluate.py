@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -123,12 +124,18 @@ def restore_for_eval(cfg, workdir: str, state_like):
   ckpt = Checkpointer(directory, cfg.train.keep_checkpoints)
   try:
     available = list(ckpt.manager.all_steps())
-    step = ckpt.latest_step() if step is None else step
+    if step is None and available:  # The latest intact one; damaged newer ones are said.
+      state, step, skipped = ckpt.restore_newest_intact(state_like)
+      if jax.process_index() == 0:
+        for damaged in skipped:
+          print(f"warning: skipped checkpoint {damaged.step} in {ckpt.directory}: "
+                f"{damaged.path} is damaged ({damaged.reason})", file=sys.stderr, flush=True)
+      return state, step
     if step is None or step not in available:
       raise FileNotFoundError(
           f"no checkpoint {'' if step is None else f'step {step} '}in {ckpt.directory} "
           f"(steps there: {sorted(available) or 'none'}); train first "
           f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
-    return ckpt.restore(step, state_like), step
+    return ckpt.restore(step, state_like), step  # The one asked for: damaged = an error.
   finally:
     ckpt.close()

@@ -1,7 +1,10 @@
 """Human-readable results: the summary table printed at the end of a run, and the
 `reports/` folder written to the workdir after every evaluation.
 
-reports/ (overwritten by each evaluation; the step is inside the JSON/markdown):
+reports/ (training's evaluations; each overwrites the last, the step is inside the
+JSON/markdown). A separate `--mode eval` writes the same files to its own
+reports/eval_<mode>_step<N>/ instead (a new `_2`, `_3`... if that exists), so it never
+overwrites the training's reports or an earlier evaluation's:
   per_class.json / per_class.md   IoU, precision, recall, Dice per class (NaN -> null / n/a)
   confusion.png                   row-normalised confusion matrix (rows = ground truth)
   curves.png                      train loss, learning rate and val mIoU from metrics.jsonl
@@ -127,7 +130,10 @@ def _panel(title: str, points, size=(320, 200)) -> Image.Image:
 
 
 def curves_image(records: list[dict]) -> Image.Image:
-  """Train loss, learning rate and val mIoU against the step, side by side."""
+  """Train loss, learning rate and val mIoU against the step, side by side. The
+  mIoU is the training's own evaluations: a separate `--mode eval` (another
+  mode or checkpoint) is not a point of that curve."""
+  records = [r for r in records if r.get("eval/run") != "eval"]
   panels = [_panel(title, [(r["step"], r.get(key)) for r in records if key in r])
             for title, key in (("train loss", "loss"), ("learning rate", "lr"),
                                ("val mIoU", "eval/miou"))]
@@ -167,10 +173,21 @@ def predictions_grid(samples: list[dict], palette_K3, alpha: float = 0.5) -> Ima
   return grid
 
 
+def eval_reports_dir(workdir: str, mode: str, step: int) -> str:
+  """A new folder under reports/ for a separate evaluation (never an existing one)."""
+  base = os.path.join(workdir, "reports", f"eval_{mode}_step{step}")
+  out, n = base, 1
+  while os.path.exists(out):
+    n += 1
+    out = f"{base}_{n}"
+  return out
+
+
 def write_reports(workdir: str, step: int, summary: dict, conf_KK, samples, meta,
-                  alpha: float = 0.5) -> str:
-  """Writes reports/ (see the module docstring) and returns its path. Process 0 only."""
-  out = os.path.join(workdir, "reports")
+                  alpha: float = 0.5, out: str | None = None) -> str:
+  """Writes `out` (default reports/; see the module docstring) and returns its path.
+  Process 0 only."""
+  out = out or os.path.join(workdir, "reports")
   os.makedirs(out, exist_ok=True)
   names = list(meta.class_names)
   with open(os.path.join(out, "per_class.json"), "w") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sys
 import time
 
 import jax
@@ -13,14 +14,16 @@ import tqdm
 
 from jaxseg import distributed, report
 from jaxseg.assemble import Run, assemble
-from jaxseg.checkpoint import Checkpointer, check_resume_config
+from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
 from jaxseg.checks import Checker
+from jaxseg.config import ConfigError
 from jaxseg.data.datasets import check_splits, prepare
-from jaxseg.evaluate import evaluate_split, restore_for_eval
+from jaxseg.evaluate import checkpoint_to_restore, evaluate_split, restore_for_eval
 from jaxseg.models import weights
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher
 from jaxseg.steps import to_host
+from jaxseg.workdir import WorkdirLock
 from jaxseg.writer import MetricsWriter
 
 # Batches on device ahead of the step that runs: the next one, and the one after
@@ -41,6 +44,10 @@ class NonFiniteError(Exception):
   """A NaN/Inf loss or gradient with train.skip_nonfinite off (run.py: status 4)."""
 
 
+class PastTheEndError(ConfigError):
+  """train.steps is below the step of the checkpoint to resume (run.py: status 2)."""
+
+
 def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `train` section."""
   c = Checker(train_cfg, "train")
@@ -59,14 +66,24 @@ def _checkpointer(cfg, workdir: str) -> Checkpointer:
 
 
 def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter,
-                      eval_split: str) -> dict:
+                      eval_split: str, checkpoint: str | None = None) -> tuple[dict, str]:
+  """(summary, reports folder). `checkpoint`: the path a separate `--mode eval`
+  restored; its record says so and its reports get their own folder."""
   result = evaluate_split(run.eval_step, state.for_eval(), run.source(eval_split),
                           run.cfg, run.meta, run.mesh)
-  writer.write(step, {f"eval/{k}": v for k, v in result.summary.items()})
+  workdir = os.path.dirname(writer.path)
+  out = (os.path.join(workdir, "reports") if checkpoint is None
+         else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
+  record = {f"eval/{k}": v for k, v in result.summary.items()}
+  record.update({"eval/mode": run.cfg.eval.mode, "eval/protocol": run.cfg.eval.protocol,
+                 "eval/run": "train" if checkpoint is None else "eval"})
+  if checkpoint is not None:
+    record.update({"eval/checkpoint": checkpoint, "eval/reports": out})
+  writer.write(step, record)
   if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
-    report.write_reports(os.path.dirname(writer.path), step, result.summary, result.confusion,
-                         result.samples, run.meta, run.cfg.predict.overlay_alpha)
-  return result.summary
+    report.write_reports(workdir, step, result.summary, result.confusion, result.samples,
+                         run.meta, run.cfg.predict.overlay_alpha, out=out)
+  return result.summary, out
 
 
 def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> None:
@@ -82,24 +99,52 @@ def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> No
       "optim.clip_grad_norm, or --set train.skip_nonfinite=true to skip such updates")
 
 
-def _check_config(ckpt: Checkpointer, cfg, force: bool) -> dict:
-  """Allowed changes vs the latest checkpoint's config; raises on refused ones."""
-  latest = ckpt.latest_step()
-  if latest is None or force:
-    return {}
-  return check_resume_config(ckpt.restore_config(latest), cfg.to_dict())
+def _resume_check(cfg, force: bool, changes: dict):
+  """accept(step, config) for restore: refuses a checkpoint past `train.steps` (its
+  state is not that of any step this run reaches) and refused config changes."""
+
+  def accept(step: int, config: dict) -> None:
+    if step > cfg.train.steps:
+      raise PastTheEndError(
+          f"cannot resume: the checkpoint is at step {step}, past train.steps={cfg.train.steps}; "
+          f"set train.steps to {step} or more, or use a new --workdir")
+    changes.clear()
+    if not force:
+      changes.update(check_resume_config(config, cfg.to_dict()))
+
+  return accept
 
 
-def _resume(ckpt: Checkpointer, state, train_iter, changes: dict):
-  """(state, start step) from the latest checkpoint, or (state, 0) without one."""
-  latest = ckpt.latest_step()
-  if latest is None:
+def _check_config(ckpt: Checkpointer, accept) -> None:
+  """Fail fast, before anything is built: the newest readable checkpoint config."""
+  damaged = []
+  for step in sorted(ckpt.manager.all_steps(), reverse=True):
+    try:
+      config = ckpt.restore_config(step)
+    except DamagedCheckpointError as e:
+      damaged.append(e)  # Said, and set aside, by _resume if an older one is intact.
+      continue
+    accept(step, config)
+    return
+  if damaged:
+    raise ckpt.none_intact(damaged)
+
+
+def _resume(ckpt: Checkpointer, state, train_iter, accept, changes: dict):
+  """(state, start step) from the newest intact checkpoint, or (state, 0) without one.
+  Newer damaged ones are said in one line each and moved to checkpoints_damaged/."""
+  state, step, skipped = ckpt.restore_newest_intact(state, train_iter, accept)
+  for damaged in skipped:
+    moved = ckpt.set_aside(damaged.step)
+    if distributed.is_main_process():
+      print(f"warning: skipped checkpoint {damaged.step} in {ckpt.directory}: {damaged.path} "
+            f"is damaged ({damaged.reason}); moved it to {moved}", file=sys.stderr, flush=True)
+  if step is None:
     return state, 0
-  state = ckpt.restore(latest, state, train_iter)
   if distributed.is_main_process():
     changed = "".join(f"; {k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
-    print(f"resuming from step {latest} in {ckpt.directory}{changed}", flush=True)
-  return state, latest
+    print(f"resuming from step {step} in {ckpt.directory}{changed}", flush=True)
+  return state, step
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool = False) -> dict:
@@ -109,9 +154,19 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   that should not change (checkpoint.RESUMABLE_KEYS lists those that may).
   """
   distributed.initialize()  # Before any jax backend starts; a no-op if run.py did it.
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = _checkpointer(cfg, workdir)
-  changes = _check_config(ckpt, cfg, force)  # Before building anything: fail fast.
+  with WorkdirLock(workdir):
+    ckpt = _checkpointer(cfg, workdir)
+    try:
+      return _train(cfg, workdir, force, ckpt)
+    finally:
+      # Also on an error (e.g. in the final eval): never leave a save half-written.
+      ckpt.close()
+
+
+def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Checkpointer):
+  changes = {}
+  accept = _resume_check(cfg, force, changes)
+  _check_config(ckpt, accept)  # Before building anything: fail fast.
   # A resumed run restores its weights: the ImageNet ones are needed only to start,
   # and are fetched (or refused, in seconds) before the dataset is prepared.
   fresh = ckpt.latest_step() is None
@@ -123,7 +178,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
   train_iter = iter(train_loader(run.source(train_split), cfg, run.meta.ignore_index))
-  state, start = _resume(ckpt, run.state, train_iter, changes)
+  state, start = _resume(ckpt, run.state, train_iter, accept, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
   batches = DevicePrefetcher(train_iter, run.mesh, size=DEVICE_PREFETCH)
@@ -132,6 +187,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(config, f, indent=2)
   writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard)
+  dropped = writer.drop_after(start)  # Steps after the checkpoint are trained again.
+  if dropped:
+    print(f"dropped {dropped} metrics.jsonl records after step {start} (trained again)",
+          flush=True)
 
   def first_bad() -> int:  # One tiny host sync; called at checkpoint and stop points only.
     return int(jax.device_get(state.first_nonfinite_step))
@@ -159,7 +218,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
         bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
-        summary = _evaluate_and_log(run, state, step, writer, eval_split)
+        summary, _ = _evaluate_and_log(run, state, step, writer, eval_split)
         ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
         if distributed.is_main_process():
           bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
@@ -179,7 +238,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
     ckpt.save(cfg.train.steps, state, batches, config)
-  summary = _evaluate_and_log(run, state, cfg.train.steps, writer, eval_split)
+  summary, _ = _evaluate_and_log(run, state, cfg.train.steps, writer, eval_split)
   ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
   ckpt.close()
   writer.close()
@@ -191,13 +250,16 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
   distributed.initialize()
-  run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
-  _, eval_split = check_splits(run.builder, cfg.data)
-  state, step = restore_for_eval(cfg, workdir, run.state)
-  writer = MetricsWriter(workdir, tensorboard=False)
-  summary = _evaluate_and_log(run, state, step, writer, eval_split)
-  if distributed.is_main_process():
-    print(f"checkpoint step {step}")
-    print(report.summary_table(summary, run.meta.class_names))
-    print(f"reports in {os.path.join(workdir, 'reports')}")
-  return summary
+  with WorkdirLock(workdir):
+    run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
+    _, eval_split = check_splits(run.builder, cfg.data)
+    state, step = restore_for_eval(cfg, workdir, run.state)
+    directory, _ = checkpoint_to_restore(cfg.eval.checkpoint, os.path.join(workdir, "checkpoints"))
+    writer = MetricsWriter(workdir, tensorboard=False)
+    summary, out = _evaluate_and_log(run, state, step, writer, eval_split,
+                                     checkpoint=os.path.join(os.path.abspath(directory), str(step)))
+    if distributed.is_main_process():
+      print(f"checkpoint step {step}")
+      print(report.summary_table(summary, run.meta.class_names))
+      print(f"reports in {out}")
+    return summary

@@ -1,5 +1,9 @@
 """Metrics out: metrics.jsonl (one JSON object per logged step) and TensorBoard
-event files (tensorboardX: no TensorFlow). Process 0 writes; others are silent."""
+event files (tensorboardX: no TensorFlow). Process 0 writes; others are silent.
+
+On resume, records past the restored step are dropped first: those steps are
+trained again, and each step should appear once.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,14 @@ def _jsonable(value):
   return value
 
 
+def _record_step(line: str) -> float:
+  """A record's step; a line cut short by a kill counts as past any step (dropped)."""
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return math.inf
+
+
 class MetricsWriter:
   def __init__(self, workdir: str, tensorboard: bool = False):
     self.path = os.path.join(workdir, "metrics.jsonl")
@@ -30,6 +42,24 @@ class MetricsWriter:
       from tensorboardX import SummaryWriter  # Pure python; only runs that log import it.
 
       self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+
+  def drop_after(self, step: int) -> int:
+    """Removes the records of steps after `step` (atomically); returns how many."""
+    if not self.enabled or not os.path.exists(self.path):
+      return 0
+    with open(self.path) as f:
+      lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if _record_step(line) <= step]
+    if len(kept) == len(lines):
+      return 0
+    # A new file renamed over the old: a kill mid-way leaves one or the other, whole.
+    tmp = f"{self.path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+      f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self.path)
+    return len(lines) - len(kept)
 
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:

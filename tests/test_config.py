@@ -117,7 +117,7 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
           f"assert jaxseg.__file__.startswith({str(site)!r}), jaxseg.__file__; "
           f"assert experiments.__file__.startswith({str(site)!r}), experiments.__file__; "
           "assert 'voc_fcn' in experiment_names(); "
-          "assert build_config('voc_fcn:smoke').model.name == 'fcn_resnet50'; "
+          "assert build_config('voc_fcn:smoke').model.name == 'mmseg_fcn_resnet50'; "
           "assert build_config('my_exp.py:smoke').optim.lr == 1e-4")
   env = {**os.environ, "PYTHONPATH": str(site)}
   subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, check=True)

@@ -21,6 +21,8 @@ from tests.stepkit import build_step, fixed_batch
 # (loss, grad_norm) of steps 1, 2 and 3; float32 on XLA:CPU.
 GOLDEN = {
     "demo:smoke": (2.0834401, 1.6409162, 2.0834401, 1.6409162, 2.0725436, 1.6266843),
+    # FCN-R50-D8 with mmseg's heads (mmseg_fcn_resnet50), aux head, SGD, at 32x32.
+    "voc_fcn:smoke": (2.2014616, 1.5865268, 2.1791003, 1.4581012, 2.1678338, 1.3974539),
 }
 STEPS = 3
 RTOL = 1e-5  # Float32 noise is ~1e-7 here; any real change moves these far more.
@@ -34,7 +36,7 @@ def _free_memory():
   gc.collect()
 
 
-def two_steps(spec: str) -> tuple[float, ...]:
+def train_steps(spec: str) -> tuple[float, ...]:
   cfg = build_config(spec)
   size = SIZE[spec]
   assert tuple(cfg.augment.crop_size) == (size, size)
@@ -48,8 +50,8 @@ def two_steps(spec: str) -> tuple[float, ...]:
 
 
 @pytest.mark.parametrize("spec", sorted(GOLDEN))
-def test_two_steps_match_the_pinned_values(spec):
-  measured = two_steps(spec)
+def test_train_steps_match_the_pinned_values(spec):
+  measured = train_steps(spec)
   assert np.allclose(measured, GOLDEN[spec], rtol=RTOL, atol=0), (
       f"{spec}: (loss, grad_norm) x {STEPS} steps = {measured}, pinned {GOLDEN[spec]} "
       f"(rtol {RTOL}). Something changed the numbers of a train step. If that is "

@@ -1,5 +1,7 @@
 """mmseg_* segmentors without the oracle: structure, Dropout2d, the checkpoint key map."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,3 +90,14 @@ def test_dropout2d_drops_whole_channels():
   np.testing.assert_allclose(after_BCHW[kept_BC], 2 * before_BCHW[kept_BC], rtol=1e-6)
   assert (kept_BC ^ dropped_BC).all()  # Each (example, channel) dropped everywhere or nowhere.
   assert 10 < dropped_BC.sum() < dropped_BC.size - 10 and (dropped_BC[0] != dropped_BC[1]).any()
+
+
+def test_a_missing_oracle_fails_under_ci_and_skips_otherwise(monkeypatch):
+  from tests.mmseg_oracle import require
+  monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails.
+  monkeypatch.setenv("CI", "true")
+  with pytest.raises(pytest.fail.Exception, match="oracle missing in CI.*parity"):
+    require("torch")
+  monkeypatch.delenv("CI")
+  with pytest.raises(pytest.skip.Exception, match="needs torch"):
+    require("torch")

@@ -23,7 +23,8 @@ SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
 # Models with an auxiliary head (on by default, model.aux_head=True), trained with
 # weight loss.aux_weight; the others have none.
 WITH_AUX_HEAD = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-                 "deeplabv3plus_resnet50", "deeplabv3plus_resnet101"}
+                 "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "mmseg_fcn_resnet50",
+                 "mmseg_deeplabv3_resnet50", "mmseg_deeplabv3plus_resnet50"}
 
 
 @pytest.fixture(autouse=True)

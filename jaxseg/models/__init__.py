@@ -35,7 +35,7 @@ def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
   c.count("width")
   c.count("depth", min=0)
   c.count("fc_channels")
-  c.count("head_channels")
+  c.count("head_channels", min=2)  # The mmseg aux head has half of them.
   for key in ("dropout", "aspp_dropout", "fc_dropout"):
     c.number(key, min=0, below=1)
   c.number("bn_momentum", min=0, max=1)
