@@ -1,6 +1,7 @@
-"""DeepLabv3-R50-D8 with mmsegmentation's recipe: ResNet-50-v1c at output stride 8,
-ASPP (rates 12/24/36) with image pooling, aux FCN head (0.4). mmsegmentation
-reports 76.2 val mIoU for this schedule.
+"""DeepLabV3-R50-D8, built to be mmseg's deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512:
+ResNet-50-v1c at output stride 8, mmseg's ASPPHead (dilations 1/12/24/36 and image
+pooling), aux FCN head (0.4). mmseg reports 76.17 VOC val mIoU for that config
+(single scale); jaxseg has not trained it to that number (README, docs/models.md).
 
 Variants `smoke`, `tv`, `loss=NAME`, and pretrained weights: see
 `_voc.resnet_experiment`.

@@ -1,5 +1,7 @@
-"""DeepLabv3+-R50-D8: ResNet-50-v1c at output stride 8, ASPP and a decoder fusing
-48-channel layer1 features, aux FCN head (0.4).
+"""DeepLabV3+-R50-D8, built to be mmseg's deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512:
+ResNet-50-v1c at output stride 8, mmseg's DepthwiseSeparableASPPHead (decoder on
+48-channel layer1 features), aux FCN head (0.4). mmseg reports 75.93 VOC val mIoU
+for that config (single scale); jaxseg has not trained it to that number.
 
 Variants `smoke`, `tv`, `loss=NAME`, and pretrained weights: see
 `_voc.resnet_experiment`.

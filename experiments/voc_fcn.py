@@ -1,6 +1,7 @@
-"""FCN-R50-D8 with mmsegmentation's recipe: ResNet-50-v1c (deep stem) at output
-stride 8, FCN head, aux FCN head on layer3 (loss weight 0.4). mmsegmentation
-reports 67.1 val mIoU for this schedule.
+"""FCN-R50-D8, built to be mmseg's fcn_r50-d8_4xb4-20k_voc12aug-512x512: ResNet-50-v1c
+(deep stem) at output stride 8, mmseg's FCNHead, aux FCN head on layer3 (0.4).
+mmseg reports 67.08 VOC val mIoU for that config (single scale); jaxseg has not
+trained it to that number (README, docs/models.md).
 
 Variants `smoke`, `tv`, `loss=NAME`, and pretrained weights: see
 `_voc.resnet_experiment`.

@@ -6,6 +6,9 @@ with jaxseg's mean-over-pixels loss the VOC recipe's lr 0.01 applies. The backbo
 starts from torchvision's ImageNet VGG-16 (torchvision://vgg16, downloaded once; the
 run refuses to start without it unless `--set model.backbone_weights=none`).
 
+It targets no published number: mmseg has no VGG FCN config, and the paper's
+results are VOC 2012 test-set numbers of Caffe's VGG-16 under another training.
+
 Variants: `smoke` (CPU seconds, on shapes), `loss=NAME`.
 """
 

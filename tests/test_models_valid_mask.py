@@ -1,4 +1,4 @@
-"""`valid_BHW`: every model takes the real-pixel mask; ASPP image pooling averages only the image."""
+"""`valid_BHW`: every model takes the real-pixel mask; ASPP image pooling averages only pixels."""
 
 import jax
 import jax.numpy as jnp

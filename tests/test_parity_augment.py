@@ -9,14 +9,14 @@ mean equal resize sizes, crop windows (retries included), flips, photometric
 formulas and padding, and an equal number of draws.
 """
 
-import os
-
 import numpy as np
 import pytest
 
 from jaxseg.config import build_config
 from jaxseg.data import transforms as T
-from tests.mmseg_eval_oracle import require
+from tests.mmseg_oracle import config_path, require
+
+pytestmark = pytest.mark.parity
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
@@ -52,15 +52,13 @@ class Script:
 def mmseg_train():
   """(transforms, preprocessor) of mmseg's VOC train pipeline, from its config files."""
   require("mmseg")
-  import mmseg
   from mmengine.config import Config
   from mmseg.registry import MODELS, TRANSFORMS
   from mmseg.utils import register_all_modules
 
   register_all_modules()
-  base = os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", "_base_")
-  data = Config.fromfile(os.path.join(base, "datasets", "pascal_voc12.py"))
-  model = Config.fromfile(os.path.join(base, "models", "fcn_r50-d8.py"))
+  data = Config.fromfile(config_path("_base_/datasets/pascal_voc12.py"))
+  model = Config.fromfile(config_path("_base_/models/fcn_r50-d8.py"))
   names = [t["type"] for t in data.train_pipeline]
   assert names == ["LoadImageFromFile", "LoadAnnotations", "RandomResize", "RandomCrop",
                    "RandomFlip", "PhotoMetricDistortion", "PackSegInputs"]

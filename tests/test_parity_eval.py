@@ -19,7 +19,9 @@ from jaxseg import evaluate, resample
 from jaxseg.config import build_config
 from jaxseg.data import pipeline, transforms
 from jaxseg.models.layers import global_mean
-from tests.mmseg_eval_oracle import require
+from tests.mmseg_oracle import require
+
+pytestmark = pytest.mark.parity
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from jaxseg import metrics
-from tests.mmseg_eval_oracle import require
+from tests.mmseg_oracle import require
+
+pytestmark = pytest.mark.parity
 
 K = 6  # Class 5 appears nowhere; class 4 only in predictions.
 

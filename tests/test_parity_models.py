@@ -134,3 +134,46 @@ def test_converter_refuses_missing_extra_and_foreign_keys(pair, tmp_path):
   with pytest.raises(ValueError, match=r"lacks.*decode_head\.cls\.weight.*\n.*no place for.*"
                                        r"decode_head\.conv_cat\.conv\.weight"):
     apply_pretrained(tv_cfg, tv_zeros)
+
+
+@pytest.mark.parametrize("pair", ["mmseg_fcn_resnet50"], indirect=True)
+def test_train_mode_logits_and_bn_means_equal_mmseg(pair):
+  """Train mode (dropout off): BN normalises with batch statistics, running means move alike.
+
+  Batch statistics of 2 small images amplify float32 rounding (~1e-4 of the
+  logits, against ~1e-6 in eval mode). Running variances are not compared: torch
+  updates them with the unbiased batch variance, flax with the biased one (a
+  factor n/(n-1), n = batch x pixels; 16/15 for ASPP's pooled branch at batch 16).
+  """
+  import copy
+
+  from jaxseg.models.convert_mmseg import load_mmseg_segmentor
+  torch = mmseg_oracle.require("torch")
+  net = copy.deepcopy(pair.net).train()  # The shared fixture stays in eval mode.
+  net.decode_head.dropout.p = net.auxiliary_head.dropout.p = 0.0
+  x_BCHW = torch.from_numpy(
+      np.random.default_rng(2).standard_normal((2, 3, *SMALL_HW)).astype(np.float32))
+  with torch.no_grad():
+    expected = net.encode_decode(x_BCHW, [dict(img_shape=SMALL_HW)] * 2)
+  cfg = jaxseg_cfg(pair.name)
+  cfg.dropout = 0.0
+  model = build_model(cfg, 21)
+  (logits, _), updated = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(0)}))(
+          pair.variables, jnp.asarray(x_BCHW.numpy().transpose(0, 2, 3, 1)))
+  want = expected.numpy().transpose(0, 2, 3, 1)
+  diff = np.abs(np.asarray(logits, np.float64) - want)
+  print(f"\n{pair.name} train mode {SMALL_HW}: max|diff| {diff.max():.2e}, max|logit| "
+        f"{np.abs(want).max():.2e}, rel. L2 {np.linalg.norm(diff) / np.linalg.norm(want):.2e}")
+  assert diff.max() < 1e-3 * np.abs(want).max()
+  assert np.linalg.norm(diff) < 2e-4 * np.linalg.norm(want)
+  torch_state = {k: v.numpy() for k, v in net.state_dict().items()}
+  torch_updated, _ = load_mmseg_segmentor(pair.variables, torch_state, path="updated")
+  # encode_decode runs no auxiliary head, so only the backbone's and decode head's BNs move.
+  means = lambda tree: {jax.tree_util.keystr(path): leaf for path, leaf
+                        in jax.tree_util.tree_leaves_with_path(tree["batch_stats"])
+                        if path[-1].key == "mean" and path[0].key != "aux_classifier"}
+  got, ref = means(updated), means(torch_updated)
+  assert got.keys() == ref.keys() and len(got) == 55 + 3  # ResNet-50-v1c + FCN head BNs.
+  for key in got:
+    np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, atol=1e-5, err_msg=key)
