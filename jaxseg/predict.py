@@ -28,6 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from jaxseg import inference, report
 from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
+from jaxseg.data.builders import imagefiles
+from jaxseg.data.errors import DatasetError
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 
@@ -95,18 +97,20 @@ def image_size(path: str) -> tuple[int, int] | None:
   """(H, W) from the header alone, or None (with a warning) for a file PIL cannot read."""
   try:
     with Image.open(path) as img:
-      return img.height, img.width
+      # As displayed: load_image applies the EXIF rotation, as training data does.
+      return imagefiles.displayed_size(img)
   except (UnidentifiedImageError, OSError) as e:
     print(f"warning: skipping {path}: not a readable image ({type(e).__name__})", flush=True)
     return None
 
 
 def load_image(path: str) -> np.ndarray | None:
-  """RGB uint8 (H, W, 3), or None (with a warning) when decoding fails (e.g. truncated)."""
+  """RGB uint8 (H, W, 3) decoded as training decodes (EXIF orientation applied, 16-bit
+  scaled), or None (with a warning) when decoding fails (e.g. truncated)."""
   try:
-    with Image.open(path) as img:
-      return np.asarray(img.convert("RGB"))
-  except (UnidentifiedImageError, OSError) as e:
+    with open(path, "rb") as f:
+      return imagefiles.rgb_pixels(f.read(), path)
+  except (UnidentifiedImageError, OSError, DatasetError) as e:
     print(f"warning: skipping {path}: cannot be decoded ({e})", flush=True)
     return None
 

@@ -222,3 +222,27 @@ def test_predict_without_checkpoint_fails_clearly(tmp_path, capsys):
   assert _predict(str(tmp_path / "none"), tmp_path / "a.png", tmp_path / "o") == 1
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "no checkpoint in" in err
+
+
+def test_images_are_decoded_as_training_decodes_them(voc_checkpoint, tmp_path):
+  """EXIF-rotated JPEGs give masks of the displayed size (the overlay shows the rotated
+  image), and 16-bit grey PNGs are scaled, not clipped to white, as in the folder data."""
+  workdir, _, _ = voc_checkpoint
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  # A smooth gradient (JPEG keeps it) that tells the rotations apart.
+  y, x = np.mgrid[:20, :36]
+  stored = np.stack([x * 7, y * 12, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Rotate 90 degrees clockwise to display.
+  Image.fromarray(stored).save(inputs / "phone.jpg", exif=exif.tobytes(), quality=95)
+  grey16 = np.full((24, 24), 40000, np.uint16)
+  Image.fromarray(grey16).save(inputs / "deep.png")
+  out = tmp_path / "out"
+  assert _predict(workdir, inputs, out, "predict.overlay_alpha=0.0") == 0
+  assert Image.open(out / "masks" / "phone.jpg.png").size == (20, 36)  # (W, H) displayed.
+  overlay = np.asarray(Image.open(out / "overlays" / "phone.jpg.png").convert("RGB"))
+  rotated = np.rot90(stored, k=-1)  # What a viewer shows, up to JPEG noise.
+  assert np.abs(overlay.astype(int) - rotated.astype(int)).mean() < 4
+  deep = np.asarray(Image.open(out / "overlays" / "deep.png.png").convert("RGB"))
+  np.testing.assert_array_equal(deep, np.full((24, 24, 3), 40000 >> 8, np.uint8))

@@ -63,6 +63,13 @@ def rgb_pixels(data: bytes, where: str) -> np.ndarray:
   return _to_rgb(_open(data, where), where)
 
 
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+  """(H, W) as displayed, from the header: EXIF orientations 5-8 swap the sides."""
+  if _orientation(image) in (5, 6, 7, 8):
+    return image.width, image.height
+  return image.height, image.width
+
+
 def _orientation(image: Image.Image) -> int:
   return image.getexif().get(_EXIF_ORIENTATION, 1)
 
