@@ -26,7 +26,8 @@ def _parse_args(argv):
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
   p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
-                 help="eval/predict use the checkpoint eval.checkpoint names (default: latest)")
+                 help="eval/predict use the checkpoint eval.checkpoint names (default: latest), "
+                      "rebuilt from its own config: --set takes eval.*/predict.* keys only")
   p.add_argument("--input", default=None, help="predict: an image file or a folder of images")
   p.add_argument("--output", default=None, help="predict: output folder (default: "
                  "<workdir>/predictions)")
@@ -171,7 +172,7 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
     _check_writable(output, "--output")
     from jaxseg import predict
 
-    predict.predict(cfg, workdir, args.input, output)
+    predict.predict(cfg, workdir, args.input, output, args.overrides)
     return 0
   _check_writable(workdir, "--workdir")
   _check_writable(cfg.data.dir, "data.dir", read_only_ok=True)
@@ -180,7 +181,7 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
   if args.mode == "train":
     train.train_and_evaluate(cfg, workdir, force=args.force)
   else:
-    train.evaluate_checkpoint(cfg, workdir)
+    train.evaluate_checkpoint(cfg, workdir, args.overrides)
   return 0
 
 

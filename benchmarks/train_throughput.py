@@ -27,11 +27,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import max_batch, torch_reference_bench, voc_eval  # noqa: E402
-from jaxseg import evaluate, losses, optim, steps  # noqa: E402
+from jaxseg.build import build, synthetic_meta  # noqa: E402
 from jaxseg.config import build_config  # noqa: E402
-from jaxseg.models import build_model  # noqa: E402
 from jaxseg.sharding import global_batch, make_mesh  # noqa: E402
-from jaxseg.state import create_train_state  # noqa: E402
 
 
 def _args(argv=None):
@@ -81,7 +79,8 @@ def apply_xla_flags(flags: str) -> bool:
 
 
 class Setup:
-  """Config, mesh, model, optimizer and loss of one benchmark; builds states and batches."""
+  """Config and mesh of one benchmark, its run from jaxseg's builder (as the trainer
+  builds it, on a synthetic dataset meta); makes fresh states and batches."""
 
   def __init__(self, a):
     self.a, self.crop, self.classes = a, a.crop, a.classes
@@ -91,21 +90,12 @@ class Setup:
         "optim.momentum=0.9", "optim.weight_decay=5e-4", "optim.warmup_steps=0",
         f"train.batch_size={a.batch}", f"eval.batch_size={a.voc_eval_batch}", *a.overrides])
     self.mesh = make_mesh()
-    self.model = build_model(self.cfg.model, a.classes)
-    self.tx, self.schedule = optim.build_optimizer(self.cfg.optim, self.cfg.train.steps)
-    self.loss_fn = losses.make_loss(self.cfg.loss, ignore_index=255)
+    self.meta = synthetic_meta(a.classes, (a.crop, a.crop))
+    self.run = build(self.cfg, self.meta, self.mesh)  # train_step, eval_step: the trainer's.
 
   def new_state(self):
-    return create_train_state(self.model, self.tx, (self.crop, self.crop, 3), self.cfg.seed,
-                              self.mesh)
-
-  def train_jit(self, state):
-    step = steps.make_train_step(self.model, self.loss_fn, self.tx, self.schedule, self.cfg)
-    return steps.jit_train_step(step, state, self.mesh)
-
-  def eval_jit(self, state):  # The eval step evaluate.evaluate (the trainer's) runs.
-    return evaluate.jit_eval_step(
-        evaluate.make_eval_step(self.model, self.cfg, self.classes, 255), state, self.mesh)
+    """A freshly initialised state (the --max-batch tries each need their own)."""
+    return build(self.cfg, self.meta, self.mesh).state
 
   def device_batch(self, batch: int, train: bool):
     rng = np.random.default_rng(0)
@@ -145,10 +135,10 @@ def _peak_memory_gib() -> float:
 
 def bench_jax(setup: Setup) -> dict:
   a = setup.a
-  state = setup.new_state()
+  state = setup.run.state
   train_batch = setup.device_batch(a.batch, train=True)
   eval_batch = setup.device_batch(a.batch, train=False)
-  train_jit = setup.train_jit(state)
+  train_jit = setup.run.train_step
   t0 = time.perf_counter()
   train_compiled = train_jit.lower(state, train_batch).compile()
   compile_s = time.perf_counter() - t0
@@ -160,7 +150,7 @@ def bench_jax(setup: Setup) -> dict:
     return step_metrics["loss"]
 
   train_s = _median_seconds(train_once, a.warmup, a.iters)
-  eval_jit = setup.eval_jit(holder["state"])
+  eval_jit = setup.run.eval_step  # The eval step evaluate.evaluate (the trainer's) runs.
   eval_compiled = eval_jit.lower(holder["state"], eval_batch).compile()
   eval_s = _median_seconds(lambda: eval_compiled(holder["state"], eval_batch), a.warmup, a.iters)
   return {"train_step_s": train_s, "eval_step_s": eval_s, "compile_s": compile_s,

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from jaxseg import evaluate
-from jaxseg.data.datasets import DatasetMeta
+from jaxseg.build import synthetic_meta
 from jaxseg.sharding import global_batch
 
 VOC_VAL_IMAGES = 1449
@@ -53,9 +53,7 @@ class FabricatedVoc:
 def time_voc_eval(eval_jit, state, cfg, mesh, num_images: int, canvas: int,
                   num_classes: int) -> dict:
   source = FabricatedVoc(num_images, canvas, num_classes)
-  meta = DatasetMeta(class_names=tuple(f"class{k}" for k in range(num_classes)),
-                     palette_K3=np.zeros((num_classes, 3), np.uint8), ignore_index=255,
-                     eval_canvas_HW=(canvas, canvas))
+  meta = synthetic_meta(num_classes, (canvas, canvas))
   # Compile outside the timing, on one batch of the canvas shape.
   per_process = cfg.eval.batch_size // jax.process_count()
   warm = {"image": np.zeros((per_process, canvas, canvas, 3), np.uint8),

@@ -153,4 +153,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Images are padded to sides rounded up to this (a multiple of the model's stride),
   # so a folder of varied sizes compiles once per bucket; outputs keep the original size.
   c.predict.bucket = 64
+  # Memory bound of one device call: canvas pixels per device (batches shrink to fit);
+  # an image whose canvas alone exceeds it is predicted in overlapping tiles.
+  c.predict.max_pixels_per_device = 2048 * 2048
+  c.predict.tile_size = (1024, 1024)  # (H, W) of those tiles ...
+  c.predict.tile_stride = (768, 768)  # ... and their step; overlaps average probabilities.
   return c

@@ -1,5 +1,9 @@
-"""Orbax checkpoints of (train state, data iterator state, config), and what may
-change when a run resumes from one.
+"""Orbax checkpoints of (train state, data iterator state, config, dataset meta), which
+checkpoint `eval.checkpoint` names, and what may change when a run resumes from one.
+
+A checkpoint is self-contained: its config and its dataset's meta (class names,
+palette, ignore index, eval canvas) rebuild the model without the dataset, which
+is how `--mode eval` and `--mode predict` use it.
 
 Two managers: `checkpoints/` keeps the last `train.keep_checkpoints` steps (for
 resuming), `checkpoints_best/` keeps the single best by validation mIoU (for
@@ -22,7 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxseg.checkpoint_damage import CheckpointError, DamagedCheckpointError, damaged_file
-from jaxseg.config import ConfigError
+from jaxseg.config import ConfigError, flat_dict
 
 __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeConfigError"]
 
@@ -41,20 +45,10 @@ class ResumeConfigError(ConfigError):
   """The config differs from the checkpoint's in keys that cannot change on resume."""
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
   """{key: (old, new)} for every key whose value differs (compared as JSON)."""
   # Through JSON both ways, so tuples and lists (and ints and floats) compare alike.
-  old, new = (_flat(json.loads(json.dumps(c))) for c in (old, new))
+  old, new = (flat_dict(json.loads(json.dumps(c))) for c in (old, new))
   return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
           if old.get(k) != new.get(k)}
 
@@ -77,11 +71,11 @@ def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
       best_fn=(lambda metrics: metrics["miou"]) if best else None, best_mode="max",
       keep_checkpoints_without_metrics=not best)
   return ocp.CheckpointManager(directory, options=options,
-                               item_names=("state", "data", "config"))
+                               item_names=("state", "data", "config", "meta"))
 
 
 class Checkpointer:
-  def __init__(self, directory: str, keep: int):
+  def __init__(self, directory: str, keep: int | None):
     self.directory = os.path.abspath(directory)
     self.manager = _manager(self.directory, keep, best=False)
     self._best = None  # Opened on first use: evaluation-only runs never write it.
@@ -93,20 +87,28 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, data_iterator, config_dict: dict) -> None:
-    """Starts an (async) save; the data iterator's position is captured now."""
+  def save(self, step: int, state, data_iterator, config_dict: dict,
+           meta: dict | None = None) -> None:
+    """Starts an (async) save; the data iterator's position is captured now.
+
+    `meta` is the dataset's `DatasetMeta.to_json()`; runs always pass it (None
+    writes a checkpoint like those from before it was stored).
+    """
     args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict)}
+    if meta is not None:
+      args["meta"] = ocp.args.JsonSave(meta)
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**args), force=True)
 
-  def save_if_best(self, step: int, state, config_dict: dict, miou: float) -> None:
-    """Offers (state, config) at `step` to the best-by-mIoU manager, which keeps one."""
+  def save_if_best(self, step: int, state, config_dict: dict, meta: dict, miou: float) -> None:
+    """Offers (state, config, meta) at `step` to the best-by-mIoU manager, which keeps one."""
     if self._best is None:
       self._best = _manager(self.best_directory, 1, best=True)
     if step in self._best.all_steps():
       return
-    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict)}
+    args = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config_dict),
+            "meta": ocp.args.JsonSave(meta)}
     self._best.save(step, args=ocp.args.Composite(**args), metrics={"miou": float(miou)},
                     force=True)
 
@@ -188,6 +190,12 @@ class Checkpointer:
   def restore_config(self, step: int) -> dict:
     return self._restore(step, {"config": ocp.args.JsonRestore()})["config"]
 
+  def restore_meta(self, step: int) -> dict | None:
+    """The dataset meta saved with `step`; None for checkpoints written before it was."""
+    if not os.path.isdir(os.path.join(self.directory, str(step), "meta")):
+      return None
+    return self._restore(step, {"meta": ocp.args.JsonRestore()})["meta"]
+
   def reached_preemption(self, step: int) -> bool:
     """Multi-process: whether every process agreed to stop at `step` (jax's
     preemption sync point, fed by SIGTERM on any host)."""
@@ -217,3 +225,42 @@ def _agree_over_processes(step: int) -> int | None:
 
   steps = np.asarray(multihost_utils.process_allgather(np.int32(step)))
   return None if steps.min() == steps.max() else int(steps.min())
+
+
+def resolve(checkpoint: str, workdir: str) -> tuple[str, int | None]:
+  """`eval.checkpoint` -> (checkpoint directory, step or None for the latest).
+
+  '' = latest in `<workdir>/checkpoints`; '12' = step 12 there; 'best' = the
+  best-by-mIoU checkpoint (`<workdir>/checkpoints_best`); a path
+  '.../checkpoints/12' = that step of that directory; a path to a checkpoints
+  directory = its latest.
+  """
+  default_dir = os.path.join(workdir, "checkpoints")
+  if not checkpoint:
+    return default_dir, None
+  if checkpoint == "best":
+    return default_dir + "_best", None
+  if checkpoint.isdigit():
+    return default_dir, int(checkpoint)
+  path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))
+  if os.path.basename(path).isdigit():
+    return os.path.dirname(path), int(os.path.basename(path))
+  return path, None
+
+
+def open_existing(checkpoint: str, workdir: str, train_hint: str
+                  ) -> tuple[Checkpointer, int | None]:
+  """(Checkpointer, step or None for the newest intact) of what `eval.checkpoint`
+  names; FileNotFoundError ending in `train_hint` (the command that would have
+  written it) when there is none."""
+  directory, step = resolve(checkpoint, workdir)
+  if not os.path.isdir(directory):  # Checked first: the manager would create it.
+    raise FileNotFoundError(f"no checkpoint in {directory}; train first ({train_hint})")
+  ckpt = Checkpointer(directory, keep=None)  # Reading: keep every step there.
+  available = list(ckpt.manager.all_steps())
+  if not available or (step is not None and step not in available):
+    ckpt.close()
+    raise FileNotFoundError(
+        f"no checkpoint {'' if step is None else f'step {step} '}in {ckpt.directory} "
+        f"(steps there: {sorted(available) or 'none'}); train first ({train_hint})")
+  return ckpt, step

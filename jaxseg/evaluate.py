@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +12,6 @@ import numpy as np
 import tqdm
 
 from jaxseg import inference, metrics, resources
-from jaxseg.checkpoint import Checkpointer
 from jaxseg.data import pipeline, transforms
 from jaxseg.sharding import batch_sharded, global_batch, replicated
 from jaxseg.state import state_shardings
@@ -93,49 +90,3 @@ def evaluate(eval_step, state, source, cfg, meta, mesh) -> tuple[dict, np.ndarra
   """Returns (summary metrics, confusion matrix int64) over every example of `source`."""
   result = evaluate_split(eval_step, state, source, cfg, meta, mesh)
   return result.summary, result.confusion
-
-
-def checkpoint_to_restore(checkpoint: str, default_dir: str) -> tuple[str, int | None]:
-  """`eval.checkpoint` -> (checkpoint directory, step or None for the latest).
-
-  '' = latest in `default_dir`; '12' = step 12 there; 'best' = the best-by-mIoU
-  checkpoint (`<default_dir>_best`); a path '.../checkpoints/12' = that step of
-  that directory; a path to a checkpoints directory = its latest.
-  """
-  if not checkpoint:
-    return default_dir, None
-  if checkpoint == "best":
-    return default_dir + "_best", None
-  if checkpoint.isdigit():
-    return default_dir, int(checkpoint)
-  path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))
-  if os.path.basename(path).isdigit():
-    return os.path.dirname(path), int(os.path.basename(path))
-  return path, None
-
-
-def restore_for_eval(cfg, workdir: str, state_like):
-  """(state, step) of the checkpoint `eval.checkpoint` names (default: latest in workdir)."""
-  directory, step = checkpoint_to_restore(cfg.eval.checkpoint,
-                                          os.path.join(workdir, "checkpoints"))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"no checkpoint in {directory}; train first "
-                            f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
-  ckpt = Checkpointer(directory, cfg.train.keep_checkpoints)
-  try:
-    available = list(ckpt.manager.all_steps())
-    if step is None and available:  # The latest intact one; damaged newer ones are said.
-      state, step, skipped = ckpt.restore_newest_intact(state_like)
-      if jax.process_index() == 0:
-        for damaged in skipped:
-          print(f"warning: skipped checkpoint {damaged.step} in {ckpt.directory}: "
-                f"{damaged.path} is damaged ({damaged.reason})", file=sys.stderr, flush=True)
-      return state, step
-    if step is None or step not in available:
-      raise FileNotFoundError(
-          f"no checkpoint {'' if step is None else f'step {step} '}in {ckpt.directory} "
-          f"(steps there: {sorted(available) or 'none'}); train first "
-          f"(python run.py --exp {cfg.experiment} --workdir {workdir})")
-    return ckpt.restore(step, state_like), step  # The one asked for: damaged = an error.
-  finally:
-    ckpt.close()

@@ -197,19 +197,35 @@ def _resized_whole_logits(model, variables, x_BHWC, valid_BHW, resized_B2, size_
   return resample.apply(logits_BhwK, rows, cols)
 
 
+def _apply_fn(model, variables):
+  return lambda x, valid: model.apply(variables, x, train=False, valid_BHW=valid)[0]
+
+
+def native_probs(model, variables, image_BHW3, size_B2, cfg: ml_collections.ConfigDict
+                 ) -> jax.Array:
+  """(B, H, W, K) probabilities of uint8 canvases, each image at its own size
+  (eval.protocol='native'), under `eval.mode`; `--mode predict` stitches tiles of these."""
+  x, _ = model_input(image_BHW3, size_B2, cfg.augment.mean, cfg.augment.std)
+  return predict_probs(_apply_fn(model, variables), x, size_B2, cfg.eval)
+
+
+def native_labels(model, variables, image_BHW3, size_B2, cfg: ml_collections.ConfigDict
+                  ) -> jax.Array:
+  """(B, H, W) int32 argmax of `native_probs`: evaluation's and prediction's labels."""
+  probs_BHWK = native_probs(model, variables, image_BHW3, size_B2, cfg)
+  return jnp.argmax(probs_BHWK, -1).astype(jnp.int32)
+
+
 def predict_labels(model, variables, batch, cfg: ml_collections.ConfigDict) -> jax.Array:
   """(B, H, W) int32 predictions on the label canvas, under `eval.protocol` and `eval.mode`.
 
   batch: 'image' (uint8 canvas), 'size_HW' (true sizes), and for the resize
   protocol 'resized_HW' (the image's size on its canvas) and 'label' (its canvas).
   """
-  def apply_fn(x, valid):
-    return model.apply(variables, x, train=False, valid_BHW=valid)[0]
-
-  mean, std = cfg.augment.mean, cfg.augment.std
   if cfg.eval.protocol == "native":
-    x, _ = model_input(batch["image"], batch["size_HW"], mean, std)
-    return jnp.argmax(predict_probs(apply_fn, x, batch["size_HW"], cfg.eval), -1).astype(jnp.int32)
+    return native_labels(model, variables, batch["image"], batch["size_HW"], cfg)
+  apply_fn = _apply_fn(model, variables)
+  mean, std = cfg.augment.mean, cfg.augment.std
   resized_B2, size_B2 = batch["resized_HW"], batch["size_HW"]
   label_HW = batch["label"].shape[1:3]
   x, valid_BHW = model_input(batch["image"], resized_B2, mean, std)

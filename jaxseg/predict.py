@@ -1,27 +1,39 @@
 """Images in, class masks and overlays out: `python run.py --mode predict --input PATH --output DIR`.
 
-Images of any size: each is padded bottom/right to a canvas whose sides are
-rounded up to `predict.bucket` (so a folder of varied sizes compiles once per
-bucket, not once per size), inferred under `eval.mode` exactly like
-evaluation, and cropped back to its original size. Writes `<name>.png` (class
-indices, P mode with the dataset palette) and `<name>_overlay.png`.
+The model, its classes and palette come from the checkpoint alone: no dataset is
+read. Nothing is ever overwritten: an output folder equal to or inside the
+input folder (or an output that is a file) is refused, every input `x.ext` gets `masks/x.ext.png` (class
+indices, P mode with the dataset palette) and `overlays/x.ext.png`, and if any
+of those already exists nothing is predicted (files are also opened exclusively).
+
+Memory is bounded: each image is padded bottom/right to a canvas whose sides are
+rounded up to `predict.bucket` (one compile per bucket, not per size); a device
+call holds at most `predict.max_pixels_per_device` canvas pixels per device; an
+image whose canvas alone exceeds that is predicted in overlapping tiles of
+`predict.tile_size` every `predict.tile_stride` (each tile under `eval.mode`),
+its softmax probabilities averaged over the overlaps on the host.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import math
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxseg import inference, report
 from jaxseg.checks import Checker
+from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
-from jaxseg.steps import normalize
+
+
+class OutputError(ConfigError):
+  """An --output that would replace or mix with files (run.py: exit 2, one line)."""
 
 
 def validate_config(predict_cfg) -> None:
@@ -30,6 +42,17 @@ def validate_config(predict_cfg) -> None:
   c.count("batch_size")
   c.count("bucket")
   c.number("overlay_alpha", min=0, max=1)
+  c.count("max_pixels_per_device")
+  c.ints("tile_size", (2,), "two positive ints (H, W)", min=1)
+  c.ints("tile_stride", (2,), "two positive ints (H, W)", min=1)
+  if any(s > t for s, t in zip(predict_cfg.tile_stride, predict_cfg.tile_size)):
+    c.fail("tile_stride", f"steps no larger than predict.tile_size="
+                          f"{tuple(predict_cfg.tile_size)} (larger ones leave gaps)")
+  tile_pixels = math.prod(inference.round_up(n, predict_cfg.bucket) for n in predict_cfg.tile_size)
+  if tile_pixels > predict_cfg.max_pixels_per_device:
+    c.fail("tile_size", f"tiles within predict.max_pixels_per_device="
+                        f"{predict_cfg.max_pixels_per_device} (rounded up to predict.bucket="
+                        f"{predict_cfg.bucket} these have {tile_pixels} pixels)")
 
 
 def list_inputs(path: str) -> list[str]:
@@ -42,87 +65,189 @@ def list_inputs(path: str) -> list[str]:
                 if os.path.isfile(os.path.join(path, n)))
 
 
-def load_image(path: str) -> np.ndarray | None:
-  """RGB uint8 (H, W, 3), or None (with a warning) for a file PIL cannot read."""
+def output_paths(out_dir: str, path: str) -> tuple[str, str]:
+  """(mask, overlay) of input `path`: its whole file name plus .png, in two folders, so
+  'a.jpg' and 'a.png' differ and no input name can land on another's overlay."""
+  name = os.path.basename(path) + ".png"
+  return os.path.join(out_dir, "masks", name), os.path.join(out_dir, "overlays", name)
+
+
+def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
+  """Refuses (OutputError) an output that is a file, is or lies inside the input folder,
+  or already holds a file this run would write. Called before anything is predicted."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise OutputError(f"--output {out_dir} is a file; give a folder (masks and overlays "
+                      "go to its masks/ and overlays/)")
+  out = os.path.realpath(out_dir)
+  in_dir = os.path.realpath(input_path)
+  if os.path.isdir(input_path) and (out == in_dir or out.startswith(in_dir + os.sep)):
+    where = "is" if out == in_dir else "is inside"
+    raise OutputError(f"--output {out_dir} {where} the input folder {in_dir}; choose an "
+                      "output folder outside it (predictions would mix with the images)")
+  clashes = [p for path in paths for p in output_paths(out_dir, path) if os.path.lexists(p)]
+  if clashes:
+    raise OutputError(f"--output {out_dir} already holds {len(clashes)} of the files this "
+                      f"run would write (e.g. {clashes[0]}); nothing written: remove them or "
+                      "choose another --output")
+
+
+def image_size(path: str) -> tuple[int, int] | None:
+  """(H, W) from the header alone, or None (with a warning) for a file PIL cannot read."""
   try:
     with Image.open(path) as img:
-      return np.asarray(img.convert("RGB"))
+      return img.height, img.width
   except (UnidentifiedImageError, OSError) as e:
     print(f"warning: skipping {path}: not a readable image ({type(e).__name__})", flush=True)
     return None
 
 
-def make_predict_fn(model, cfg, state, mesh):
-  """jitted (state, images_BHW3 uint8, size_B2) -> prediction_BHW int32, sharded over data."""
+def load_image(path: str) -> np.ndarray | None:
+  """RGB uint8 (H, W, 3), or None (with a warning) when decoding fails (e.g. truncated)."""
+  try:
+    with Image.open(path) as img:
+      return np.asarray(img.convert("RGB"))
+  except (UnidentifiedImageError, OSError) as e:
+    print(f"warning: skipping {path}: cannot be decoded ({e})", flush=True)
+    return None
 
-  def predict(state, images_BHW3, size_B2):
-    x = normalize(images_BHW3, cfg.augment.mean, cfg.augment.std)
-    apply_fn = lambda v, valid: model.apply(state.variables(), v, train=False, valid_BHW=valid)[0]
-    probs_BHWK = inference.predict_probs(apply_fn, x, size_B2, cfg.eval)
-    return jnp.argmax(probs_BHWK, axis=-1).astype(jnp.int32)
 
+def make_predict_fns(model, cfg, state, mesh):
+  """(labels, probs): jitted (state, images_BHW3 uint8, size_B2) -> labels_BHW int32 or
+  probs_BHWK float32, sharded over data."""
   data = batch_sharded(mesh)
-  return jax.jit(predict, in_shardings=(state_shardings(state), data, data),
-                 out_shardings=data)
+  shardings = (state_shardings(state), data, data)
+
+  # Each image at its own size (eval.protocol='native', whatever the checkpoint's eval
+  # used): the function the eval step runs under that protocol.
+  def labels(state, images_BHW3, size_B2):
+    return inference.native_labels(model, state.variables(), images_BHW3, size_B2, cfg)
+
+  def probs(state, images_BHW3, size_B2):
+    return inference.native_probs(model, state.variables(), images_BHW3, size_B2, cfg)
+
+  return (jax.jit(labels, in_shardings=shardings, out_shardings=data),
+          jax.jit(probs, in_shardings=shardings, out_shardings=data))
 
 
-def write_outputs(out_dir: str, name: str, image_HW3, mask_HW, palette_K3, alpha: float):
+@dataclasses.dataclass(frozen=True)
+class Piece:
+  """One image of a device call: a whole input, or one tile of a large one."""
+
+  path: str
+  box: tuple[int, int, int, int]  # (top, left, height, width) in the input image.
+  tiled: bool
+
+
+def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
+  """mmseg's grid along one axis: the last tile flush with the image's edge."""
+  return [min(i * stride, size - tile) for i in range(math.ceil(max(size - tile, 0) / stride) + 1)]
+
+
+def plan(sizes: dict[str, tuple[int, int]], predict_cfg) -> dict[tuple, list[Piece]]:
+  """{(canvas_HW, tiled): pieces}: whole images whose canvas fits the per-device pixel
+  budget, tiles of the others; each group becomes batches of one static shape."""
+  groups: dict[tuple, list[Piece]] = collections.defaultdict(list)
+  canvas = lambda h, w: tuple(inference.round_up(n, predict_cfg.bucket) for n in (h, w))
+  for path, (H, W) in sizes.items():
+    if math.prod(canvas(H, W)) <= predict_cfg.max_pixels_per_device:
+      groups[canvas(H, W), False].append(Piece(path, (0, 0, H, W), False))
+      continue
+    th, tw = min(predict_cfg.tile_size[0], H), min(predict_cfg.tile_size[1], W)
+    for top in _tile_starts(H, th, predict_cfg.tile_stride[0]):
+      for left in _tile_starts(W, tw, predict_cfg.tile_stride[1]):
+        groups[canvas(th, tw), True].append(Piece(path, (top, left, th, tw), True))
+  return groups
+
+
+def _write_png(path: str, image: Image.Image) -> None:
+  try:
+    with open(path, "xb") as f:  # Exclusive: never replaces a file that appeared meanwhile.
+      image.save(f, format="PNG")
+  except FileExistsError:
+    raise OutputError(f"{path} appeared while predicting; not replaced") from None
+
+
+def write_outputs(out_dir: str, path: str, image_HW3, mask_HW, palette_K3, alpha: float):
+  mask_path, overlay_path = output_paths(out_dir, path)
   mask = Image.fromarray(mask_HW.astype(np.uint8), mode="P")
   flat = np.zeros((256, 3), np.uint8)
   flat[:len(palette_K3)] = palette_K3
   mask.putpalette(flat.ravel().tolist())
-  mask.save(os.path.join(out_dir, f"{name}.png"))
-  blended = report.overlay(image_HW3, mask_HW, palette_K3, alpha)
-  Image.fromarray(blended).save(os.path.join(out_dir, f"{name}_overlay.png"))
+  _write_png(mask_path, mask)
+  _write_png(overlay_path, Image.fromarray(report.overlay(image_HW3, mask_HW, palette_K3, alpha)))
 
 
 def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple[int, int]]:
-  """Predicts every readable image of `paths`; returns {name: (H, W)} of those written."""
+  """Predicts every readable image of `paths`; returns {file name: (H, W)} of those written."""
   cfg, mesh = run.cfg, run.mesh
-  os.makedirs(out_dir, exist_ok=True)
+  validate_batch_sizes(cfg, "predict", mesh.size, jax.process_count())
   state = state.for_eval()
-  fn = make_predict_fn(run.model, cfg, state, mesh)
-  batch = cfg.predict.batch_size
-  if batch < 1 or batch % mesh.size or cfg.predict.bucket < 1:
-    raise ValueError(f"predict.batch_size={batch} must be a positive multiple of the "
-                     f"{mesh.size} devices and predict.bucket={cfg.predict.bucket} positive")
-  # Group by canvas bucket: one compile per bucket, batches of the same static shape.
-  buckets: dict[tuple, list] = collections.defaultdict(list)
-  for path in paths:
-    image = load_image(path)
-    if image is not None:
-      H, W = image.shape[:2]
-      canvas = tuple(inference.round_up(n, cfg.predict.bucket) for n in (H, W))
-      buckets[canvas].append((os.path.splitext(os.path.basename(path))[0], image))
+  labels_fn, probs_fn = make_predict_fns(run.model, cfg, state, mesh)
+  sizes = {p: s for p in paths if (s := image_size(p)) is not None}
+  for sub in ("masks", "overlays"):
+    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+  groups = plan(sizes, cfg.predict)
+  tiles_of = collections.Counter(p.path for g in groups.values() for p in g if p.tiled)
+  loaded: dict[str, np.ndarray] = {}  # The images of the current batch only.
+  sums: dict[str, list] = {}  # Tiled images: [probability sums (H, W, K), tiles left].
   written = {}
-  for (CH, CW), items in buckets.items():
-    for start in range(0, len(items), batch):
-      chunk = items[start:start + batch]
+
+  def finish(path, mask_HW):
+    write_outputs(out_dir, path, loaded[path], mask_HW, run.meta.palette_K3,
+                  cfg.predict.overlay_alpha)
+    written[os.path.basename(path)] = mask_HW.shape
+
+  for ((CH, CW), tiled), pieces in groups.items():
+    # As many images per device as the pixel budget allows, at least one.
+    per_device = min(cfg.predict.batch_size // mesh.size,
+                     max(1, cfg.predict.max_pixels_per_device // (CH * CW)))
+    batch = per_device * mesh.size
+    for start in range(0, len(pieces), batch):
+      chunk = pieces[start:start + batch]
       images = np.zeros((batch, CH, CW, 3), np.uint8)
-      sizes = np.tile(np.array([CH, CW], np.int32), (batch, 1))  # Filler rows: whole canvas.
-      for i, (_, image) in enumerate(chunk):
-        H, W = image.shape[:2]
-        images[i, :H, :W], sizes[i] = image, (H, W)
-      pred = np.asarray(jax.device_get(fn(state, images, sizes)))
-      for i, (name, image) in enumerate(chunk):
-        H, W = image.shape[:2]
-        write_outputs(out_dir, name, image, pred[i, :H, :W], run.meta.palette_K3,
-                      cfg.predict.overlay_alpha)
-        written[name] = (H, W)
+      size_B2 = np.tile(np.array([CH, CW], np.int32), (batch, 1))  # Filler rows: whole canvas.
+      # A tiled image's pieces are consecutive: it stays loaded across batches while needed.
+      loaded = {p.path: loaded[p.path] if p.path in loaded else load_image(p.path)
+                for p in chunk}
+      for i, piece in enumerate(chunk):
+        top, left, h, w = piece.box
+        if loaded[piece.path] is not None:
+          images[i, :h, :w] = loaded[piece.path][top:top + h, left:left + w]
+        size_B2[i] = (h, w)
+      fn = probs_fn if tiled else labels_fn
+      out = np.asarray(jax.device_get(fn(state, images, size_B2)))
+      for i, piece in enumerate(chunk):
+        top, left, h, w = piece.box
+        if loaded[piece.path] is None:  # Warned when loading; nothing written for it.
+          continue
+        if not tiled:
+          finish(piece.path, out[i, :h, :w])
+          continue
+        if piece.path not in sums:
+          H, W = sizes[piece.path]
+          sums[piece.path] = [np.zeros((H, W, out.shape[-1]), np.float32), tiles_of[piece.path]]
+        acc = sums[piece.path]
+        acc[0][top:top + h, left:left + w] += out[i, :h, :w]
+        acc[1] -= 1
+        if acc[1] == 0:  # argmax of the sum = argmax of the mean over overlapping tiles.
+          finish(piece.path, np.argmax(sums.pop(piece.path)[0], axis=-1).astype(np.int32))
   return written
 
 
-def predict(cfg, workdir: str, input_path: str, out_dir: str) -> dict[str, tuple[int, int]]:
-  """Restores the checkpoint `eval.checkpoint` names and predicts `input_path`."""
-  from jaxseg.assemble import assemble
-  from jaxseg.evaluate import restore_for_eval
+def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
+            ) -> dict[str, tuple[int, int]]:
+  """Restores the checkpoint `eval.checkpoint` names (rebuilt from its own config and
+  dataset meta; `overrides` may set eval.*/predict.* keys) and predicts `input_path`."""
+  from jaxseg.build import build_from_checkpoint
 
   if jax.process_count() > 1:
-    raise ValueError("--mode predict runs on a single process")
+    raise ConfigError("--mode predict runs on a single process")
   paths = list_inputs(input_path)  # Before building anything: a wrong path fails fast.
-  run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
-  state, step = restore_for_eval(cfg, workdir, run.state)
+  check_output(input_path, paths, out_dir)
+  # No pretrained weights are read: the checkpoint holds the model's.
+  run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
   written = predict_paths(run, state, paths, out_dir)
-  print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to {out_dir} "
+  print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to "
+        f"{os.path.join(out_dir, 'masks')} and {os.path.join(out_dir, 'overlays')} "
         f"({len(paths) - len(written)} files skipped)")
   return written

@@ -31,10 +31,7 @@ class TrainState:
     return self.replace(params=self.ema_params) if self.ema_params else self
 
 
-def create_train_state(model, tx: optax.GradientTransformation, input_shape_HWC, seed: int,
-                       mesh, ema: bool = False) -> TrainState:
-  """Initialises params on device, already replicated over the mesh (no host copy)."""
-
+def _init_fn(model, tx: optax.GradientTransformation, input_shape_HWC, ema: bool):
   def init(key) -> TrainState:
     dummy_1HWC = jnp.zeros((1, *input_shape_HWC), jnp.float32)
     variables = model.init({"params": key, "dropout": key}, dummy_1HWC, train=False)
@@ -45,11 +42,25 @@ def create_train_state(model, tx: optax.GradientTransformation, input_shape_HWC,
                       nonfinite_steps=jnp.zeros((), jnp.int32),
                       first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
-  key = jax.random.key(seed)
-  abstract = jax.eval_shape(init, key)
+  return init
+
+
+def abstract_train_state(model, tx: optax.GradientTransformation, input_shape_HWC, mesh,
+                         ema: bool = False) -> TrainState:
+  """The state's shapes, dtypes and shardings, computing nothing: what a checkpoint
+  restores into when the random initialisation would be thrown away."""
+  abstract = jax.eval_shape(_init_fn(model, tx, input_shape_HWC, ema), jax.random.key(0))
   # Data parallelism: every parameter is replicated; the batch carries the split.
-  shardings = jax.tree.map(lambda _: replicated(mesh), abstract)
-  return jax.jit(init, out_shardings=shardings)(key)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated(mesh)),
+                      abstract)
+
+
+def create_train_state(model, tx: optax.GradientTransformation, input_shape_HWC, seed: int,
+                       mesh, ema: bool = False) -> TrainState:
+  """Initialises params on device, already replicated over the mesh (no host copy)."""
+  init = _init_fn(model, tx, input_shape_HWC, ema)
+  shardings = state_shardings(abstract_train_state(model, tx, input_shape_HWC, mesh, ema))
+  return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
 
 
 def state_shardings(state: TrainState):

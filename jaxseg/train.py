@@ -13,15 +13,15 @@ import ml_collections
 import tqdm
 
 from jaxseg import distributed, report
-from jaxseg.assemble import Run, assemble
+from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
 from jaxseg.checks import Checker
-from jaxseg.config import ConfigError
-from jaxseg.data.datasets import check_splits, prepare
-from jaxseg.evaluate import checkpoint_to_restore, evaluate_split, restore_for_eval
+from jaxseg.config import ConfigError, validate_batch_sizes
+from jaxseg.data import datasets
+from jaxseg.evaluate import evaluate_split
 from jaxseg.models import weights
 from jaxseg.preemption import StopRequest
-from jaxseg.sharding import DevicePrefetcher
+from jaxseg.sharding import DevicePrefetcher, make_mesh
 from jaxseg.steps import to_host
 from jaxseg.workdir import WorkdirLock
 from jaxseg.writer import MetricsWriter
@@ -65,12 +65,11 @@ def _checkpointer(cfg, workdir: str) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
 
 
-def _evaluate_and_log(run: Run, state, step: int, writer: MetricsWriter,
-                      eval_split: str, checkpoint: str | None = None) -> tuple[dict, str]:
-  """(summary, reports folder). `checkpoint`: the path a separate `--mode eval`
-  restored; its record says so and its reports get their own folder."""
-  result = evaluate_split(run.eval_step, state.for_eval(), run.source(eval_split),
-                          run.cfg, run.meta, run.mesh)
+def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
+                      checkpoint: str | None = None) -> tuple[dict, str]:
+  """(summary, reports folder) of evaluating on `source`. `checkpoint`: the path a
+  separate `--mode eval` restored; its record says so and its reports get their own folder."""
+  result = evaluate_split(run.eval_step, state.for_eval(), source, run.cfg, run.meta, run.mesh)
   workdir = os.path.dirname(writer.path)
   out = (os.path.join(workdir, "reports") if checkpoint is None
          else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
@@ -167,22 +166,34 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   changes = {}
   accept = _resume_check(cfg, force, changes)
   _check_config(ckpt, accept)  # Before building anything: fail fast.
+  mesh = make_mesh()
+  # Before preparing data, which can take long (run.py checks too; direct callers too).
+  validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
   # A resumed run restores its weights: the ImageNet ones are needed only to start,
   # and are fetched (or refused, in seconds) before the dataset is prepared.
   fresh = ckpt.latest_step() is None
   if fresh:
     weights.backbone_path(cfg.model)
-  # Split names against the prepared dataset, before the model is built or trained.
-  train_split, eval_split = check_splits(prepare(cfg.data), cfg.data)
-  run = assemble(cfg, pretrained_backbone=fresh)
+
+  # Data: prepared once by its tfds builder, read with grain (random access).
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
 
-  train_iter = iter(train_loader(run.source(train_split), cfg, run.meta.ignore_index))
-  state, start = _resume(ckpt, run.state, train_iter, accept, changes)
+  dataset = datasets.prepare(cfg.data)
+  meta = datasets.meta_of(dataset)
+  # Split names against the prepared dataset, before the model is built or trained.
+  train_split, eval_split = datasets.check_splits(dataset, cfg.data)
+  train_iter = iter(train_loader(dataset.as_data_source(train_split), cfg, meta.ignore_index))
+  eval_source = dataset.as_data_source(eval_split)
+
+  # Model, optimizer, sharded state and jitted steps; then the pretrained weights,
+  # then the newest intact checkpoint (which, when there is one, replaces both).
+  run = build(cfg, meta, mesh)
+  state = load_pretrained(cfg.model, run.state, backbone=fresh)
+  state, start = _resume(ckpt, state, train_iter, accept, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
-  batches = DevicePrefetcher(train_iter, run.mesh, size=DEVICE_PREFETCH)
-  config = cfg.to_dict()
+  batches = DevicePrefetcher(train_iter, mesh, size=DEVICE_PREFETCH)
+  config, meta_json = cfg.to_dict(), meta.to_json()  # What every checkpoint stores with it.
   if distributed.is_main_process():  # The effective config, overrides applied.
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(config, f, indent=2)
@@ -218,17 +229,17 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
         bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
-        summary, _ = _evaluate_and_log(run, state, step, writer, eval_split)
-        ckpt.save_if_best(step, state.for_eval(), config, summary["miou"])
+        summary, _ = _evaluate_and_log(run, state, eval_source, step, writer)
+        ckpt.save_if_best(step, state.for_eval(), config, meta_json, summary["miou"])
         if distributed.is_main_process():
           bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
       if step % cfg.train.checkpoint_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)  # Never checkpoint a bad state.
-        ckpt.save(step, state, batches, config)
+        ckpt.save(step, state, batches, config, meta_json)
       if step != cfg.train.steps and stop.should_stop(step):
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         if ckpt.latest_step() != step:
-          ckpt.save(step, state, batches, config)
+          ckpt.save(step, state, batches, config, meta_json)
         ckpt.close()
         bar.close()
         writer.close()
@@ -237,27 +248,32 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   bar.close()
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
-    ckpt.save(cfg.train.steps, state, batches, config)
-  summary, _ = _evaluate_and_log(run, state, cfg.train.steps, writer, eval_split)
-  ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, summary["miou"])
+    ckpt.save(cfg.train.steps, state, batches, config, meta_json)
+  summary, _ = _evaluate_and_log(run, state, eval_source, cfg.train.steps, writer)
+  ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, meta_json, summary["miou"])
   ckpt.close()
   writer.close()
   if distributed.is_main_process():
-    print(report.summary_table(summary, run.meta.class_names))
+    print(report.summary_table(summary, meta.class_names))
   return summary
 
 
-def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Evaluates the checkpoint `eval.checkpoint` names (default: the latest in `workdir`)."""
+def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=()) -> dict:
+  """Evaluates the checkpoint `eval.checkpoint` names (default: the newest intact one in
+  `workdir`), rebuilt from its own config and dataset meta; `overrides` (`--set`
+  strings) may change eval.* keys only (config.config_from_checkpoint). Only the
+  eval split is read.
+  """
   distributed.initialize()
   with WorkdirLock(workdir):
-    run = assemble(cfg, pretrained_backbone=False)  # The checkpoint holds the weights.
-    _, eval_split = check_splits(run.builder, cfg.data)
-    state, step = restore_for_eval(cfg, workdir, run.state)
-    directory, _ = checkpoint_to_restore(cfg.eval.checkpoint, os.path.join(workdir, "checkpoints"))
+    # No pretrained weights are read: the checkpoint holds the model's.
+    run, state, step, path = build_from_checkpoint(cfg, workdir, overrides)
+    validate_batch_sizes(run.cfg, "eval", run.mesh.size, jax.process_count())
+    dataset = datasets.prepare(run.cfg.data)
+    _, eval_split = datasets.check_splits(dataset, run.cfg.data)
     writer = MetricsWriter(workdir, tensorboard=False)
-    summary, out = _evaluate_and_log(run, state, step, writer, eval_split,
-                                     checkpoint=os.path.join(os.path.abspath(directory), str(step)))
+    summary, out = _evaluate_and_log(run, state, dataset.as_data_source(eval_split), step,
+                                     writer, checkpoint=path)
     if distributed.is_main_process():
       print(f"checkpoint step {step}")
       print(report.summary_table(summary, run.meta.class_names))

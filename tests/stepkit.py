@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxseg import losses, optim, steps
-from jaxseg.models import build_model
+from jaxseg.build import build, synthetic_meta
 from jaxseg.sharding import make_mesh
-from jaxseg.state import create_train_state
 
 NUM_CLASSES = 6
 
@@ -24,12 +22,7 @@ def fixed_batch(n=16, size=32, seed=0):
 
 
 def build_step(cfg, size=32, devices=None, num_classes=NUM_CLASSES):
-  """(mesh, state, jitted train step, optimizer) for `cfg`, as `assemble` builds them."""
+  """(mesh, state, jitted train step, optimizer) for `cfg`, from jaxseg's builder."""
   mesh = make_mesh(devices)
-  model = build_model(cfg.model, num_classes)
-  tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
-  state = create_train_state(model, tx, (size, size, 3), cfg.seed, mesh,
-                             ema=cfg.train.ema_decay > 0)
-  loss_fn = losses.make_loss(cfg.loss, ignore_index=255)
-  step = steps.jit_train_step(steps.make_train_step(model, loss_fn, tx, schedule, cfg), state, mesh)
-  return mesh, state, step, tx
+  run = build(cfg, synthetic_meta(num_classes, (size, size)), mesh)
+  return mesh, run.state, run.train_step, run.tx

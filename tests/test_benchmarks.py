@@ -59,7 +59,7 @@ def test_search_is_monotone_in_the_memory_limit_with_real_estimates(tiny_run):
   a = train_throughput._args(TINY)
   setup = train_throughput.Setup(a)
   state = setup.new_state()
-  estimates[24] = max_batch.estimated_bytes(setup, setup.train_jit(state), state, 24)
+  estimates[24] = max_batch.estimated_bytes(setup, setup.run.train_step, state, 24)
   sizes = [estimates[b] for b in (8, 16, 24, 32)]
   assert sizes == sorted(sizes) and len(set(sizes)) == 4, estimates  # grows with the batch
   limits = sorted({s + d for s in sizes for d in (-1, 0)}) + [sizes[-1] * 2]

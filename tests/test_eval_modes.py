@@ -99,11 +99,15 @@ def test_unknown_mode_fails_at_config_load():
 
 def test_sharded_eval_step_counts_every_valid_pixel_once(shapes_dir):
   from jaxseg import evaluate
-  from jaxseg.assemble import assemble
+  from jaxseg.build import build
+  from jaxseg.data import datasets
+  from jaxseg.sharding import make_mesh
 
   base = [f"data.dir={shapes_dir}", "model.width=4", "eval.batch_size=8"]
-  whole = assemble(build_config("demo:smoke", base))
-  source = whole.source("validation")
+  dataset = datasets.prepare(build_config("demo:smoke", base).data)
+  meta, mesh = datasets.meta_of(dataset), make_mesh()
+  whole = build(build_config("demo:smoke", base), meta, mesh)
+  source = dataset.as_data_source("validation")
   first = [source[i] for i in range(12)]  # 12 examples: the second batch is padded.
 
   def confusion(run):
@@ -115,8 +119,8 @@ def test_sharded_eval_step_counts_every_valid_pixel_once(shapes_dir):
   # Window = canvas, and aug at scale 1 without flip: the same confusion as whole.
   for extra in (["eval.mode=slide", "eval.crop_size=(64,64)", "eval.stride=(32,32)"],
                 ["eval.mode=aug", "eval.scales=(1.0,)", "eval.flip=false"]):
-    np.testing.assert_array_equal(confusion(assemble(build_config("demo:smoke", base + extra))),
-                                  expected)
+    run = build(build_config("demo:smoke", base + extra), meta, mesh, abstract=True)
+    np.testing.assert_array_equal(confusion(run), expected)
 
 
 def _label(record):

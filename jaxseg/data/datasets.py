@@ -54,6 +54,17 @@ class DatasetMeta:
   def num_classes(self) -> int:
     return len(self.class_names)
 
+  def to_json(self) -> dict:
+    """Plain JSON types, as checkpoints store it next to the config."""
+    return {"class_names": list(self.class_names), "palette": self.palette_K3.tolist(),
+            "ignore_index": self.ignore_index, "eval_canvas": list(self.eval_canvas_HW)}
+
+  @classmethod
+  def from_json(cls, d: dict) -> "DatasetMeta":
+    return cls(class_names=tuple(d["class_names"]),
+               palette_K3=np.asarray(d["palette"], np.uint8).reshape(-1, 3),
+               ignore_index=int(d["ignore_index"]), eval_canvas_HW=tuple(d["eval_canvas"]))
+
 
 def _builder(data_cfg: ml_collections.ConfigDict):
   builder_cls = DATASETS.get(data_cfg.name)
@@ -176,10 +187,4 @@ def _say(message: str) -> None:
 
 
 def meta_of(builder) -> DatasetMeta:
-  md = builder.info.metadata
-  return DatasetMeta(
-      class_names=tuple(md["class_names"]),
-      palette_K3=np.asarray(md["palette"], np.uint8).reshape(-1, 3),
-      ignore_index=int(md["ignore_index"]),
-      eval_canvas_HW=tuple(md["eval_canvas"]),
-  )
+  return DatasetMeta.from_json(builder.info.metadata)

@@ -146,7 +146,7 @@ def _identity(path: str) -> tuple[str, int, int]:
 def _check_cached(path: str, expected: str, name: str, url: str) -> None:
   """A cached file (downloaded, or put there by hand) must match its name's sha256 prefix."""
   identity = _identity(path)
-  if identity in _verified:  # Hashed once per process: assemble and the loader both ask.
+  if identity in _verified:  # Hashed once per process: train and the loader both ask.
     return
   sha = hashlib.sha256()
   with open(path, "rb") as f:
