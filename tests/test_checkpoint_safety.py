@@ -214,7 +214,9 @@ def test_resume_skips_a_damaged_latest_checkpoint_and_never_repeats_a_step(
   out, err = capsys.readouterr()
   warnings = [line for line in err.splitlines() if "warning" in line]
   assert len(warnings) == 1 and f"skipped checkpoint 4 in {workdir}" in warnings[0]
-  assert bad in warnings[0] and "Unterminated string" in warnings[0]
+  # json's own reason follows; its wording depends on where the cut lands in the
+  # config, which holds the (test-specific) workdir path.
+  assert f"{bad} is damaged (" in warnings[0]
   assert "resuming from step 2" in out
   # The damaged checkpoint is kept aside, not deleted; step 4 is trained again.
   moved = os.path.join(workdir, "checkpoints_damaged", "4", "config", "metadata")

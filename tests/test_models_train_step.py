@@ -34,7 +34,18 @@ def _free_memory():
   gc.collect()
 
 
-@pytest.mark.parametrize("name", model_names())
+# ResNet-101 models differ from their ResNet-50 twins only in layer3's block count
+# (their shapes and parameter counts are pinned in test_models_zoo); compiling them
+# here cost CI minutes and caught nothing the ResNet-50 steps do not.
+STEPPED = [n for n in model_names() if not n.endswith("resnet101")]
+
+
+def test_every_model_is_stepped_or_a_deeper_twin_of_one():
+  for name in set(model_names()) - set(STEPPED):
+    assert name.replace("resnet101", "resnet50") in STEPPED, name
+
+
+@pytest.mark.parametrize("name", STEPPED)
 def test_one_sharded_train_step(name):
   cfg = build_config("demo", [f"model.name={name}", "model.width=4", "model.depth=2",
                               "model.fc_channels=64", "model.head_channels=64",
