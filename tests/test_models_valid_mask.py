@@ -138,4 +138,6 @@ def test_all_true_mask_changes_nothing():
   x = small_input()
   variables = jax.jit(lambda: model.init(KEY, x, train=False))()
   run = jax.jit(lambda valid: model.apply(variables, x, train=False, valid_BHW=valid)[0])
-  np.testing.assert_allclose(run(jnp.ones((1, 64, 64), bool)), run(None), rtol=1e-4, atol=1e-4)
+  # Two programs, two fusions: float32 rounding through an untrained ResNet reaches ~1e-4;
+  # a wrong mask would move logits by O(1).
+  np.testing.assert_allclose(run(jnp.ones((1, 64, 64), bool)), run(None), rtol=1e-3, atol=1e-3)
