@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxseg.models.registry import MODELS
 from jaxseg.models.fcn import Segmentor, aux_head, head_kwargs
-from jaxseg.models.layers import batch_norm, conv2d, global_mean, resize_bilinear
+from jaxseg.models.layers import batch_norm, conv2d, global_mean, mask_to, resize_to_stride
 from jaxseg.models.resnet import resnet_from_config
 
 # Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
@@ -45,6 +45,7 @@ class ASPP(_HeadBase):
 
   @nn.compact
   def __call__(self, x, *, train: bool, valid_BHW=None):
+    x = mask_to(x, valid_BHW, self.stride)  # The atrous convs then read zeros past the edge.
     branches = [self.conv_bn_relu(x, self.features, 1, train, "convs_0_0", "convs_0_1")]
     for i, rate in enumerate(self.rates, start=1):
       branches.append(self.conv_bn_relu(x, self.features, 3, train, f"convs_{i}_0",
@@ -74,7 +75,7 @@ class DeepLabHead(_HeadBase):
     common = dict(kernel_init=self.kernel_init, bn_momentum=self.bn_momentum, dtype=self.dtype)
     x = ASPP(rates=self.rates, dropout=self.aspp_dropout, stride=self.output_stride,
              name="aspp", **common)(features["layer4"], train=train, valid_BHW=valid_BHW)
-    x = self.conv_bn_relu(x, 256, 3, train, "conv", "bn")
+    x = self.conv_bn_relu(mask_to(x, valid_BHW, self.output_stride), 256, 3, train, "conv", "bn")
     return conv2d(self.num_classes, 1, use_bias=True,
                   init=self.classifier_init or self.kernel_init, dtype=self.dtype, name="cls")(x)
 
@@ -97,10 +98,10 @@ class DeepLabV3PlusHead(_HeadBase):
              name="aspp", **common)(features["layer4"], train=train, valid_BHW=valid_BHW)
     low = features["layer1"]
     low = self.conv_bn_relu(low, self.low_level_features, 1, train, "reduce_conv", "reduce_bn")
-    x = resize_bilinear(x, low.shape[1:3])
-    x = jnp.concatenate([x, low], axis=-1)
+    x = resize_to_stride(x, valid_BHW, self.output_stride, low.shape[1:3], 4).astype(low.dtype)
+    x = mask_to(jnp.concatenate([x, low], axis=-1), valid_BHW, 4)  # layer1 is at stride 4.
     x = self.conv_bn_relu(x, 256, 3, train, "fuse1_conv", "fuse1_bn")
-    x = self.conv_bn_relu(x, 256, 3, train, "fuse2_conv", "fuse2_bn")
+    x = self.conv_bn_relu(mask_to(x, valid_BHW, 4), 256, 3, train, "fuse2_conv", "fuse2_bn")
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return conv2d(self.num_classes, 1, use_bias=True,
                   init=self.classifier_init or self.kernel_init, dtype=self.dtype, name="cls")(x)

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models.registry import MODELS
-from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, resize_bilinear
-from jaxseg.models.resnet import resnet_from_config
+from jaxseg.models.layers import (batch_norm, compute_dtype, conv2d, kernel_init, mask_to,
+                                  resize_bilinear)
+from jaxseg.models.resnet import feature_stride, resnet_from_config
 from jaxseg.models.zoo_config import check_choice
 
 
@@ -29,12 +30,12 @@ class FCNHead(nn.Module):
   bn_momentum: float
   dtype: Any
   classifier_init: Callable | None = None  # The 1x1 classifier's; None = kernel_init.
+  stride: int = 8  # Of `feature`, to place `valid_BHW` on its grid.
 
   @nn.compact
   def __call__(self, features: dict[str, jax.Array], *, train: bool,
                valid_BHW=None) -> jax.Array:
-    del valid_BHW  # No global pooling: padding only reaches it through the convs.
-    x = features[self.feature]
+    x = mask_to(features[self.feature], valid_BHW, self.stride)
     x = conv2d(x.shape[-1] // 4, 3, init=self.kernel_init, dtype=self.dtype, name="conv")(x)
     x = nn.relu(batch_norm(train=train, momentum=self.bn_momentum, dtype=self.dtype,
                            name="bn")(x))
@@ -52,9 +53,10 @@ class Segmentor(nn.Module):
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, *, train: bool, valid_BHW: jax.Array | None = None):
-    """`valid_BHW` (bool, input resolution) marks real pixels: pooled branches skip the rest."""
+    """`valid_BHW` (bool, input resolution) marks the real pixels of a top-left-padded
+    canvas: the valid features and logits are then the unpadded image's (`layers.mask_to`)."""
     H, W = x_BHWC.shape[1:3]
-    features = self.backbone(x_BHWC, train=train)
+    features = self.backbone(x_BHWC, train=train, valid_BHW=valid_BHW)
     # Upsample in float32: the logits feed a float32 softmax at full resolution.
     logits_BHWC = resize_bilinear(
         self.classifier(features, train=train, valid_BHW=valid_BHW).astype(jnp.float32),
@@ -62,7 +64,8 @@ class Segmentor(nn.Module):
     aux = {}
     if self.aux_classifier is not None:
       aux["aux_logits"] = resize_bilinear(
-          self.aux_classifier(features, train=train).astype(jnp.float32), (H, W))
+          self.aux_classifier(features, train=train, valid_BHW=valid_BHW).astype(jnp.float32),
+          (H, W))
     return logits_BHWC, aux
 
 
@@ -78,7 +81,8 @@ def aux_head(cfg, num_classes: int) -> FCNHead | None:
   """torchvision's aux_classifier (FCNHead on layer3), or None when `aux_head` is off."""
   if not cfg.aux_head:
     return None
-  return FCNHead(num_classes, feature="layer3", dropout=cfg.dropout, **head_kwargs(cfg))
+  return FCNHead(num_classes, feature="layer3", dropout=cfg.dropout,
+                 stride=feature_stride("layer3", cfg.output_stride), **head_kwargs(cfg))
 
 
 def _fcn_resnet(depth: int):
@@ -86,7 +90,7 @@ def _fcn_resnet(depth: int):
     return Segmentor(
         backbone=resnet_from_config(cfg, depth),
         classifier=FCNHead(num_classes, feature="layer4", dropout=cfg.dropout,
-                           **head_kwargs(cfg)),
+                           stride=cfg.output_stride, **head_kwargs(cfg)),
         aux_classifier=aux_head(cfg, num_classes))
   return build
 

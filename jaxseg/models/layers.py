@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from jaxseg import resample
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -100,3 +102,32 @@ def global_mean(x_BHWC: jax.Array, valid_BHW: jax.Array | None, stride: int) -> 
   # An all-padding example (none in practice) pools to zeros instead of NaN.
   count = jnp.maximum(jnp.sum(weight_BHW1, axis=(1, 2), keepdims=True), 1)
   return (total / count).astype(x_BHWC.dtype)
+
+
+def mask_to(x_BHWC: jax.Array, valid_BHW: jax.Array | None, stride: int) -> jax.Array:
+  """`x` with every feature outside the real pixels (at `stride`) set to 0; `x` when no mask.
+
+  Applied before each conv wider than 1x1 (and each max-pool), it makes a
+  network on a top-left-padded canvas compute, on the valid ceil(H/s) x ceil(W/s)
+  grid, exactly what it computes on the unpadded image: past the edge every such
+  conv then reads zeros, as torch's zero padding of the unpadded image gives.
+  """
+  if valid_BHW is None:
+    return x_BHWC
+  keep_BHW1 = valid_at_stride(valid_BHW, stride, x_BHWC.shape[1:3])[..., None]
+  return jnp.where(keep_BHW1, x_BHWC, jnp.zeros((), x_BHWC.dtype))
+
+
+def resize_to_stride(x_BHWC: jax.Array, valid_BHW: jax.Array | None, stride: int,
+                     size_hw: tuple[int, int], out_stride: int) -> jax.Array:
+  """Bilinear resize of a stride-`stride` map to the `size_hw` grid of `out_stride`.
+
+  With a mask, each example's valid ceil(H/stride) grid goes to its own
+  ceil(H/out_stride) grid, as the unpadded image's resize does (the scale of
+  that resize depends on the image size, so a whole-canvas resize differs).
+  """
+  if valid_BHW is None:
+    return resize_bilinear(x_BHWC, size_hw)
+  size_B2 = jnp.stack([valid_BHW[:, :, 0].sum(1), valid_BHW[:, 0, :].sum(1)], axis=-1)
+  ceil_div = lambda s: -(-size_B2 // s)
+  return resample.resize_within(x_BHWC, ceil_div(stride), ceil_div(out_stride), size_hw)

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 
 from jaxseg.models.deeplab import ASPP_RATES
 from jaxseg.models.fcn import Segmentor, head_kwargs
-from jaxseg.models.layers import batch_norm, global_mean, resize_bilinear
+from jaxseg.models.layers import batch_norm, global_mean, mask_to, resize_to_stride
 from jaxseg.models.registry import MODELS
-from jaxseg.models.resnet import resnet_from_config
+from jaxseg.models.resnet import feature_stride, resnet_from_config
 
 
 class ConvModule(nn.Module):
@@ -98,17 +98,18 @@ class MMSegFCNHead(_DecodeHead):
   feature: str = "layer4"  # in_index 3; the auxiliary head reads layer3 (in_index 2).
   num_convs: int = 2
   concat_input: bool = True
+  stride: int = 8  # Of `feature`, to place `valid_BHW` on its grid.
 
   @nn.compact
   def __call__(self, features: dict[str, jax.Array], *, train: bool,
                valid_BHW=None) -> jax.Array:
-    del valid_BHW  # No global pooling.
-    x = features[self.feature]
+    mask = lambda x: mask_to(x, valid_BHW, self.stride)  # Before every 3x3: see mask_to.
+    x = mask(features[self.feature])
     y = x
     for i in range(self.num_convs):
-      y = self.conv_module(y, self.channels, 3, train, f"convs_{i}")
+      y = self.conv_module(mask(y) if i else y, self.channels, 3, train, f"convs_{i}")
     if self.concat_input:
-      y = self.conv_module(jnp.concatenate([x, y], axis=-1), self.channels, 3, train,
+      y = self.conv_module(jnp.concatenate([x, mask(y)], axis=-1), self.channels, 3, train,
                            "conv_cat")
     return self.cls_seg(y, train)
 
@@ -129,7 +130,8 @@ class MMSegASPPHead(_DecodeHead):
   @nn.compact
   def __call__(self, features: dict[str, jax.Array], *, train: bool,
                valid_BHW=None) -> jax.Array:
-    x = features["layer4"]
+    mask = lambda x, stride=self.output_stride: mask_to(x, valid_BHW, stride)
+    x = mask(features["layer4"])  # The dilated branches then read zeros past the edge.
     # image_pool = (AdaptiveAvgPool2d(1), ConvModule): its ConvModule is index 1.
     pooled = global_mean(x, valid_BHW, self.output_stride)  # Padding never counts.
     pooled = self.conv_module(pooled, self.channels, 1, train, "image_pool_1")
@@ -144,13 +146,14 @@ class MMSegASPPHead(_DecodeHead):
       else:
         branches.append(self.conv_module(x, self.channels, 3, train, f"aspp_modules_{i}",
                                          dilation=dilation))
-    y = self.conv_module(jnp.concatenate(branches, axis=-1), self.channels, 3, train,
+    y = self.conv_module(mask(jnp.concatenate(branches, axis=-1)), self.channels, 3, train,
                          "bottleneck")
-    if self.separable:
+    if self.separable:  # layer1 is at stride 4.
       c1 = self.conv_module(features["layer1"], self.c1_channels, 1, train, "c1_bottleneck")
-      y = jnp.concatenate([resize_bilinear(y, c1.shape[1:3]).astype(c1.dtype), c1], axis=-1)
+      y = resize_to_stride(y, valid_BHW, self.output_stride, c1.shape[1:3], 4).astype(c1.dtype)
+      y = mask(jnp.concatenate([y, c1], axis=-1), 4)
       y = self.separable_module(y, self.channels, 3, train, "sep_bottleneck_0")
-      y = self.separable_module(y, self.channels, 3, train, "sep_bottleneck_1")
+      y = self.separable_module(mask(y, 4), self.channels, 3, train, "sep_bottleneck_1")
     return self.cls_seg(y, train)
 
 
@@ -159,7 +162,8 @@ def mmseg_aux_head(cfg, num_classes: int) -> MMSegFCNHead | None:
   if not cfg.aux_head:
     return None
   return MMSegFCNHead(num_classes, feature="layer3", channels=cfg.head_channels // 2, num_convs=1,
-                      concat_input=False, dropout=cfg.dropout, **head_kwargs(cfg))
+                      concat_input=False, dropout=cfg.dropout,
+                      stride=feature_stride("layer3", cfg.output_stride), **head_kwargs(cfg))
 
 
 def _mmseg_segmentor(depth: int, head: str):
@@ -167,7 +171,7 @@ def _mmseg_segmentor(depth: int, head: str):
     backbone = resnet_from_config(cfg, depth)  # Validates output_stride first.
     if head == "fcn":
       decode_head = MMSegFCNHead(num_classes, channels=cfg.head_channels, dropout=cfg.dropout,
-                                 **head_kwargs(cfg))
+                                 stride=cfg.output_stride, **head_kwargs(cfg))
     else:  # mmseg's D8 dilations (1, 12, 24, 36); (1, 6, 12, 18) at D16, as its default.
       decode_head = MMSegASPPHead(num_classes, channels=cfg.head_channels, dropout=cfg.dropout,
                                   dilations=(1, *ASPP_RATES[cfg.output_stride]),

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init
+from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, mask_to
 from jaxseg.models.zoo_config import check_choice
 
 # depth -> (block, blocks per stage), as torchvision's resnet18 ... resnet152.
@@ -29,6 +29,11 @@ DILATE = {32: (False, False, False), 16: (False, False, True), 8: (False, True, 
 
 # Stride of each exposed feature at output stride 32; dilation caps it at the output stride.
 FEATURE_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+
+
+def feature_stride(name: str, output_stride: int) -> int:
+  """The stride of backbone feature `name` of a ResNet at `output_stride`."""
+  return min(FEATURE_STRIDES[name], output_stride)
 
 
 class _Block(nn.Module):
@@ -61,11 +66,12 @@ class BasicBlock(_Block):
   expansion: ClassVar[int] = 1
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, valid_BHW=None, in_stride: int = 1):
     # torchvision refuses dilation here; like mmsegmentation, dilate only conv1.
-    y = self._conv(self.planes, 3, "conv1", self.stride, self.dilation)(x)
+    y = self._conv(self.planes, 3, "conv1", self.stride, self.dilation)(
+        mask_to(x, valid_BHW, in_stride))
     y = nn.relu(self._bn(train, "bn1")(y))
-    y = self._conv(self.planes, 3, "conv2")(y)
+    y = self._conv(self.planes, 3, "conv2")(mask_to(y, valid_BHW, in_stride * self.stride))
     y = self._bn(train, "bn2", zero_scale=True)(y)
     return nn.relu(y + self._shortcut(x, train))
 
@@ -75,10 +81,11 @@ class Bottleneck(_Block):
   expansion: ClassVar[int] = 4
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, valid_BHW=None, in_stride: int = 1):
     y = self._conv(self.planes, 1, "conv1")(x)
     y = nn.relu(self._bn(train, "bn1")(y))
-    y = self._conv(self.planes, 3, "conv2", self.stride, self.dilation)(y)
+    y = self._conv(self.planes, 3, "conv2", self.stride, self.dilation)(
+        mask_to(y, valid_BHW, in_stride))
     y = nn.relu(self._bn(train, "bn2")(y))
     y = self._conv(self.planes * 4, 1, "conv3")(y)
     y = self._bn(train, "bn3", zero_scale=True)(y)
@@ -97,7 +104,12 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BHWC, *, train: bool) -> dict[str, jax.Array]:
+  def __call__(self, x_BHWC, *, train: bool, valid_BHW=None) -> dict[str, jax.Array]:
+    """`valid_BHW` (real pixels of a top-left-padded canvas) makes the valid features
+    those of the unpadded image: see `layers.mask_to`. 1x1 stride-1 convs, BN,
+    ReLU and residual sums act per position, so only wider ops need the mask; the
+    1x1 stride-2 shortcut reads row 2i, inside the image for every valid output.
+    """
     if self.depth not in SPECS:
       raise ValueError(f"ResNet depth={self.depth}; expected one of {sorted(SPECS)}")
     if self.output_stride not in DILATE:
@@ -114,12 +126,15 @@ class ResNet(nn.Module):
     x = x_BHWC.astype(self.dtype)
     if self.deep_stem:  # mmsegmentation's `stem` Sequential: conv, bn, relu x3.
       for i, (features, stride) in enumerate(((32, 2), (32, 1), (64, 1))):
-        x = conv(features, 3, stride, f"stem_{3 * i}")(x)
+        x = conv(features, 3, stride, f"stem_{3 * i}")(mask_to(x, valid_BHW, 1 if i == 0 else 2))
         x = nn.relu(bn(f"stem_{3 * i + 1}")(x))
     else:
-      x = nn.relu(bn("bn1")(conv(64, 7, 2, "conv1")(x)))
+      x = nn.relu(bn("bn1")(conv(64, 7, 2, "conv1")(mask_to(x, valid_BHW, 1))))
     features = {"stem": x}
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    # torch pads the max-pool with -inf; its inputs are post-ReLU (>= 0) and every
+    # window holds a valid one, so zeroed padding changes no valid maximum.
+    x = nn.max_pool(mask_to(x, valid_BHW, 2), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x_stride = 4
 
     # torchvision's _make_layer: a dilated stage keeps stride 1, multiplies the
     # running dilation, and its first block still uses the previous dilation.
@@ -136,7 +151,8 @@ class ResNet(nn.Module):
             dilation=previous_dilation if i == 0 else dilation,
             downsample=i == 0 and (stride != 1 or in_channels != out_channels),
             zero_init_residual=self.zero_init_residual, name=f"layer{stage + 1}_{i}",
-            **common)(x, train=train)
+            **common)(x, train=train, valid_BHW=valid_BHW, in_stride=x_stride)
+        x_stride *= stride if i == 0 else 1
       in_channels = out_channels
       features[f"layer{stage + 1}"] = x
     return features
