@@ -14,6 +14,8 @@ import json
 import os
 import re
 
+from jaxseg.resources import exception_chain
+
 # Files orbax and grain write as JSON (by name, or under array_metadatas/).
 _JSON_NAMES = ("_METADATA", "_sharding", "metadata", "metrics", "_CHECKPOINT_METADATA")
 _LOCAL_FILE = re.compile(r'local file "([^"]+)"')
@@ -34,14 +36,6 @@ class DamagedCheckpointError(CheckpointError):
   def __init__(self, step: int, path: str, reason: str):
     self.step, self.path, self.reason = step, path, reason
     super().__init__(f"checkpoint {step}: {path} is damaged ({reason})")
-
-
-def _chain(exc: BaseException):
-  seen = set()
-  while exc is not None and id(exc) not in seen:
-    seen.add(id(exc))
-    yield exc
-    exc = exc.__cause__ or exc.__context__
 
 
 def _is_json_file(step_dir: str, path: str) -> bool:
@@ -86,7 +80,7 @@ def _reason(chain: list[BaseException]) -> str:
 
 def damaged_file(step_dir: str, exc: BaseException) -> tuple[str, str] | None:
   """(path of the damaged file, reason) if `exc`, raised restoring `step_dir`, is damage."""
-  chain = list(_chain(exc))
+  chain = list(exception_chain(exc))
   reason = _reason(chain)
   if any(isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)) for e in chain):
     bad = _unparsable_json(step_dir)

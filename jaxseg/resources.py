@@ -17,7 +17,7 @@ class OutOfMemoryError(RuntimeError):
   """Device or host memory ran out; the message names the keys to change."""
 
 
-def _chain(exc: BaseException):
+def exception_chain(exc: BaseException):
   """`exc` and every exception it was raised from or while handling."""
   seen = set()
   while exc is not None and id(exc) not in seen:
@@ -28,12 +28,12 @@ def _chain(exc: BaseException):
 
 def disk_full(exc: BaseException) -> bool:
   return any((isinstance(e, OSError) and e.errno == errno.ENOSPC) or _DISK_FULL.search(str(e))
-             for e in _chain(exc))
+             for e in exception_chain(exc))
 
 
 def failed_path(exc: BaseException) -> str | None:
   """The file an I/O error names (OSError.filename, or a path quoted in its text)."""
-  for e in _chain(exc):
+  for e in exception_chain(exc):
     if isinstance(e, OSError) and e.filename:
       return str(e.filename)
     match = _QUOTED_PATH.search(str(e))
@@ -49,7 +49,7 @@ def out_of_memory(exc: BaseException) -> bool:
     return False
   return any(isinstance(e, MemoryError) or (isinstance(e, RuntimeError)
                                              and "RESOURCE_EXHAUSTED" in str(e))
-             for e in _chain(exc))
+             for e in exception_chain(exc))
 
 
 @contextlib.contextmanager
