@@ -83,7 +83,7 @@ def build_segmentor(relative_config: str):
   Weights are torch's default init (no `pretrained` download); every BN gets
   random affine parameters and running statistics so their mapping matters.
   """
-  torch = require("torch")
+  require("torch")
   mmengine = require("mmengine")
   require("mmseg.models")
   from mmengine.registry import init_default_scope
@@ -96,14 +96,9 @@ def build_segmentor(relative_config: str):
   _single_device_norms(cfg.model)
   init_default_scope("mmseg")
   net = MODELS.build(cfg.model)
-  with torch.no_grad():
-    for module in net.modules():
-      if isinstance(module, torch.nn.BatchNorm2d):
-        module.running_mean.uniform_(-0.5, 0.5)
-        module.running_var.uniform_(0.5, 1.5)
-        module.weight.uniform_(0.5, 1.5)
-        module.bias.uniform_(-0.5, 0.5)
-  return net.eval()
+  from tests.torch_reference import randomize_batch_norm  # Needs torch, as this does.
+
+  return randomize_batch_norm(net).eval()
 
 
 def logits(net, x_BCHW):

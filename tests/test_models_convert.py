@@ -175,14 +175,8 @@ def test_torchvision_checkpoint_forward_matches_torch(kind, tmp_path):
   from tests import torch_reference
 
   torch.manual_seed(0)
-  net = torch_reference.segmentation_resnet50(kind, num_classes=21).eval()
-  with torch.no_grad():  # Non-trivial BN statistics, so their mapping is exercised.
-    for module in net.modules():
-      if isinstance(module, torch.nn.BatchNorm2d):
-        module.running_mean.uniform_(-0.5, 0.5)
-        module.running_var.uniform_(0.5, 1.5)
-        module.weight.uniform_(0.5, 1.5)
-        module.bias.uniform_(-0.5, 0.5)
+  net = torch_reference.randomize_batch_norm(
+      torch_reference.segmentation_resnet50(kind, num_classes=21).eval())
   path = str(tmp_path / f"{kind}_resnet50.pth")
   torch.save(net.state_dict(), path)
 

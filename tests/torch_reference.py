@@ -171,3 +171,15 @@ def segmentation_resnet50(kind: str, num_classes: int = 21):
   backbone = resnet50((False, True, True))
   head = FCNHead(2048, num_classes) if kind == "fcn" else DeepLabHead(2048, num_classes)
   return Segmentation(backbone, head, FCNHead(1024, num_classes))
+
+
+def randomize_batch_norm(net: nn.Module) -> nn.Module:
+  """Non-trivial BN statistics and affine params, so a converter's BN mapping is exercised."""
+  with torch.no_grad():
+    for module in net.modules():
+      if isinstance(module, nn.BatchNorm2d):
+        module.running_mean.uniform_(-0.5, 0.5)
+        module.running_var.uniform_(0.5, 1.5)
+        module.weight.uniform_(0.5, 1.5)
+        module.bias.uniform_(-0.5, 0.5)
+  return net
