@@ -18,6 +18,9 @@ from jaxseg.models import model_names
 from jaxseg.sharding import global_batch
 from tests.stepkit import build_step
 
+# That a sharded step trains every model holds for any random bits: rbg keys compile faster.
+pytestmark = pytest.mark.usefixtures("rbg_keys")
+
 NUM_CLASSES = 5
 SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
 # Models with an auxiliary head (on by default, model.aux_head=True), trained with
@@ -38,8 +41,14 @@ def _free_memory():
 # (their shapes and parameter counts are pinned in test_models_zoo); compiling them
 # here cost CI minutes and caught nothing the ResNet-50 steps do not.
 # Likewise torchvision's DeepLabV3 is DeepLabV3+ without the decoder: the same ASPP
-# module and backbone, stepped in deeplabv3plus_resnet50.
-COVERED_BY = {"deeplabv3_resnet50": "deeplabv3plus_resnet50"}
+# module and backbone, stepped in deeplabv3plus_resnet50. And mmseg's DeepLabV3 is
+# the MMSegASPPHead of mmseg_deeplabv3plus_resnet50 with `separable` off: its dilated
+# branches are the plain ConvModules stepped in mmseg_fcn_resnet50, with the same
+# backbone and aux head. FCN-32s and FCN-16s are FCN-8s (one FCNVGG) with fewer of
+# its skips: its step trains the same VGG, score_fr and the pool4 skip, and pool3's.
+COVERED_BY = {"deeplabv3_resnet50": "deeplabv3plus_resnet50",
+              "mmseg_deeplabv3_resnet50": "mmseg_deeplabv3plus_resnet50",
+              "fcn32s": "fcn8s", "fcn16s": "fcn8s"}
 STEPPED = [n for n in model_names() if not n.endswith("resnet101") and n not in COVERED_BY]
 
 

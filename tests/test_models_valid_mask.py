@@ -14,7 +14,9 @@ from jaxseg.models.mmseg_heads import MMSegASPPHead, MMSegFCNHead
 from jaxseg.models.resnet import ResNet
 from jaxseg.models.zoo_config import zoo_defaults
 
-KEY = jax.random.PRNGKey(0)
+# `rbg` keys: XLA:CPU compiles a ResNet init from them ~3x faster than from the default
+# threefry keys, and what is checked here (masking) holds for any weights.
+KEY = jax.random.key(0, impl="rbg")
 
 
 def model_cfg(name, **overrides):

@@ -11,6 +11,9 @@ from jaxseg.config import build_config
 from jaxseg.sharding import global_batch
 from tests.stepkit import NUM_CLASSES, build_step
 
+# What these check holds for any random bits; rbg keys compile the U-Net init ~5x faster.
+pytestmark = pytest.mark.usefixtures("rbg_keys")
+
 
 def _batch(n=16, size=32):
   rng = np.random.default_rng(0)
