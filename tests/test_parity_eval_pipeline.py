@@ -3,8 +3,9 @@
 For FCN, DeepLabV3 and DeepLabV3+ R50-D8, mmseg's model is built from its
 shipped VOC config with random weights (random BN statistics), saved as an
 mmseg checkpoint and loaded into the recipe's jaxseg model through
-`model.weights` (the converter). Three VOC-sized JPEGs (500x375, 375x500,
-500x333, decoded once, both sides get the same pixels) go through
+`model.weights` (the converter). Two VOC-sized JPEGs, one landscape and one
+portrait (500x375, 375x500: each resized to a canvas bucket it does not fill, and
+each resized back; decoded once, both sides get the same pixels) go through
 `mmseg.apis.inference_model` (its test pipeline: Resize(2048, 512, keep_ratio),
 SegDataPreProcessor, whole inference, postprocess) and through jaxseg's real
 evaluation (`pipeline.eval_batches` -> `evaluate.make_eval_step` ->
@@ -45,7 +46,7 @@ RECIPES = {  # jaxseg experiment -> mmseg 1.2.2's shipped config of the same rec
     "voc_deeplabv3": "deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py",
     "voc_deeplabv3plus": "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py",
 }
-SIZES_WH = [(500, 375), (375, 500), (500, 333)]  # VOC's usual shapes, width x height.
+SIZES_WH = [(500, 375), (375, 500)]  # VOC's usual shapes, width x height.
 
 
 def _jpegs():
