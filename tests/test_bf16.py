@@ -1,8 +1,8 @@
 """bf16 compute stays within bf16 tolerance of float32: the numerics guard for speed work.
 
 Params are float32 in both runs (only `model.dtype`, the compute dtype, changes),
-so the same seed gives the same initial params and the two runs differ only by
-bf16 rounding in the forward and backward passes.
+so the same seed gives the same initial params (the ResNet forward shares one
+init) and the two runs differ only by bf16 rounding in the forward and backward passes.
 """
 
 import jax
@@ -36,12 +36,13 @@ def test_smoke_loss_curve_bf16_matches_float32():
   np.testing.assert_allclose(bf16, f32, rtol=0.05)
 
 
-def _resnet_logits(dtype: str, image_BHWC):
+def _resnet(dtype: str):
   cfg = build_config("demo", ["model.name=fcn_resnet50", f"model.dtype={dtype}"])
-  model = build_model(cfg.model, NUM_CLASSES)
-  # One device: this is about numerics, and compiling ResNet-50 for 8 fake devices is slow.
-  variables = model.init({"params": jax.random.key(0)}, image_BHWC[:1].astype(np.float32),
-                         train=False)
+  return cfg, build_model(cfg.model, NUM_CLASSES)
+
+
+def _resnet_logits(dtype: str, image_BHWC, variables):
+  cfg, model = _resnet(dtype)
 
   @jax.jit
   def forward(variables, image):
@@ -58,7 +59,13 @@ def _resnet_logits(dtype: str, image_BHWC):
 
 def test_resnet_forward_bf16_matches_float32():
   image = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
-  (f32, f32_aux), (bf16, bf16_aux) = _resnet_logits("float32", image), _resnet_logits("bfloat16", image)
+  # One init for both: params are float32 whatever the compute dtype (test_models_zoo
+  # checks the bf16 model's own init), and one device: this is about numerics, and
+  # compiling ResNet-50 for 8 fake devices is slow.
+  _, model = _resnet("float32")
+  variables = model.init({"params": jax.random.key(0)}, image[:1].astype(np.float32), train=False)
+  (f32, f32_aux), (bf16, bf16_aux) = (_resnet_logits("float32", image, variables),
+                                      _resnet_logits("bfloat16", image, variables))
   assert f32.dtype == bf16.dtype == np.float32  # Logits leave the model in float32.
   for a, b in ((f32, bf16), (f32_aux, bf16_aux)):
     # ~50 bf16 layers give about 1%; a dropped cast or a wrong dtype would be O(1).
