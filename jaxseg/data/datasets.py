@@ -22,10 +22,30 @@ from jaxseg.data.builders.registry import DATASETS
 # Re-exported: callers catch them as `datasets.DatasetError`.
 from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401
 from jaxseg.registry import unknown_name_message
+from jaxseg.sections import Section
 
 
 class SplitError(ConfigError):
   """data.train_split or data.eval_split names no split of the prepared dataset (exit 2)."""
+
+
+# The `data` section (jaxseg/sections.py).
+SECTION = Section("data", shared={
+    "name": "shapes",  # A registered dataset (python run.py --list).
+    "config": "",  # Builder config, e.g. '2012_aug' for voc_seg.
+    "dir": "~/tensorflow_datasets",  # Where prepared ArrayRecord files live.
+    "manual_dir": "",  # Where manually downloaded archives are ('' = <dir>/downloads/manual).
+    "train_split": "train",
+    "eval_split": "validation",
+    "worker_count": 0,  # grain worker processes (0 = read in the main process).
+    "shuffle_seed": 0,
+    # voc_seg: fetch archives missing from manual_dir from their URLs (False: fail at
+    # once, naming the file to put there; offline machines never wait on a download).
+    "download": False,
+    "folder_root": "",  # folder: root of images/<split>/, labels/<split>/, classes.txt.
+    # folder: RGB colour labels map this colour to the ignore index 255 (() = none).
+    "folder_ignore_rgb": (255, 255, 255),
+}, choices=())
 
 
 def dataset_names() -> list[str]:

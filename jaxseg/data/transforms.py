@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxseg.checks import Checker
 from jaxseg.registry import Registry
+from jaxseg.sections import Section
 
 Example = dict[str, np.ndarray]
 Op = Callable[[Example, np.random.Generator], Example]
@@ -268,6 +269,35 @@ class Compose:
 
   def __repr__(self) -> str:
     return f"Compose({self.ops!r})"
+
+
+# The `augment` section (jaxseg/sections.py).
+SECTION = Section("augment", shared={
+    "preset": "flip",  # A registered augmentation preset.
+    "crop_size": (64, 64),  # (H, W) of training crops.
+    "flip_prob": 0.5,  # Horizontal flip probability (presets with a flip).
+    # Crops pad labels with the ignore index and images with 'zero' or 'mean' (the mean
+    # colour, which normalises to 0 on device, as mmseg's pad-after-normalise does).
+    "image_pad": "zero",
+    # Re-draw a crop (up to 10 times, mmseg) while one class covers >= this fraction of
+    # its non-ignore pixels or it holds a single class; 1.0 = off. mmseg's VOC: 0.75.
+    "cat_max_ratio": 1.0,
+    # Rescale presets (scale_crop_flip, voc): a ratio drawn uniformly from scale_range,
+    # applied to base_size=(long, short) mmseg-style (fit inside base_size*ratio, aspect
+    # kept), or to the image's own size when base_size=().
+    "scale_range": (0.5, 2.0),
+    "base_size": (2048, 512),
+    # Photometric distortion (voc always; scale_crop_flip when photometric=True), mmseg's
+    # PhotoMetricDistortion: each part with p=0.5; hue_delta in OpenCV units (180 = a turn).
+    "photometric": False,
+    "brightness_delta": 32.0,
+    "contrast_range": (0.5, 1.5),
+    "saturation_range": (0.5, 1.5),
+    "hue_delta": 18,
+    # Normalisation happens on device, on uint8 images, inside the jitted step.
+    "mean": (123.675, 116.28, 103.53),  # ImageNet, in 0-255 units.
+    "std": (58.395, 57.12, 57.375),
+}, choices=())
 
 
 def validate_config(augment_cfg: ml_collections.ConfigDict) -> None:
