@@ -126,7 +126,10 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
 # Keys only some components take are set together with a choice that takes them.
 CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.name=sgd"],
             "model.output_stride": ["model.name=fcn_resnet50"],
-            "model.init": ["model.name=fcn_resnet50"]}
+            "model.init": ["model.name=fcn_resnet50"],
+            "data.folder_ignore_rgb": ["data.name=folder"],
+            **{f"augment.{key}": ["augment.preset=scale_crop_flip"]
+               for key in ("scale_range", "base_size", "contrast_range", "hue_delta")}}
 
 
 # One bad value per kind of check, in every section; each fails at load naming its key.

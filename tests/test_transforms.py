@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
+from experiments import _voc
 from jaxseg.config import build_config
 from jaxseg.data import transforms as T
 from jaxseg.registry import UnknownNameError
@@ -112,7 +113,7 @@ def test_crop_larger_than_the_image_keeps_it_whole_and_pad_comes_last():
   out = T.random_crop(example, np.random.default_rng(0), (72, 90), 255)
   assert out["label"].shape == (H, W)  # mmseg's RandomCrop: no padding inside the crop.
   for preset in ("none", "flip", "voc"):
-    ops = T.AUGMENTATIONS.get(preset)(_augment_cfg(), 255)
+    ops = T.build_augment(_augment_cfg(f"augment.preset={preset}"), 255).ops
     assert ops[-1].func is T.pad and all(op.func is not T.pad for op in ops[:-1])
 
 
@@ -191,7 +192,8 @@ def test_flip_preset_draws_like_the_original():
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_are_deterministic_per_seed_and_picklable(preset):
-  cfg = _augment_cfg(f"augment.preset={preset}", "augment.photometric=true")
+  photometric = ["augment.photometric=true"] if preset == "scale_crop_flip" else []
+  cfg = _augment_cfg(f"augment.preset={preset}", *photometric)
   aug = T.build_augment(cfg, 255)
   clone = pickle.loads(pickle.dumps(aug))
   example = _coord_example()
@@ -204,8 +206,7 @@ def test_presets_are_deterministic_per_seed_and_picklable(preset):
 
 
 def test_mmseg_voc_values_fit_the_config():
-  cfg = build_config("demo").augment
-  cfg.update(T.mmseg_voc_augment())
+  cfg = T.SECTION.config(**_voc.mmseg_voc_augment())
   out = T.build_augment(cfg, 255)({"image": np.zeros((375, 500, 3), np.uint8),
                                    "label": np.zeros((375, 500), np.uint8)},
                                   np.random.default_rng(0))
