@@ -14,6 +14,7 @@ import pytest
 from experiments import _voc
 from jaxseg.config import ConfigError, build_config, config_from_checkpoint, flat_dict
 from jaxseg.data import datasets
+from jaxseg.data import augment as A
 from jaxseg.data import transforms as T
 
 # A value other than the default for every key a preset may take.
@@ -58,12 +59,12 @@ def test_a_typo_lists_the_closest_keys():
 
 
 def test_section_keys_are_the_shared_ones_and_the_chosen_members():
-  assert set(T.SECTION.config(preset="none")) == {"preset", "crop_size", "mean", "std",
+  assert set(A.SECTION.config(preset="none")) == {"preset", "crop_size", "mean", "std",
                                                   "cat_max_ratio", "image_pad"}
-  assert set(T.SECTION.config(preset="flip")) == set(T.SECTION.config(preset="none")) | {
+  assert set(A.SECTION.config(preset="flip")) == set(A.SECTION.config(preset="none")) | {
       "flip_prob"}
-  assert set(T.SECTION.config(preset="voc")) | {"photometric"} == set(
-      T.SECTION.config(preset="scale_crop_flip"))
+  assert set(A.SECTION.config(preset="voc")) | {"photometric"} == set(
+      A.SECTION.config(preset="scale_crop_flip"))
   shared = set(datasets.SECTION.shared)
   assert set(datasets.SECTION.config(name="shapes")) == shared
   assert set(datasets.SECTION.config(name="voc_seg")) == shared | {"download"}
@@ -71,32 +72,32 @@ def test_section_keys_are_the_shared_ones_and_the_chosen_members():
                                                                   "folder_ignore_rgb"}
 
 
-@pytest.mark.parametrize("preset", T.AUGMENTATIONS.names())
+@pytest.mark.parametrize("preset", A.AUGMENTATIONS.names())
 def test_every_preset_builds_from_its_section_alone(preset):
-  section = T.SECTION.config(preset=preset, crop_size=(16, 24))
+  section = A.SECTION.config(preset=preset, crop_size=(16, 24))
   rng = np.random.default_rng(0)
   example = {"image": rng.integers(0, 256, (30, 20, 3), dtype=np.uint8),
              "label": rng.integers(0, 3, (30, 20), dtype=np.uint8)}
-  out = T.build_augment(section, 255)(example, rng)
+  out = A.build_augment(section, 255)(example, rng)
   assert out["image"].shape == (16, 24, 3) and out["label"].shape == (16, 24)
 
 
-@pytest.mark.parametrize("preset", T.AUGMENTATIONS.names())
+@pytest.mark.parametrize("preset", A.AUGMENTATIONS.names())
 def test_every_key_a_preset_takes_changes_what_it_builds(preset):
   """A declared key the preset never read would leave its ops unchanged."""
-  own = T.AUGMENTATIONS.params(preset)
+  own = A.AUGMENTATIONS.params(preset)
   base = {"photometric": True} if "photometric" in own else {}  # Photometric keys act then.
-  built = repr(T.build_augment(T.SECTION.config(preset=preset, **base), 255))
+  built = repr(A.build_augment(A.SECTION.config(preset=preset, **base), 255))
   for key in own:
-    changed = T.SECTION.config(preset=preset, **dict(base, **{key: ALTERNATIVES[key]}))
+    changed = A.SECTION.config(preset=preset, **dict(base, **{key: ALTERNATIVES[key]}))
     if key == "photometric":
-      changed = T.SECTION.config(preset=preset, photometric=False)
-    assert repr(T.build_augment(changed, 255)) != built, f"{preset} ignores augment.{key}"
+      changed = A.SECTION.config(preset=preset, photometric=False)
+    assert repr(A.build_augment(changed, 255)) != built, f"{preset} ignores augment.{key}"
 
 
 def test_mean_reaches_the_mean_padding():
-  section = T.SECTION.config(preset="none", image_pad="mean", mean=(10.0, 20.4, 30.6))
-  pad = T.build_augment(section, 255).ops[-1]
+  section = A.SECTION.config(preset="none", image_pad="mean", mean=(10.0, 20.4, 30.6))
+  pad = A.build_augment(section, 255).ops[-1]
   assert pad.keywords["image_value"] == (10, 20, 31)
 
 
