@@ -32,6 +32,8 @@ def _parse_args(argv):
   p.add_argument("--output", default=None, help="predict: output folder (default: "
                  "<workdir>/predictions)")
   p.add_argument("--list", action="store_true", help="list experiments and registry names")
+  p.add_argument("--print_config", action="store_true",
+                 help="print the run's whole config (experiment, variant, --set) and exit")
   p.add_argument("--debug", action="store_true",
                  help="print the traceback of an error (and library logs) as well")
   p.add_argument("--force", action="store_true",
@@ -44,7 +46,7 @@ def _list() -> None:
   from jaxseg import losses, optim
   from jaxseg.config import experiment_names
   from jaxseg.data.datasets import dataset_names
-  from jaxseg.data.transforms import AUGMENTATIONS
+  from jaxseg.data.augment import AUGMENTATIONS
   from jaxseg.models import model_names
 
   sections = {"experiments": experiment_names(), "models": model_names(),
@@ -140,6 +142,11 @@ def main(argv=None) -> int:
     from jaxseg.config import build_config, run_name
 
     cfg = build_config(args.exp, args.overrides)
+    if args.print_config:
+      from jaxseg.config import flat_dict
+
+      print("\n".join(f"{k} = {v!r}" for k, v in flat_dict(cfg.to_dict()).items()))
+      return 0
     workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
     return _run(args, cfg, workdir, paths)

@@ -1,11 +1,17 @@
-"""Shared defaults. Every key the code reads exists here (or in the experiment)."""
+"""Shared defaults of the run-level sections; the component sections start from their choices.
+
+`data`, `augment`, `model`, `loss` and `optim` are component sections: here they
+hold only their choice keys (`model.name`, ...); the config loader fills in the
+keys the chosen components take, with the defaults of their signatures
+(jaxseg/sections.py), so each component's keys and defaults live with its code.
+`python run.py --exp NAME --print_config` shows a run's whole config.
+"""
 
 from __future__ import annotations
 
 import ml_collections
 
 from jaxseg import losses
-from jaxseg.models.zoo_config import zoo_defaults
 
 # Variant options shared by experiments: `--exp NAME:loss=dice` trains with that loss.
 LOSS_VARIANT = {"loss": set(losses.LOSSES.names())}
@@ -22,96 +28,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.experiment = ""  # Filled in by the loader with 'name[:variant]'.
   c.seed = 0
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "shapes"  # A registered dataset (python run.py --list).
-  c.data.config = ""  # Builder config, e.g. '2012_aug' for voc_seg.
-  c.data.dir = "~/tensorflow_datasets"  # Where prepared ArrayRecord files live.
-  c.data.manual_dir = ""  # Where manually downloaded archives are ('' = <dir>/downloads/manual).
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.worker_count = 0  # grain worker processes (0 = read in the main process).
-  c.data.shuffle_seed = 0
-  # voc_seg: fetch archives missing from manual_dir from their URLs (False: fail at
-  # once, naming the file to put there; offline machines never wait on a download).
-  c.data.download = False
-  c.data.folder_root = ""  # folder: root of images/<split>/, labels/<split>/, classes.txt.
-  # folder: RGB colour labels map this colour to the ignore index 255 (() = none).
-  c.data.folder_ignore_rgb = (255, 255, 255)
-
-  c.augment = ml_collections.ConfigDict()
-  c.augment.preset = "flip"  # A registered augmentation preset.
-  c.augment.crop_size = (64, 64)  # (H, W) of training crops.
-  c.augment.flip_prob = 0.5  # Horizontal flip probability (presets with a flip).
-  # Crops pad labels with the ignore index and images with 'zero' or 'mean' (the mean
-  # colour, which normalises to 0 on device, as mmseg's pad-after-normalise does).
-  c.augment.image_pad = "zero"
-  # Re-draw a crop (up to 10 times, mmseg) while one class covers >= this fraction of
-  # its non-ignore pixels or it holds a single class; 1.0 = off. mmseg's VOC: 0.75.
-  c.augment.cat_max_ratio = 1.0
-  # Rescale presets (scale_crop_flip, voc): a ratio drawn uniformly from scale_range,
-  # applied to base_size=(long, short) mmseg-style (fit inside base_size*ratio, aspect
-  # kept), or to the image's own size when base_size=().
-  c.augment.scale_range = (0.5, 2.0)
-  c.augment.base_size = (2048, 512)
-  # Photometric distortion (voc always; scale_crop_flip when photometric=True), mmseg's
-  # PhotoMetricDistortion: each part with p=0.5; hue_delta in OpenCV units (180 = a turn).
-  c.augment.photometric = False
-  c.augment.brightness_delta = 32.0
-  c.augment.contrast_range = (0.5, 1.5)
-  c.augment.saturation_range = (0.5, 1.5)
-  c.augment.hue_delta = 18
-  # Normalisation happens on device, on uint8 images, inside the jitted step.
-  c.augment.mean = (123.675, 116.28, 103.53)  # ImageNet, in 0-255 units.
-  c.augment.std = (58.395, 57.12, 57.375)
-
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "unet"
-  c.model.dtype = "float32"  # Compute dtype; params and logits stay float32.
-  c.model.width = 16
-  c.model.depth = 3
-  c.model.dropout = 0.0
-  c.model.update(zoo_defaults())  # Backbone/head keys of the ResNet/VGG zoo.
-
-  c.loss = ml_collections.ConfigDict()
-  # Weighted sum of registered losses, 'name:weight,...' (a bare name = weight 1),
-  # validated at config load: e.g. --set loss.terms=cross_entropy:1,dice:0.5
-  c.loss.terms = "cross_entropy"
-  c.loss.aux_weight = 0.4  # Weight of the auxiliary head's loss (same terms), if any.
-  c.loss.class_weights = ()  # Per-class CE weights (torch's weighted mean); () = uniform.
-  # cross_entropy's denominator: True = the non-ignored pixels (their class weights'
-  # sum; torch, mmseg avg_non_ignore=True); False = every pixel of the batch, ignored
-  # ones included (mmseg 1.x's default avg_non_ignore=False; see docs/losses_metrics.md).
-  c.loss.ce_avg_non_ignore = True
-  c.loss.label_smoothing = 0.0  # CE family (cross_entropy, ohem, topk).
-  c.loss.binary = False  # binary_cross_entropy: one foreground logit instead of one-vs-all.
-  c.loss.focal_gamma = 2.0
-  c.loss.focal_alpha = 1.0  # Scales the softmax focal loss (alpha_t = alpha for every class).
-  c.loss.dice_smooth = 1.0  # Added to numerator and denominator of Dice and Tversky.
-  c.loss.dice_mode = "per_class"  # per_class (mean of class Dice) | global (one pooled Dice).
-  c.loss.tversky_alpha = 0.3  # Weight of false positives.
-  c.loss.tversky_beta = 0.7  # Weight of false negatives.
-  c.loss.lovasz_per_image = False  # Lovász per image then mean, or over the whole batch.
-  c.loss.ohem_thresh = 0.7  # Keep pixels whose true-class probability is below this ...
-  c.loss.ohem_min_kept = 100000  # ... but at least this many per image (mmseg semantics).
-  c.loss.topk_ratio = 0.25  # topk: mean CE of this fraction of the hardest valid pixels.
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "sgd"  # sgd | adam | adamw
-  c.optim.lr = 0.01
-  c.optim.momentum = 0.9  # sgd only
-  c.optim.nesterov = False
-  c.optim.b1 = 0.9  # adam/adamw
-  c.optim.b2 = 0.999
-  c.optim.weight_decay = 5e-4
-  c.optim.schedule = "poly"  # poly | cosine | constant, after linear warmup
-  c.optim.poly_power = 0.9
-  c.optim.end_lr = 0.0
-  c.optim.warmup_steps = 0
-  c.optim.clip_grad_norm = 0.0  # Clip gradients to this global norm (0 = off).
-  c.optim.decay_norm_and_bias = True  # False: weight decay on kernels (ndim > 1) only.
-  # Per-parameter-group lr multipliers: ((regex, multiplier), ...) matched with re.search
-  # against '/'-joined param paths (e.g. 'head/Conv_0/kernel'); the first match wins.
-  c.optim.lr_mult = ()
+  # Component sections: their choices; the keys those take come from jaxseg/sections.py.
+  c.data = ml_collections.ConfigDict({"name": "shapes"})  # python run.py --list
+  c.augment = ml_collections.ConfigDict({"preset": "flip"})
+  c.model = ml_collections.ConfigDict({"name": "unet"})
+  c.loss = ml_collections.ConfigDict({"terms": "cross_entropy"})
+  c.optim = ml_collections.ConfigDict({"name": "sgd", "schedule": "poly"})
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 1000

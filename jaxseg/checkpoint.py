@@ -46,11 +46,15 @@ class ResumeConfigError(ConfigError):
 
 
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
-  """{key: (old, new)} for every key whose value differs (compared as JSON)."""
+  """{key: (old, new)} for every key both configs have whose value differs (as JSON).
+
+  A key only one side has is not read by the other's version or choices (a
+  component section holds only its chosen components' keys, and a changed
+  choice is itself a change), so it is no difference of the run.
+  """
   # Through JSON both ways, so tuples and lists (and ints and floats) compare alike.
   old, new = (flat_dict(json.loads(json.dumps(c))) for c in (old, new))
-  return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-          if old.get(k) != new.get(k)}
+  return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
 
 
 def check_resume_config(old: dict, new: dict) -> dict[str, tuple]:

@@ -43,7 +43,11 @@ def _bounds(min=None, max=None, above=None, below=None) -> tuple[str, callable]:
 
 
 class Checker:
-  """`Checker(cfg.train, 'train').count('steps')` raises if train.steps < 1."""
+  """`Checker(cfg.train, 'train').count('steps')` raises if train.steps < 1.
+
+  `optional=True`: a key only some choices take (jaxseg/sections.py) is checked
+  when the section has it.
+  """
 
   def __init__(self, section: ml_collections.ConfigDict, name: str):
     self.section, self.name = section, name
@@ -53,29 +57,38 @@ class Checker:
     shown = tuple(value) if isinstance(value, list) else value
     raise ValueError(f"{self.name}.{key}={shown!r}: expected {expected}")
 
-  def count(self, key: str, min: int = 1, max: int | None = None) -> None:
+  def count(self, key: str, min: int = 1, max: int | None = None, optional: bool = False) -> None:
     """An int >= `min` (and <= `max`)."""
+    if optional and key not in self.section:
+      return
     value = self.section[key]
     if not _is_int(value) or value < min or (max is not None and value > max):
       self.fail(key, f"an int >= {min}" + (f" and <= {max}" if max is not None else ""))
 
-  def number(self, key: str, **bounds) -> None:
+  def number(self, key: str, optional: bool = False, **bounds) -> None:
     """A number within `bounds` (min/max inclusive, above/below exclusive)."""
+    if optional and key not in self.section:
+      return
     text, ok = _bounds(**bounds)
     value = self.section[key]
     if not _is_number(value) or not ok(value):
       self.fail(key, f"a number {text}")
 
-  def choice(self, key: str, choices: Iterable[str], kind: str = "") -> None:
+  def choice(self, key: str, choices: Iterable[str], kind: str = "", optional: bool = False) -> None:
     """One of `choices`; a typo lists the closest ones."""
+    if optional and key not in self.section:
+      return
     value, choices = self.section[key], list(choices)
     if value not in choices:
       message = unknown_name_message(kind or "value", str(value), choices)
       raise ValueError(f"{self.name}.{key}={value!r}: {message}")
 
-  def ints(self, key: str, lengths: Container[int], what: str, **bounds) -> None:
+  def ints(self, key: str, lengths: Container[int], what: str, optional: bool = False,
+           **bounds) -> None:
     """A tuple of ints, as many as one of `lengths`, each within `bounds`;
     `what` says all of that in words for the message."""
+    if optional and key not in self.section:
+      return
     _, ok = _bounds(**bounds)
     value = self.section[key]
     if (not isinstance(value, (tuple, list)) or len(value) not in lengths
@@ -83,9 +96,11 @@ class Checker:
       self.fail(key, what)
 
   def numbers(self, key: str, lengths: Container[int], what: str, ordered: bool = False,
-              **bounds) -> None:
+              optional: bool = False, **bounds) -> None:
     """A tuple of numbers, as many as one of `lengths`, each within `bounds`, and
     non-decreasing if `ordered` (a (low, high) range); `what` says it in words."""
+    if optional and key not in self.section:
+      return
     _, ok = _bounds(**bounds)
     value = self.section[key]
     if (not isinstance(value, (tuple, list)) or len(value) not in lengths

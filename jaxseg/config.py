@@ -144,6 +144,24 @@ def _parse_value(text: str, current, key: str):
   return value
 
 
+def component_sections() -> list:
+  """The sections filled from their chosen components' signatures (jaxseg/sections.py)."""
+  # Lazy: the components import jax; config loading stays light otherwise.
+  from jaxseg import losses, models, optim
+  from jaxseg.data import augment, datasets
+
+  return [datasets.SECTION, augment.SECTION, models.SECTION, losses.SECTION, optim.SECTION]
+
+
+def _unknown_key(cfg: ml_collections.ConfigDict, key: str) -> str:
+  """Why `key` is not in `cfg`: another component's key, or a typo (the closest keys)."""
+  head, _, leaf = key.partition(".")
+  for section in component_sections():
+    if section.name == head and leaf and "." not in leaf:
+      return section.inapplicable(leaf, cfg[head])
+  return unknown_name_message("config key", key, flat_keys(cfg))
+
+
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
   """Applies 'a.b=value' strings in order; unknown keys fail with the closest ones."""
   keys = flat_keys(cfg)
@@ -153,7 +171,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_
     if not sep:
       raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
     if key not in keys:
-      raise ConfigError(unknown_name_message("config key", key, keys))
+      raise ConfigError(_unknown_key(cfg, key))
     *parents, leaf = key.split(".")
     node = cfg
     for parent in parents:
@@ -162,13 +180,32 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_
   return cfg
 
 
+def fill_sections(cfg: ml_collections.ConfigDict, where: str, drop_unknown: bool = False) -> None:
+  """Replaces each component section of the (unlocked) `cfg` by its filled form:
+  exactly the keys its chosen components take (sections.Section.fill)."""
+  try:
+    for section in component_sections():
+      cfg[section.name] = section.fill(cfg[section.name].to_dict(), where, drop_unknown)
+  except (ValueError, UnknownNameError) as e:
+    raise ConfigError(str(e)) from None
+
+
+def _is_choice(override: str) -> bool:
+  key = override.partition("=")[0].strip()
+  return any(key in section.choice_keys() for section in component_sections())
+
+
 def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
   """The locked config of one run: experiment, then overrides."""
   try:
     cfg = load_experiment(spec)
   except UnknownNameError as e:  # Raised by registries consulted inside get_config.
     raise ConfigError(str(e)) from None
-  apply_overrides(cfg, list(overrides))
+  # Choices first: they decide which keys the sections have; then the other keys.
+  overrides = list(overrides)
+  apply_overrides(cfg, [o for o in overrides if _is_choice(o)])
+  fill_sections(cfg, f"experiment {spec}")
+  apply_overrides(cfg, [o for o in overrides if not _is_choice(o)])
   cfg.lock()
   validate(cfg)
   return cfg
@@ -178,12 +215,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every section's values (names, enums, shapes, ranges), so a bad value
   stops the run at load, before any data preparation; each section's checks live
   with the component that reads it."""
-  # Lazy: the components import jax; config loading stays light otherwise.
   from jaxseg import inference, losses, models, optim, predict, train
-  from jaxseg.data import datasets, transforms
+  from jaxseg.data import augment, datasets
   from jaxseg.models import weights
 
-  checks = [("data", datasets.validate_config), ("augment", transforms.validate_config),
+  checks = [("data", datasets.validate_config), ("augment", augment.validate_config),
             ("model", models.validate_config), ("model", weights.validate_config),
             ("loss", losses.validate_config), ("optim", optim.validate_config),
             ("train", train.validate_config), ("eval", inference.validate_config),
@@ -243,21 +279,27 @@ def config_from_checkpoint(saved: dict, overrides: list[str] = ()) -> ml_collect
     from experiments.base import get_base_config
 
     cfg = get_base_config()
+  # A component section is the checkpoint's (over the experiment's values, so a key
+  # added since takes the experiment's value or its default); elsewhere only keys
+  # this version still has are taken. Keys no longer read anywhere are dropped.
+  components = {section.name for section in component_sections()}
   template = set(flat_keys(cfg))
   for key, value in flat_dict(saved).items():
-    if key in template:  # Keys no longer in any config are no longer read.
+    head = key.split(".")[0]
+    if key in template or (head in components and key.count(".") == 1):
       *parents, leaf = key.split(".")
       node = cfg
       for parent in parents:
         node = node[parent]
       value = _as_tuples(value)
-      if isinstance(node[leaf], float) and isinstance(value, int):
+      if leaf in node and isinstance(node[leaf], float) and isinstance(value, int):
         value = float(value)
       try:
         node[leaf] = value
       except TypeError:  # ml_collections keeps each key's type; the meaning changed since.
         raise ConfigError(f"the checkpoint's {key}={value!r} does not fit this version's "
                           f"config (now {node[leaf]!r})") from None
+  fill_sections(cfg, "the checkpoint's config", drop_unknown=True)
   restored = flat_dict(cfg.to_dict())
   apply_overrides(cfg, list(overrides))
   for key, value in flat_dict(cfg.to_dict()).items():

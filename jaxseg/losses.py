@@ -1,13 +1,16 @@
 """Segmentation losses and their weighted combination from `loss.terms`.
 
-Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool, cfg) and
-returns a scalar. Ignored pixels (valid False) never contribute, and an
+Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool) and its own
+`loss` keys as keyword-only parameters (jaxseg/sections.py), and returns a
+scalar. Ignored pixels (valid False) never contribute, and an
 all-ignore batch gives loss 0 with finite (zero) gradients: divisions use a
 double `where` so no 0/0 appears even in the backward pass. Region losses
 (Dice, Tversky, Lovász) are in `jaxseg/region_losses.py`.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,59 +21,67 @@ from jaxseg import region_losses  # noqa: F401
 from jaxseg.checks import Checker
 from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
 from jaxseg.registry import unknown_name_message
+from jaxseg.sections import Choice, Section
 
 
-def _class_weights(cfg, num_classes: int) -> jax.Array:
-  if not cfg.class_weights:
+def _class_weights(class_weights: tuple, num_classes: int) -> jax.Array:
+  if not class_weights:
     return jnp.ones((num_classes,), jnp.float32)
-  if len(cfg.class_weights) != num_classes:
-    raise ValueError(f"loss.class_weights has {len(cfg.class_weights)} entries; "
+  if len(class_weights) != num_classes:
+    raise ValueError(f"loss.class_weights has {len(class_weights)} entries; "
                      f"the model predicts {num_classes} classes")
-  return jnp.asarray(cfg.class_weights, jnp.float32)
+  return jnp.asarray(class_weights, jnp.float32)
 
 
-def pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg):
+def pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, class_weights: tuple = (),
+                        label_smoothing: float = 0.0):
   """Per-pixel (loss_BHW, weight_BHW) of softmax CE, torch semantics.
 
   loss_i = w[y_i] * ((1 - eps) * -log p_{y_i}) + eps / C * sum_c w_c * -log p_c,
   weight_i = w[y_i] (0 at ignored pixels); the mean is sum(loss) / sum(weight).
   """
   C = logits_BHWC.shape[-1]
-  w_C = _class_weights(cfg, C)
+  w_C = _class_weights(class_weights, C)
   logp_BHWC = jax.nn.log_softmax(logits_BHWC, axis=-1)
   target_BHWC = one_hot_valid(labels_BHW, valid_BHW, C)
   weight_BHW = jnp.sum(target_BHWC * w_C, axis=-1)
   nll_BHW = -jnp.sum(target_BHWC * w_C * logp_BHWC, axis=-1)
-  eps = cfg.label_smoothing
+  eps = label_smoothing
   smooth_BHW = -jnp.sum(w_C * logp_BHWC, axis=-1) * valid_BHW / C
   return (1.0 - eps) * nll_BHW + eps * smooth_BHW, weight_BHW
 
 
 @LOSSES.register("cross_entropy")
-def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: tuple = (),
+                  label_smoothing: float = 0.0, ce_avg_non_ignore: bool = True) -> jax.Array:
   """Softmax CE summed over the batch, divided by its non-ignored or by all pixels.
+
+  `class_weights`: per-class weights (torch's weighted mean), () = uniform;
+  `label_smoothing`: torch's.
 
   `ce_avg_non_ignore`: the (class-weighted) count of non-ignored pixels, torch's
   weighted mean; else every pixel, as mmseg 1.x's default avg_non_ignore=False:
   sum_i w[y_i] over the batch, an ignored pixel counting 1 (mmseg indexes its class
   weights with label 255 there and raises; without class weights this is B*H*W).
   """
-  loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg)
-  if not cfg.ce_avg_non_ignore:
+  loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW,
+                                             class_weights, label_smoothing)
+  if not ce_avg_non_ignore:
     weight_BHW = jnp.where(valid_BHW, weight_BHW, 1.0)
   return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
 
 
 @LOSSES.register("binary_cross_entropy")
-def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
-  """Sigmoid CE: one-vs-all over classes, or (`loss.binary`) one foreground logit.
+def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *,
+                         binary: bool = False) -> jax.Array:
+  """Sigmoid CE: one-vs-all over classes, or (`binary`) one foreground logit.
 
   In binary mode the foreground logit is channel 0 of a 1-channel output, or
   logit_1 - logit_0 of a 2-channel one (then sigmoid(diff) = softmax's p_1).
   Mean over valid pixels (and classes in one-vs-all).
   """
   C = logits_BHWC.shape[-1]
-  if cfg.binary:
+  if binary:
     if C > 2:
       raise ValueError(f"loss.binary needs 1 or 2 output channels, got {C}")
     x_BHW1 = logits_BHWC if C == 1 else logits_BHWC[..., 1:] - logits_BHWC[..., :1]
@@ -84,18 +95,23 @@ def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
 
 
 @LOSSES.register("focal")
-def focal(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
-  """Softmax focal loss -alpha (1 - p_t)^gamma log p_t (Lin et al.), mean over valid pixels."""
+def focal(logits_BHWC, labels_BHW, valid_BHW, *, focal_gamma: float = 2.0,
+          focal_alpha: float = 1.0) -> jax.Array:
+  """Softmax focal loss -alpha (1 - p_t)^gamma log p_t (Lin et al.), mean over valid pixels.
+
+  `focal_alpha` scales it (alpha_t = alpha for every class)."""
   C = logits_BHWC.shape[-1]
   logp_t = jnp.sum(jax.nn.log_softmax(logits_BHWC, -1) * one_hot_valid(labels_BHW, valid_BHW, C), -1)
   # 1 - p_t as -expm1(log p_t): exact for confident pixels where 1 - exp() cancels.
-  modulator = jnp.maximum(-jnp.expm1(logp_t), 0.0) ** cfg.focal_gamma
-  per_BHW = -cfg.focal_alpha * modulator * logp_t * valid_BHW
+  modulator = jnp.maximum(-jnp.expm1(logp_t), 0.0) ** focal_gamma
+  per_BHW = -focal_alpha * modulator * logp_t * valid_BHW
   return safe_divide(jnp.sum(per_BHW), jnp.sum(valid_BHW))
 
 
 @LOSSES.register("ohem")
-def ohem_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+def ohem_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: tuple = (),
+                       label_smoothing: float = 0.0, ohem_thresh: float = 0.7,
+                       ohem_min_kept: int = 100000) -> jax.Array:
   """CE over hard pixels, mmseg's OHEMPixelSampler: p_true < max(thresh, p_(min_kept*B)).
 
   The threshold is the (min_kept * B)-th smallest true-class probability among
@@ -107,20 +123,23 @@ def ohem_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
   prob_BHW = jax.lax.stop_gradient(prob_BHW)  # Selection is not differentiated (as mmseg).
   sorted_N = jnp.sort(jnp.where(valid_BHW, prob_BHW, jnp.inf).ravel())
   num_valid = jnp.sum(valid_BHW)
-  index = jnp.clip(jnp.minimum(cfg.ohem_min_kept * B, num_valid - 1), 0, sorted_N.size - 1)
+  index = jnp.clip(jnp.minimum(ohem_min_kept * B, num_valid - 1), 0, sorted_N.size - 1)
   min_threshold = jnp.where(num_valid > 0, sorted_N[index], 0.0)
-  kept_BHW = valid_BHW & (prob_BHW < jnp.maximum(min_threshold, cfg.ohem_thresh))
-  loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, kept_BHW, cfg)
+  kept_BHW = valid_BHW & (prob_BHW < jnp.maximum(min_threshold, ohem_thresh))
+  loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, kept_BHW,
+                                             class_weights, label_smoothing)
   return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
 
 
 @LOSSES.register("topk")
-def topk_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg) -> jax.Array:
+def topk_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: tuple = (),
+                       label_smoothing: float = 0.0, topk_ratio: float = 0.25) -> jax.Array:
   """Mean CE of the hardest ceil(topk_ratio * num_valid) valid pixels (bootstrapped CE)."""
-  loss_BHW, _ = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, cfg)
+  loss_BHW, _ = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, class_weights,
+                                    label_smoothing)
   # CE >= 0, so invalid pixels at -1 sort after every valid one and k <= num_valid.
   descending_N = -jnp.sort(-jnp.where(valid_BHW, loss_BHW, -1.0).ravel())
-  k = jnp.ceil(cfg.topk_ratio * jnp.sum(valid_BHW))
+  k = jnp.ceil(topk_ratio * jnp.sum(valid_BHW))
   selected_N = jnp.arange(descending_N.size) < k
   return safe_divide(jnp.sum(jnp.where(selected_N, descending_N, 0.0)), k)
 
@@ -150,19 +169,34 @@ def parse_terms(text: str) -> tuple[tuple[str, float], ...]:
   return tuple(terms)
 
 
+SECTION = Section("loss", shared={
+    # Weighted sum of registered losses, 'name:weight,...' (a bare name = weight 1),
+    # validated at config load: e.g. --set loss.terms=cross_entropy:1,dice:0.5
+    "terms": "cross_entropy",
+    "aux_weight": 0.4,  # Weight of the auxiliary head's loss (same terms), if any.
+}, choices=(Choice("terms", LOSSES, lambda terms: [n for n, _ in parse_terms(terms)]),))
+
+
 def validate_config(loss_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `loss` section."""
   parse_terms(loss_cfg.terms)
   c = Checker(loss_cfg, "loss")
-  c.choice("dice_mode", ("per_class", "global"))
+  c.choice("dice_mode", ("per_class", "global"), optional=True)
   for key in ("topk_ratio", "ohem_thresh"):
-    c.number(key, above=0, max=1)
-  c.number("label_smoothing", min=0, below=1)
-  for key in ("aux_weight", "focal_gamma", "dice_smooth", "tversky_alpha", "tversky_beta"):
-    c.number(key, min=0)
-  c.number("focal_alpha", above=0)
-  c.count("ohem_min_kept", min=0)
-  c.numbers("class_weights", range(1 << 16), "() or one weight >= 0 per class", min=0)
+    c.number(key, above=0, max=1, optional=True)
+  c.number("label_smoothing", min=0, below=1, optional=True)
+  c.number("aux_weight", min=0)
+  for key in ("focal_gamma", "dice_smooth", "tversky_alpha", "tversky_beta"):
+    c.number(key, min=0, optional=True)
+  c.number("focal_alpha", above=0, optional=True)
+  c.count("ohem_min_kept", min=0, optional=True)
+  c.numbers("class_weights", range(1 << 16), "() or one weight >= 0 per class", min=0,
+            optional=True)
+
+
+def term(name: str, loss_cfg: ml_collections.ConfigDict):
+  """Loss `name` with its keys from `loss_cfg`: (logits, labels, valid) -> scalar."""
+  return functools.partial(LOSSES.get(name), **{k: loss_cfg[k] for k in LOSSES.params(name)})
 
 
 def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):
@@ -170,10 +204,10 @@ def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):
 
   The aux head (if any) gets the same weighted terms, scaled by `loss.aux_weight`.
   """
-  terms = [(name, weight, LOSSES.get(name)) for name, weight in parse_terms(loss_cfg.terms)]
+  terms = [(name, weight, term(name, loss_cfg)) for name, weight in parse_terms(loss_cfg.terms)]
 
   def combined(logits_BHWC, labels_BHW, valid_BHW):
-    values = {name: fn(logits_BHWC.astype(jnp.float32), labels_BHW, valid_BHW, loss_cfg)
+    values = {name: fn(logits_BHWC.astype(jnp.float32), labels_BHW, valid_BHW)
               for name, _, fn in terms}
     return sum(weight * values[name] for name, weight, _ in terms), values
 

@@ -1,4 +1,9 @@
-"""Optimizers and learning-rate schedules, chosen by name in `cfg.optim`."""
+"""Optimizers and learning-rate schedules, chosen by `optim.name` and `optim.schedule`.
+
+Each registered optimizer and schedule declares its own `optim` keys as
+keyword-only parameters (jaxseg/sections.py); `SECTION` lists the keys read
+here for every choice.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +16,34 @@ import optax
 
 from jaxseg.checks import Checker
 from jaxseg.registry import Registry
+from jaxseg.sections import Choice, Section
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")
 
 
 @SCHEDULES.register("poly")
-def poly(cfg, decay_steps: int) -> optax.Schedule:
-  return optax.polynomial_schedule(cfg.lr, cfg.end_lr, cfg.poly_power, decay_steps)
+def poly(lr: float, decay_steps: int, *, end_lr: float = 0.0,
+         poly_power: float = 0.9) -> optax.Schedule:
+  """lr -> end_lr as (1 - step / decay_steps) ** poly_power (mmseg's PolyLR)."""
+  return optax.polynomial_schedule(lr, end_lr, poly_power, decay_steps)
 
 
 @SCHEDULES.register("cosine")
-def cosine(cfg, decay_steps: int) -> optax.Schedule:
-  return optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=cfg.end_lr / cfg.lr)
+def cosine(lr: float, decay_steps: int, *, end_lr: float = 0.0) -> optax.Schedule:
+  return optax.cosine_decay_schedule(lr, decay_steps, alpha=end_lr / lr)
 
 
 @SCHEDULES.register("constant")
-def constant(cfg, decay_steps: int) -> optax.Schedule:
+def constant(lr: float, decay_steps: int) -> optax.Schedule:
   del decay_steps
-  return optax.constant_schedule(cfg.lr)
+  return optax.constant_schedule(lr)
 
 
 def build_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   """Linear warmup from 0 to `lr`, then the named decay over the remaining steps."""
-  decay = SCHEDULES.get(cfg.schedule)(cfg, max(total_steps - cfg.warmup_steps, 1))
+  decay = SCHEDULES.build(cfg.schedule, cfg, lr=cfg.lr,
+                          decay_steps=max(total_steps - cfg.warmup_steps, 1))
   if cfg.warmup_steps <= 0:
     return decay
   warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
@@ -77,23 +86,44 @@ def scale_by_lr_mult(cfg) -> optax.GradientTransformation:
   return optax.stateless(update)
 
 
+# The optimizers get the schedule as `lr`, and `weight_decay` with its mask (decay_mask).
+
+
 @OPTIMIZERS.register("sgd")
-def sgd(cfg, lr) -> optax.GradientTransformation:
+def sgd(lr, weight_decay: float, mask, *, momentum: float = 0.9,
+        nesterov: bool = False) -> optax.GradientTransformation:
   # Decay added to the gradient before momentum, as torch.optim.SGD does.
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask(cfg)),
-                     optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov))
+  return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask),
+                     optax.sgd(lr, momentum=momentum or None, nesterov=nesterov))
 
 
 @OPTIMIZERS.register("adam")
-def adam(cfg, lr) -> optax.GradientTransformation:
-  return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask(cfg)),
-                     optax.adam(lr, b1=cfg.b1, b2=cfg.b2))
+def adam(lr, weight_decay: float, mask, *, b1: float = 0.9,
+         b2: float = 0.999) -> optax.GradientTransformation:
+  """Adam with L2 decay added to the gradient (torch.optim.Adam's weight_decay)."""
+  return optax.chain(optax.add_decayed_weights(weight_decay, mask=mask),
+                     optax.adam(lr, b1=b1, b2=b2))
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(cfg, lr) -> optax.GradientTransformation:
-  return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
-                     mask=decay_mask(cfg))
+def adamw(lr, weight_decay: float, mask, *, b1: float = 0.9,
+          b2: float = 0.999) -> optax.GradientTransformation:
+  return optax.adamw(lr, b1=b1, b2=b2, weight_decay=weight_decay, mask=mask)
+
+
+SECTION = Section("optim", shared={
+    "name": "sgd",  # sgd | adam | adamw (python run.py --list)
+    "lr": 0.01,  # Peak learning rate, reached after the warmup.
+    "weight_decay": 5e-4,
+    "decay_norm_and_bias": True,  # False: weight decay on kernels (ndim > 1) only.
+    "schedule": "poly",  # poly | cosine | constant, after the linear warmup.
+    "warmup_steps": 0,
+    "clip_grad_norm": 0.0,  # Clip gradients to this global norm (0 = off).
+    # Per-parameter-group lr multipliers: ((regex, multiplier), ...) matched with
+    # re.search against '/'-joined param paths (e.g. 'head/Conv_0/kernel'); the
+    # first match wins.
+    "lr_mult": (),
+}, choices=(Choice("name", OPTIMIZERS), Choice("schedule", SCHEDULES)))
 
 
 def validate_config(optim_cfg: ml_collections.ConfigDict) -> None:
@@ -103,10 +133,11 @@ def validate_config(optim_cfg: ml_collections.ConfigDict) -> None:
   c.choice("schedule", SCHEDULES.names(), "schedule")
   c.number("lr", above=0)
   for key in ("momentum", "b1", "b2"):
-    c.number(key, min=0, below=1)
-  for key in ("weight_decay", "end_lr", "clip_grad_norm"):
+    c.number(key, min=0, below=1, optional=True)
+  for key in ("weight_decay", "clip_grad_norm"):
     c.number(key, min=0)
-  c.number("poly_power", above=0)
+  c.number("end_lr", min=0, optional=True)
+  c.number("poly_power", above=0, optional=True)
   c.count("warmup_steps", min=0)
   c.regex_rules("lr_mult")
 
@@ -118,7 +149,8 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
   optimizer, then scale each param group's update by its lr multiplier.
   """
   schedule = build_schedule(cfg, total_steps)
-  parts = [OPTIMIZERS.get(cfg.name)(cfg, schedule)]
+  parts = [OPTIMIZERS.build(cfg.name, cfg, lr=schedule, weight_decay=cfg.weight_decay,
+                            mask=decay_mask(cfg))]
   if cfg.clip_grad_norm > 0:
     parts.insert(0, optax.clip_by_global_norm(cfg.clip_grad_norm))
   if cfg.lr_mult:

@@ -13,7 +13,7 @@ from jaxseg.config import ConfigError, apply_overrides, build_config, experiment
 def test_overrides_are_typed():
   cfg = build_config("demo", ["optim.lr=0.5", "train.steps=7", "model.name=seed_cnn",
                               "augment.crop_size=(32,48)", "optim.nesterov=true",
-                              "optim.weight_decay=0"])
+                              "optim.weight_decay=0", "optim.name=sgd"])
   assert cfg.optim.lr == 0.5 and isinstance(cfg.optim.lr, float)
   assert cfg.train.steps == 7 and isinstance(cfg.train.steps, int)
   assert cfg.model.name == "seed_cnn"
@@ -43,7 +43,7 @@ def test_unknown_key_names_closest(override, expected):
                                       "train.steps=1.5", "optim.lr"])
 def test_badly_typed_values_are_rejected(override):
   with pytest.raises(ConfigError, match="train.steps|optim.lr|optim.nesterov|KEY=VALUE"):
-    build_config("demo", [override])
+    build_config("demo", ["optim.name=sgd", override])
 
 
 def test_unknown_experiment_and_variant_name_closest():
@@ -123,6 +123,15 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
   subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, check=True)
 
 
+# Keys only some components take are set together with a choice that takes them.
+CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.name=sgd"],
+            "model.output_stride": ["model.name=fcn_resnet50"],
+            "model.init": ["model.name=fcn_resnet50"],
+            "data.folder_ignore_rgb": ["data.name=folder"],
+            **{f"augment.{key}": ["augment.preset=scale_crop_flip"]
+               for key in ("scale_range", "base_size", "contrast_range", "hue_delta")}}
+
+
 # One bad value per kind of check, in every section; each fails at load naming its key.
 @pytest.mark.parametrize("override, message", [
     ("data.worker_count=-1", "data.worker_count=-1: expected an int >= 0"),
@@ -166,6 +175,7 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
     ("predict.bucket=0", "predict.bucket=0: expected an int >= 1"),
 ])
 def test_bad_values_fail_at_load_naming_the_key(override, message):
+  key = override.partition("=")[0]
   with pytest.raises(ConfigError) as info:
-    build_config("demo", [override])
+    build_config("demo", [*CHOOSING.get(key, ()), override])
   assert str(info.value).startswith(message) and "\n" not in str(info.value)

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.base import get_base_config
 from jaxseg import losses
 from jaxseg.config import ConfigError, build_config
 
@@ -28,11 +27,9 @@ def _case(kind, seed=0):
   return logits, labels
 
 
-def _cfg(**updates):
-  cfg = get_base_config().loss
-  for k, v in updates.items():
-    cfg[k] = v
-  return cfg
+def _cfg(terms="cross_entropy", **updates):
+  """The `loss` section of `terms` with `updates` (a key they do not take fails)."""
+  return losses.SECTION.config(terms=terms, **updates)
 
 
 def _np_log_softmax(x):
@@ -181,9 +178,8 @@ CASES = {
 def test_loss_matches_reference_and_has_finite_grads(case, kind):
   name, updates, reference = CASES[case]
   logits, labels = _case(kind)
-  cfg = _cfg(**updates)
-  fn = losses.LOSSES.get(name)
-  args = (jnp.asarray(labels), jnp.asarray(labels != IGNORE), cfg)
+  fn = losses.term(name, _cfg(name, **updates))
+  args = (jnp.asarray(labels), jnp.asarray(labels != IGNORE))
   got = float(jax.jit(lambda x: fn(x, *args))(jnp.asarray(logits)))
   np.testing.assert_allclose(got, reference(logits, labels), rtol=2e-5, atol=1e-6)
   grads = jax.grad(lambda x: fn(x, *args))(jnp.asarray(logits))
@@ -201,28 +197,29 @@ def test_binary_mode_uses_one_logit_or_the_difference():
   y = (labels == 1)[valid]
   p = 1 / (1 + np.exp(-x[valid]))
   expected = np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
-  cfg = _cfg(binary=True)
-  one = losses.binary_cross_entropy(jnp.asarray(x[..., None], jnp.float32), labels, valid, cfg)
+  fn = losses.term("binary_cross_entropy", _cfg("binary_cross_entropy", binary=True))
+  one = fn(jnp.asarray(x[..., None], jnp.float32), labels, valid)
   two_channels = np.stack([np.full_like(x, 1.5), x + 1.5], -1).astype(np.float32)
-  two = losses.binary_cross_entropy(jnp.asarray(two_channels), labels, valid, cfg)
+  two = fn(jnp.asarray(two_channels), labels, valid)
   np.testing.assert_allclose([float(one), float(two)], [expected, expected], rtol=1e-5)
 
 
 def test_focal_with_gamma_0_is_cross_entropy_and_extreme_logits_stay_finite():
   logits, labels = _case("mixed")
   args = (jnp.asarray(labels), jnp.asarray(labels != IGNORE))
-  ce = losses.cross_entropy(jnp.asarray(logits), *args, _cfg())
-  fl = losses.focal(jnp.asarray(logits), *args, _cfg(focal_gamma=0.0, focal_alpha=1.0))
+  ce = losses.term("cross_entropy", _cfg())(jnp.asarray(logits), *args)
+  fl = losses.term("focal", _cfg("focal", focal_gamma=0.0, focal_alpha=1.0))(
+      jnp.asarray(logits), *args)
   np.testing.assert_allclose(float(fl), float(ce), rtol=1e-6)
   huge = jnp.asarray(logits * 1e4)
   for name in losses.LOSSES.names():
-    g = jax.grad(lambda x: losses.LOSSES.get(name)(x, *args, _cfg()))(huge)
+    g = jax.grad(lambda x: losses.term(name, _cfg(name))(x, *args))(huge)
     assert np.all(np.isfinite(g)), name
 
 
 def test_make_loss_combines_weighted_terms_and_aux():
   logits, labels = _case("mixed")
-  cfg = _cfg(terms="cross_entropy:1.0, dice:0.5", aux_weight=0.4)
+  cfg = _cfg("cross_entropy:1.0, dice:0.5", aux_weight=0.4)
   fn = losses.make_loss(cfg, IGNORE)
   aux = {"aux_logits": jnp.asarray(logits[::-1].copy())}
   total, terms = fn(jnp.asarray(logits), aux, jnp.asarray(labels))
@@ -251,7 +248,7 @@ def test_parse_terms():
 ])
 def test_bad_loss_config_fails_at_load(override, message):
   with pytest.raises(ConfigError, match=message):
-    build_config("demo", [override])
+    build_config("demo", ["loss.terms=dice", override] if "dice_mode" in override else [override])
 
 
 def test_loss_variant_and_override_select_terms():

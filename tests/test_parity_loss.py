@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.base import get_base_config
 from jaxseg import losses
 from jaxseg.config import build_config
 from tests import mmseg_oracle
@@ -37,9 +36,10 @@ def case(seed=0, ignore_frac=0.25, all_ignore=False):
 
 
 def jax_ce(logits, labels, avg_non_ignore, class_weights=()):
-  cfg = get_base_config().loss
-  cfg.ce_avg_non_ignore, cfg.class_weights = avg_non_ignore, tuple(class_weights)
-  fn = lambda x: losses.cross_entropy(x, jnp.asarray(labels), jnp.asarray(labels != IGNORE), cfg)
+  cfg = losses.SECTION.config(ce_avg_non_ignore=avg_non_ignore,
+                              class_weights=tuple(float(w) for w in class_weights))
+  ce = losses.term("cross_entropy", cfg)
+  fn = lambda x: ce(x, jnp.asarray(labels), jnp.asarray(labels != IGNORE))
   value, grad = jax.value_and_grad(fn)(jnp.asarray(logits))
   return float(value), np.asarray(grad)
 
@@ -97,7 +97,7 @@ def test_all_pixels_denominator_counts_ignored_pixels_as_one(weights):
 
 
 def test_voc_recipes_train_with_mmseg_denominator_and_base_keeps_torch_mean():
-  assert get_base_config().loss.ce_avg_non_ignore is True
+  assert losses.SECTION.config().ce_avg_non_ignore is True
   for name in ("voc_fcn", "voc_deeplabv3", "voc_deeplabv3plus", "voc_fcn8s", "voc_fcn:tv"):
     cfg = build_config(name)
     assert cfg.loss.ce_avg_non_ignore is False, name

@@ -17,7 +17,19 @@ from jaxseg.checks import Checker
 from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, unet  # noqa: F401
 from jaxseg.models.layers import DTYPES
 from jaxseg.models.registry import MODELS
-from jaxseg.models.zoo_config import CHOICES
+from jaxseg.models.zoo_config import CHOICES, zoo_defaults
+from jaxseg.sections import Section
+
+
+# The `model` section (jaxseg/sections.py).
+SECTION = Section("model", shared={
+    "name": "unet",
+    "dtype": "float32",  # Compute dtype; params and logits stay float32.
+    "width": 16,
+    "depth": 3,
+    "dropout": 0.0,
+    **zoo_defaults(),
+}, choices=())
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int):
