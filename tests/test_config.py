@@ -126,7 +126,12 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
 # Keys only some components take are set together with a choice that takes them.
 CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.name=sgd"],
             "model.output_stride": ["model.name=fcn_resnet50"],
-            "model.init": ["model.name=fcn_resnet50"]}
+            "model.init": ["model.name=fcn_resnet50"],
+            "model.head_channels": ["model.name=mmseg_fcn_resnet50"],
+            "model.aspp_dropout": ["model.name=deeplabv3_resnet50"],
+            "model.fc_channels": ["model.name=fcn8s"], "model.fc_dropout": ["model.name=fcn8s"],
+            "model.bn_momentum": ["model.name=fcn_resnet50"],
+            "model.classifier_init_std": ["model.name=fcn_resnet50"]}
 
 
 # One bad value per kind of check, in every section; each fails at load naming its key.
@@ -148,6 +153,13 @@ CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.nam
     ("model.dropout=1", "model.dropout=1.0: expected a number >= 0 and < 1"),
     ("model.output_stride=4", "model.output_stride=4: expected one of [8, 16, 32]"),
     ("model.init=kaiming", "model.init='kaiming': unknown value 'kaiming'; did you mean"),
+    ("model.depth=-1", "model.depth=-1: expected an int >= 0"),
+    ("model.head_channels=1", "model.head_channels=1: expected an int >= 2"),
+    ("model.aspp_dropout=1", "model.aspp_dropout=1.0: expected a number >= 0 and < 1"),
+    ("model.fc_channels=0", "model.fc_channels=0: expected an int >= 1"),
+    ("model.fc_dropout=-0.5", "model.fc_dropout=-0.5: expected a number >= 0 and < 1"),
+    ("model.bn_momentum=2", "model.bn_momentum=2.0: expected a number >= 0 and <= 1"),
+    ("model.classifier_init_std=-1", "model.classifier_init_std=-1.0: expected a number >= 0"),
     ("loss.aux_weight=-1", "loss.aux_weight=-1.0: expected a number >= 0"),
     ("loss.dice_mode=globl", "loss.dice_mode='globl': unknown value 'globl'; did you mean"),
     ("loss.class_weights=(1,-1)", "loss.class_weights=(1, -1): expected () or one weight >= 0"),

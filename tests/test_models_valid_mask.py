@@ -12,16 +12,10 @@ from jaxseg.models.fcn import FCNHead, Segmentor
 from jaxseg.models.layers import global_mean, kernel_init, valid_at_stride
 from jaxseg.models.mmseg_heads import MMSegASPPHead, MMSegFCNHead
 from jaxseg.models.resnet import ResNet
-from jaxseg.models.zoo_config import zoo_defaults
+from tests.modelkit import model_config
 
 KEY = jax.random.PRNGKey(0)
 
-
-def model_cfg(name, **overrides):
-  cfg = zoo_defaults()
-  cfg.update({"name": name, "dtype": "float32", "width": 4, "depth": 2, "fc_channels": 8})
-  cfg.update(overrides)
-  return cfg
 
 
 def top_left_mask(batch, canvas_hw, image_hw):
@@ -80,7 +74,7 @@ def small_input():
 
 @pytest.mark.parametrize("name", model_names())
 def test_every_model_accepts_valid_BHW(name):
-  model = build_model(model_cfg(name, output_stride=32), 3)
+  model = build_model(model_config(name, width=4, depth=2, fc_channels=8, output_stride=32), 3)
   x = small_input()
   variables = jax.eval_shape(lambda: model.init(KEY, x, train=False))
   logits, _ = jax.eval_shape(
