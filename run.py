@@ -46,7 +46,7 @@ def _list() -> None:
   from jaxseg import losses, optim
   from jaxseg.config import experiment_names
   from jaxseg.data.datasets import dataset_names
-  from jaxseg.data.transforms import AUGMENTATIONS
+  from jaxseg.data.augment import AUGMENTATIONS
   from jaxseg.models import model_names
 
   sections = {"experiments": experiment_names(), "models": model_names(),

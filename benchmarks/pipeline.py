@@ -3,7 +3,7 @@
 The source holds encoded bytes (JPEG images, palette-PNG labels, 500x375 like
 VOC) and decodes on access, as `tfds.data_source` does; everything after it is
 `pipeline.train_loader` with the `voc` preset at mmseg's values
-(`transforms.mmseg_voc_augment`): rescale, cat_max_ratio crop, flip,
+(`experiments/_voc.py`'s `mmseg_voc_augment`): rescale, cat_max_ratio crop, flip,
 photometric distortion, batching. No model, no device transfer.
 
   python benchmarks/pipeline.py --workers 0,1,2,4
@@ -79,8 +79,9 @@ def main() -> None:
   args = _parse_args()
   from absl import flags
 
+  from experiments import _voc
   from jaxseg.config import build_config
-  from jaxseg.data import pipeline, transforms
+  from jaxseg.data import pipeline
 
   flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags.
   source = EncodedSource([_fabricate(i) for i in range(args.images)])
@@ -90,9 +91,9 @@ def main() -> None:
   print("| workers | img/s | ms/batch |")
   print("|---|---|---|")
   for workers in (int(w) for w in args.workers.split(",")):
-    cfg = build_config("demo", [f"data.worker_count={workers}", f"train.batch_size={args.batch}"])
-    cfg.augment.update(transforms.mmseg_voc_augment())
-    cfg.augment.crop_size = (args.crop, args.crop)
+    voc = dict(_voc.mmseg_voc_augment(), crop_size=(args.crop, args.crop))
+    cfg = build_config("demo", [f"data.worker_count={workers}", f"train.batch_size={args.batch}",
+                                *(f"augment.{key}={value}" for key, value in voc.items())])
     it = iter(pipeline.train_loader(source, cfg, ignore_index=255))
     for _ in range(args.warmup):
       next(it)

@@ -20,9 +20,18 @@ import ml_collections
 
 from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
 from jaxseg.config import parse_variant
-from jaxseg.data import transforms
 
 VARIANT_FLAGS = {"smoke"}
+
+
+def mmseg_voc_augment() -> dict:
+  """`augment` values of mmseg's VOC recipe (configs/_base_/datasets/pascal_voc12.py):
+  the `voc` preset, RandomResize(scale=(2048, 512), ratio_range=(0.5, 2.0)), RandomCrop
+  512x512 with cat_max_ratio 0.75, RandomFlip 0.5, PhotoMetricDistortion's defaults,
+  and the data preprocessor's padding (mean colour: 0 once normalised)."""
+  return dict(preset="voc", crop_size=(512, 512), base_size=(2048, 512), scale_range=(0.5, 2.0),
+              cat_max_ratio=0.75, flip_prob=0.5, image_pad="mean", brightness_delta=32.0,
+              contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5), hue_delta=18)
 
 
 def voc_config() -> ml_collections.ConfigDict:
@@ -36,7 +45,7 @@ def voc_config() -> ml_collections.ConfigDict:
   c.data.worker_count = 8  # JPEG decoding + rescale at 512 crops needs parallel workers.
   # The `voc` preset with mmseg's values: rescale 0.5-2.0 of 2048x512, 512 crop with
   # cat_max_ratio 0.75, flip, photometric distortion, mean padding.
-  c.augment.update(transforms.mmseg_voc_augment())
+  c.augment.update(mmseg_voc_augment())
   c.model.output_stride = 8
   c.model.aux_head = True
   c.model.dropout = 0.1

@@ -148,9 +148,9 @@ def component_sections() -> list:
   """The sections filled from their chosen components' signatures (jaxseg/sections.py)."""
   # Lazy: the components import jax; config loading stays light otherwise.
   from jaxseg import losses, models, optim
-  from jaxseg.data import datasets, transforms
+  from jaxseg.data import augment, datasets
 
-  return [datasets.SECTION, transforms.SECTION, models.SECTION, losses.SECTION, optim.SECTION]
+  return [datasets.SECTION, augment.SECTION, models.SECTION, losses.SECTION, optim.SECTION]
 
 
 def _unknown_key(cfg: ml_collections.ConfigDict, key: str) -> str:
@@ -216,10 +216,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   stops the run at load, before any data preparation; each section's checks live
   with the component that reads it."""
   from jaxseg import inference, losses, models, optim, predict, train
-  from jaxseg.data import datasets, transforms
+  from jaxseg.data import augment, datasets
   from jaxseg.models import weights
 
-  checks = [("data", datasets.validate_config), ("augment", transforms.validate_config),
+  checks = [("data", datasets.validate_config), ("augment", augment.validate_config),
             ("model", models.validate_config), ("model", weights.validate_config),
             ("loss", losses.validate_config), ("optim", optim.validate_config),
             ("train", train.validate_config), ("eval", inference.validate_config),

@@ -12,10 +12,15 @@ T = TypeVar("T")
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
   """The valid names nearest to `name` (by edit similarity), best first."""
   choices = list(choices)
-  near = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+  # Compared lower-cased, so 'UNet' finds 'unet' first; the valid spelling comes back.
+  by_lower = {}
+  for c in choices:
+    by_lower.setdefault(c.lower(), c)
+  key = name.lower()
+  near = difflib.get_close_matches(key, list(by_lower), n=n, cutoff=0.5)
   if not near:  # Fall back to prefix/substring matches before giving up.
-    near = [c for c in choices if name and (name in c or c in name)][:n]
-  return near
+    near = [c for c in by_lower if key and (key in c or c in key)][:n]
+  return [by_lower[c] for c in near]
 
 
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:

@@ -197,10 +197,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   if distributed.is_main_process():  # The effective config, overrides applied.
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(config, f, indent=2)
-  writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard)
-  dropped = writer.drop_after(start)  # Steps after the checkpoint are trained again.
-  if dropped:
-    print(f"dropped {dropped} metrics.jsonl records after step {start} (trained again)",
+  # Steps after the checkpoint are trained again: what they logged is dropped.
+  writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard, resume_step=start)
+  if writer.dropped:
+    print(f"dropped {writer.dropped} metrics.jsonl records after step {start} (trained again)",
           flush=True)
 
   def first_bad() -> int:  # One tiny host sync; called at checkpoint and stop points only.

@@ -2,7 +2,10 @@
 event files (tensorboardX: no TensorFlow). Process 0 writes; others are silent.
 
 On resume, records past the restored step are dropped first: those steps are
-trained again, and each step should appear once.
+trained again, and each step should appear once. In metrics.jsonl they are cut
+out; TensorBoard's event files are append-only, so the new event file starts
+with a purge marker (tensorboardX's `purge_step`, a SessionLog.START at the first
+retrained step) and TensorBoard hides the older events at or past that step.
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ def _record_step(line: str) -> float:
 
 
 class MetricsWriter:
-  def __init__(self, workdir: str, tensorboard: bool = False):
+  def __init__(self, workdir: str, tensorboard: bool = False, resume_step: int = 0):
+    """`resume_step`: the restored checkpoint's step (0 = a fresh run); what was
+    logged after it is dropped (`drop_after`) or, in TensorBoard, purged."""
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.enabled = jax.process_index() == 0
     self.tb = None
+    self.dropped = self.drop_after(resume_step) if resume_step else 0
     if self.enabled and tensorboard:
       from tensorboardX import SummaryWriter  # Pure python; only runs that log import it.
 
-      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
+      purge_step = resume_step + 1 if resume_step else None
+      self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30,
+                              purge_step=purge_step)
 
   def drop_after(self, step: int) -> int:
     """Removes the records of steps after `step` (atomically); returns how many."""

@@ -131,7 +131,10 @@ CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.nam
             "model.aspp_dropout": ["model.name=deeplabv3_resnet50"],
             "model.fc_channels": ["model.name=fcn8s"], "model.fc_dropout": ["model.name=fcn8s"],
             "model.bn_momentum": ["model.name=fcn_resnet50"],
-            "model.classifier_init_std": ["model.name=fcn_resnet50"]}
+            "model.classifier_init_std": ["model.name=fcn_resnet50"],
+            "data.folder_ignore_rgb": ["data.name=folder"],
+            **{f"augment.{key}": ["augment.preset=scale_crop_flip"]
+               for key in ("scale_range", "base_size", "contrast_range", "hue_delta")}}
 
 
 # One bad value per kind of check, in every section; each fails at load naming its key.

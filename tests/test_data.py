@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from jaxseg.config import build_config
-from jaxseg.data import datasets, pipeline, transforms
+from jaxseg.data import augment, datasets, pipeline
 from jaxseg.data.builders import shapes_render
 
 
@@ -87,7 +87,7 @@ def test_crop_pads_labels_with_ignore_and_keeps_alignment():
   image = np.stack([yy, xx, np.zeros_like(yy)], -1).astype(np.uint8)
   label = ((yy * 30 + xx) % 250).astype(np.uint8)
   cfg = build_config("demo", ["augment.preset=flip", "augment.crop_size=(24,24)"])
-  aug = transforms.build_augment(cfg.augment, 255)
+  aug = augment.build_augment(cfg.augment, 255)
   for _ in range(20):
     out = aug({"image": image, "label": label}, rng)
     assert out["image"].shape == (24, 24, 3) and out["label"].shape == (24, 24)

@@ -12,8 +12,8 @@ formulas and padding, and an equal number of draws.
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
-from jaxseg.data import transforms as T
+from experiments import _voc
+from jaxseg.data import augment as A
 from tests.mmseg_oracle import config_path, require
 
 pytestmark = pytest.mark.parity
@@ -99,9 +99,7 @@ def _example(seed, H=375, W=500):
 
 
 def _voc_augment():
-  cfg = build_config("demo").augment
-  cfg.update(T.mmseg_voc_augment())
-  return T.build_augment(cfg, 255)
+  return A.build_augment(A.SECTION.config(**_voc.mmseg_voc_augment()), 255)
 
 
 # Uniforms, in draw order: ratio, crop windows (2 each, 11 when every retry fails),

@@ -109,7 +109,7 @@ from jaxseg.models.registry import MODELS
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.loss_base import LOSSES
 from jaxseg.optim import OPTIMIZERS, SCHEDULES
-from jaxseg.data.transforms import AUGMENTATIONS
+from jaxseg.data.augment import AUGMENTATIONS
 print(json.dumps({"experiments": experiment_names(), "models": MODELS.names(),
                   "datasets": DATASETS.names(), "losses": LOSSES.names(),
                   "optimizers": OPTIMIZERS.names(), "schedules": SCHEDULES.names(),

@@ -22,14 +22,15 @@ from jaxseg.data.builders.registry import DATASETS
 # Re-exported: callers catch them as `datasets.DatasetError`.
 from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401
 from jaxseg.registry import unknown_name_message
-from jaxseg.sections import Section
+from jaxseg.sections import Choice, Section
 
 
 class SplitError(ConfigError):
   """data.train_split or data.eval_split names no split of the prepared dataset (exit 2)."""
 
 
-# The `data` section (jaxseg/sections.py).
+# The `data` section (jaxseg/sections.py): the keys read here for every dataset, and
+# the chosen builder's own (its `builder_kwargs` keywords: builders/registry.py).
 SECTION = Section("data", shared={
     "name": "shapes",  # A registered dataset (python run.py --list).
     "config": "",  # Builder config, e.g. '2012_aug' for voc_seg.
@@ -38,14 +39,8 @@ SECTION = Section("data", shared={
     "train_split": "train",
     "eval_split": "validation",
     "worker_count": 0,  # grain worker processes (0 = read in the main process).
-    "shuffle_seed": 0,
-    # voc_seg: fetch archives missing from manual_dir from their URLs (False: fail at
-    # once, naming the file to put there; offline machines never wait on a download).
-    "download": False,
-    "folder_root": "",  # folder: root of images/<split>/, labels/<split>/, classes.txt.
-    # folder: RGB colour labels map this colour to the ignore index 255 (() = none).
-    "folder_ignore_rgb": (255, 255, 255),
-}, choices=())
+    "shuffle_seed": 0,  # Seed of the training order (grain's index sampler).
+}, choices=(Choice("name", DATASETS),))
 
 
 def dataset_names() -> list[str]:
@@ -58,7 +53,7 @@ def validate_config(data_cfg: ml_collections.ConfigDict) -> None:
   c.choice("name", dataset_names(), "dataset")
   c.count("worker_count", min=0)
   c.ints("folder_ignore_rgb", (0, 3), "() or an (R, G, B) colour with values 0-255",
-         min=0, max=255)
+         min=0, max=255, optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +83,15 @@ class DatasetMeta:
 
 def _builder(data_cfg: ml_collections.ConfigDict):
   builder_cls = DATASETS.get(data_cfg.name)
-  kwargs = {"data_dir": os.path.expanduser(data_cfg.dir), "file_format": "array_record"}
+  data_dir = os.path.expanduser(data_cfg.dir)
+  kwargs = {"data_dir": data_dir, "file_format": "array_record"}
   if data_cfg.config:
     kwargs["config"] = data_cfg.config
-  # Builders whose identity or behaviour comes from more config keys than a name
-  # (the folder builder's root, voc_seg's download permission) map them here.
+  # Builders whose identity or behaviour comes from their own data keys (the folder
+  # builder's root, voc_seg's download permission) map them in `builder_kwargs`.
   if hasattr(builder_cls, "builder_kwargs"):
-    kwargs.update(builder_cls.builder_kwargs(data_cfg))
+    own = {key: data_cfg[key] for key in DATASETS.params(data_cfg.name)}
+    kwargs.update(builder_cls.builder_kwargs(data_dir, **own))
   return builder_cls(**kwargs)
 
 

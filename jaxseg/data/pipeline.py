@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from jaxseg.data import transforms
+from jaxseg.data.augment import Compose, build_augment
 
 
 class _Decode(grain.transforms.Map):
@@ -26,7 +27,7 @@ class _Decode(grain.transforms.Map):
 
 
 class _Augment(grain.transforms.RandomMap):
-  def __init__(self, augment: transforms.Compose):
+  def __init__(self, augment: Compose):
     self.augment = augment
 
   def random_map(self, example, rng: np.random.Generator):
@@ -82,7 +83,7 @@ def train_loader(source, cfg: ml_collections.ConfigDict, ignore_index: int) -> g
   per_process = _per_process(cfg.train.batch_size, "train.batch_size")
   sampler = _SliceOfGlobalBatch(len(source), cfg.data.shuffle_seed, per_process,
                                 cfg.data.worker_count)
-  ops = [_Decode(), _Augment(transforms.build_augment(cfg.augment, ignore_index)),
+  ops = [_Decode(), _Augment(build_augment(cfg.augment, ignore_index)),
          grain.transforms.Batch(per_process, drop_remainder=True)]
   # The sampler already does the per-process split, so the loader must not shard again.
   return grain.DataLoader(data_source=source, sampler=sampler, operations=ops,

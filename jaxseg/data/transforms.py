@@ -7,7 +7,8 @@ padded with the ignore index. Ops are module-level functions bound with
 Normalisation (mean/std) happens on device inside the jitted step, so images
 stay uint8 here.
 
-The `voc` preset is mmsegmentation's train pipeline op for op, checked against
+The presets that chain them are in `augment.py`. The `voc` preset is
+mmsegmentation's train pipeline op for op, checked against
 mmseg's own transforms (tests/test_parity_augment.py): resizes with OpenCV's
 INTER_LINEAR / INTER_NEAREST (what mmcv calls), crops that may come out smaller
 than the crop size, flip and photometric distortion on the unpadded crop, and
@@ -18,20 +19,13 @@ ratio is `random() * (hi - lo) + lo`), so the same draws give the same output.
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import cv2
-import ml_collections
 import numpy as np
-
-from jaxseg.checks import Checker
-from jaxseg.registry import Registry
-from jaxseg.sections import Section
 
 Example = dict[str, np.ndarray]
 Op = Callable[[Example, np.random.Generator], Example]
-AUGMENTATIONS: Registry = Registry("augmentation preset")
 # mmseg's RandomCrop tests a drawn window and re-draws up to this many times,
 # keeping the last draw untested: at most 1 + CAT_MAX_RETRIES windows.
 CAT_MAX_RETRIES = 10
@@ -180,144 +174,3 @@ def photometric(example: Example, rng: np.random.Generator, brightness_delta: fl
   if not contrast_first and rng.integers(2):
     image = adjust_contrast(image, rng.uniform(*contrast_range))
   return dict(example, image=image)
-
-
-# Presets: which ops in which order. Every number comes from cfg (c.augment).
-IMAGE_PADS = ("zero", "mean")  # `augment.image_pad` values.
-
-
-def _pad_value(cfg: ml_collections.ConfigDict) -> tuple[int, int, int]:
-  """'mean': the mean colour rounded to uint8, which normalises to within 0.01 of mmseg's
-  pad value 0 (mmseg pads after normalising; here images stay uint8 until the device)."""
-  if cfg.image_pad not in IMAGE_PADS:
-    raise ValueError(f"augment.image_pad={cfg.image_pad!r}; expected one of {IMAGE_PADS}")
-  return (0, 0, 0) if cfg.image_pad == "zero" else tuple(int(round(m)) for m in cfg.mean)
-
-
-def _crop(cfg: ml_collections.ConfigDict, ignore_index: int) -> Op:
-  return functools.partial(random_crop, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index,
-                           cat_max_ratio=cfg.cat_max_ratio)
-
-
-def _pad(cfg: ml_collections.ConfigDict, ignore_index: int) -> Op:
-  return functools.partial(pad, size_HW=tuple(cfg.crop_size), ignore_index=ignore_index,
-                           image_value=_pad_value(cfg))
-
-
-def _flip(cfg: ml_collections.ConfigDict) -> Op:
-  return functools.partial(hflip, prob=cfg.flip_prob)
-
-
-def _rescale(cfg: ml_collections.ConfigDict) -> Op:
-  return functools.partial(random_rescale, ratio_range=tuple(cfg.scale_range),
-                           base_size=tuple(cfg.base_size))
-
-
-def _photometric(cfg: ml_collections.ConfigDict) -> Op:
-  return functools.partial(photometric, brightness_delta=cfg.brightness_delta,
-                           contrast_range=tuple(cfg.contrast_range),
-                           saturation_range=tuple(cfg.saturation_range), hue_delta=cfg.hue_delta)
-
-
-@AUGMENTATIONS.register("none")
-def preset_none(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  return [_crop(cfg, ignore_index), _pad(cfg, ignore_index)]
-
-
-@AUGMENTATIONS.register("flip")
-def preset_flip(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  return [_crop(cfg, ignore_index), _flip(cfg), _pad(cfg, ignore_index)]
-
-
-@AUGMENTATIONS.register("scale_crop_flip")
-def preset_scale_crop_flip(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  """Rescale, crop, flip, photometric distortion when `augment.photometric`, pad."""
-  ops = [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg)]
-  if cfg.photometric:
-    ops.append(_photometric(cfg))
-  return ops + [_pad(cfg, ignore_index)]
-
-
-@AUGMENTATIONS.register("voc")
-def preset_voc(cfg: ml_collections.ConfigDict, ignore_index: int) -> list[Op]:
-  """mmseg's VOC train pipeline: RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion,
-  then the data preprocessor's padding to the crop size (image: mean colour, label: ignore).
-
-  Its numbers are the c.augment keys; `mmseg_voc_augment()` holds mmseg's values.
-  """
-  return [_rescale(cfg), _crop(cfg, ignore_index), _flip(cfg), _photometric(cfg),
-          _pad(cfg, ignore_index)]
-
-
-def mmseg_voc_augment() -> dict:
-  """c.augment values of mmseg's VOC recipe (pascal_voc12.py), for `c.augment.update(...)`."""
-  return dict(preset="voc", crop_size=(512, 512), base_size=(2048, 512), scale_range=(0.5, 2.0),
-              cat_max_ratio=0.75, flip_prob=0.5, image_pad="mean", brightness_delta=32.0,
-              contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5), hue_delta=18)
-
-
-class Compose:
-  """Applies ops in order with one generator; picklable for grain's worker processes."""
-
-  def __init__(self, ops: list[Op]):
-    self.ops = ops
-
-  def __call__(self, example: Example, rng: np.random.Generator) -> Example:
-    for op in self.ops:
-      example = op(example, rng)
-    return example
-
-  def __repr__(self) -> str:
-    return f"Compose({self.ops!r})"
-
-
-# The `augment` section (jaxseg/sections.py).
-SECTION = Section("augment", shared={
-    "preset": "flip",  # A registered augmentation preset.
-    "crop_size": (64, 64),  # (H, W) of training crops.
-    "flip_prob": 0.5,  # Horizontal flip probability (presets with a flip).
-    # Crops pad labels with the ignore index and images with 'zero' or 'mean' (the mean
-    # colour, which normalises to 0 on device, as mmseg's pad-after-normalise does).
-    "image_pad": "zero",
-    # Re-draw a crop (up to 10 times, mmseg) while one class covers >= this fraction of
-    # its non-ignore pixels or it holds a single class; 1.0 = off. mmseg's VOC: 0.75.
-    "cat_max_ratio": 1.0,
-    # Rescale presets (scale_crop_flip, voc): a ratio drawn uniformly from scale_range,
-    # applied to base_size=(long, short) mmseg-style (fit inside base_size*ratio, aspect
-    # kept), or to the image's own size when base_size=().
-    "scale_range": (0.5, 2.0),
-    "base_size": (2048, 512),
-    # Photometric distortion (voc always; scale_crop_flip when photometric=True), mmseg's
-    # PhotoMetricDistortion: each part with p=0.5; hue_delta in OpenCV units (180 = a turn).
-    "photometric": False,
-    "brightness_delta": 32.0,
-    "contrast_range": (0.5, 1.5),
-    "saturation_range": (0.5, 1.5),
-    "hue_delta": 18,
-    # Normalisation happens on device, on uint8 images, inside the jitted step.
-    "mean": (123.675, 116.28, 103.53),  # ImageNet, in 0-255 units.
-    "std": (58.395, 57.12, 57.375),
-}, choices=())
-
-
-def validate_config(augment_cfg: ml_collections.ConfigDict) -> None:
-  """Fails at config load (before any data is read) on a bad `augment` section."""
-  c = Checker(augment_cfg, "augment")
-  c.choice("preset", AUGMENTATIONS.names(), "augmentation preset")
-  c.ints("crop_size", (2,), "two positive ints (H, W), e.g. (512, 512)", min=1)
-  c.number("flip_prob", min=0, max=1)
-  c.choice("image_pad", IMAGE_PADS)
-  c.number("cat_max_ratio", above=0, max=1)
-  c.numbers("scale_range", (2,), "(low, high) ratios with 0 < low <= high", ordered=True,
-            above=0)
-  c.ints("base_size", (0, 2), "() or two positive ints (long, short)", min=1)
-  c.number("brightness_delta", min=0, max=255)
-  for key in ("contrast_range", "saturation_range"):
-    c.numbers(key, (2,), "(low, high) factors with 0 <= low <= high", ordered=True, min=0)
-  c.count("hue_delta", min=0, max=180)  # OpenCV units: 180 is a full turn.
-  c.numbers("mean", (3,), "three values (R, G, B) in 0-255", min=0, max=255)
-  c.numbers("std", (3,), "three values (R, G, B) > 0, in 0-255 units", above=0)
-
-
-def build_augment(cfg: ml_collections.ConfigDict, ignore_index: int) -> Compose:
-  return Compose(AUGMENTATIONS.get(cfg.preset)(cfg, ignore_index))

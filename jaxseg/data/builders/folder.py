@@ -85,13 +85,17 @@ class Folder(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = []  # Made per root by `folder_config`.
 
   @classmethod
-  def builder_kwargs(cls, data_cfg) -> dict:
-    if not data_cfg.folder_root:
+  def builder_kwargs(cls, data_dir: str, *, folder_root: str = "",
+                     folder_ignore_rgb: tuple = (255, 255, 255)) -> dict:
+    """The builder config of the dataset at `folder_root` (root of images/<split>/,
+    labels/<split>/, classes.txt); RGB colour labels map `folder_ignore_rgb` to the
+    ignore index 255 (() = none). Digests are cached under `data_dir` (data.dir)."""
+    if not folder_root:
       raise DatasetMissingError("data.name=folder needs data.folder_root=<directory with "
                                 "images/, labels/, classes.txt>; see docs/data.md")
     # The digest cache lives with the prepared copies, never inside the user's folder.
-    cache_dir = os.path.join(os.path.expanduser(data_cfg.dir), "folder", "_fingerprints")
-    return {"config": folder_config(data_cfg.folder_root, data_cfg.folder_ignore_rgb, cache_dir)}
+    cache_dir = os.path.join(data_dir, "folder", "_fingerprints")
+    return {"config": folder_config(folder_root, folder_ignore_rgb, cache_dir)}
 
   def _info(self) -> tfds.core.DatasetInfo:
     names, colors = folder_labels.class_table(self.builder_config.root)

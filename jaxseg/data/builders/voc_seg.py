@@ -70,8 +70,11 @@ class VocSeg(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   @classmethod
-  def builder_kwargs(cls, data_cfg) -> dict:
-    return {"allow_download": bool(data_cfg.download)}
+  def builder_kwargs(cls, data_dir: str, *, download: bool = False) -> dict:
+    """`download`: fetch archives missing from manual_dir from their URLs (False: fail
+    at once, naming the file to put there; offline machines never wait on a download)."""
+    del data_dir  # Sources come from manual_dir, which prepare() passes.
+    return {"allow_download": bool(download)}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
