@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from benchmarks import max_batch, torch_reference_bench, voc_eval  # noqa: E402
 from jaxseg.build import build, synthetic_meta  # noqa: E402
 from jaxseg.config import build_config  # noqa: E402
+from jaxseg.models import MODELS  # noqa: E402
 from jaxseg.sharding import global_batch, make_mesh  # noqa: E402
 
 
@@ -85,7 +86,9 @@ class Setup:
   def __init__(self, a):
     self.a, self.crop, self.classes = a, a.crop, a.classes
     self.cfg = build_config("demo", [
-        f"model.name={a.model}", f"model.dtype={a.dtype}", f"model.aux_head={bool(a.aux)}",
+        f"model.name={a.model}", f"model.dtype={a.dtype}",
+        # Models without an aux head (unet, the VGG FCNs) take no model.aux_head.
+        *([f"model.aux_head={bool(a.aux)}"] if "aux_head" in MODELS.params(a.model) else []),
         f"augment.crop_size=({a.crop},{a.crop})", "optim.name=sgd", "optim.lr=0.01",
         "optim.momentum=0.9", "optim.weight_decay=5e-4", "optim.warmup_steps=0",
         f"train.batch_size={a.batch}", f"eval.batch_size={a.voc_eval_batch}", *a.overrides])

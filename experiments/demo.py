@@ -16,10 +16,14 @@ def get_config(variant: str = ""):
   c.data.name = "shapes"
   c.augment.preset = "flip"
   c.augment.crop_size = (64, 64)
-  c.model.name = "unet"
-  c.model.width = 16
-  c.model.depth = 3
-  c.model.dropout = 0.0
+  if "seed" in flags:  # Each model's own keys (jaxseg/models/seed_cnn.py, unet.py).
+    c.model.name = "seed_cnn"
+    c.model.width = 32
+  else:
+    c.model.name = "unet"
+    c.model.width = 16
+    c.model.depth = 3
+    c.model.dropout = 0.0
   c.optim.name = "adamw"
   c.optim.lr = 3e-3
   c.optim.weight_decay = 1e-4
@@ -32,9 +36,6 @@ def get_config(variant: str = ""):
   c.train.checkpoint_every = 400
   c.eval.batch_size = 64
   apply_loss_variant(c, options)
-  if "seed" in flags:
-    c.model.name = "seed_cnn"
-    c.model.width = 32
   if "smoke" in flags:
     c.train.steps = 12
     c.train.batch_size = 16

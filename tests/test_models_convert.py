@@ -7,19 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg.models import build_model
+from jaxseg.models import SECTION, build_model
 from jaxseg.models.convert import apply_pretrained, load_into, load_state_dict
-from jaxseg.models.zoo_config import zoo_defaults
 from tests.mmseg_oracle import require
 
 KEY = jax.random.PRNGKey(0)
 
-
-def model_cfg(name, **overrides):
-  cfg = zoo_defaults()
-  cfg.name, cfg.dtype = name, "float32"
-  cfg.update(overrides)
-  return cfg
 
 
 def torchvision_resnet50_shapes() -> dict[str, tuple]:
@@ -82,13 +75,13 @@ def zeros_like_variables(model):
 
 def test_no_weights_is_a_noop():
   variables = {"params": {"w": np.ones(3)}}
-  assert apply_pretrained(model_cfg("fcn_resnet50"), variables) is variables
+  assert apply_pretrained(SECTION.config(name="fcn_resnet50"), variables) is variables
 
 
 def test_backbone_safetensors_lands_every_tensor_without_torch(tmp_path):
   state = random_state(torchvision_resnet50_shapes())
   path = save_state(state, tmp_path, "resnet50")
-  model = build_model(model_cfg("fcn_resnet50"), 21)
+  model = build_model(SECTION.config(name="fcn_resnet50"), 21)
   variables, report = load_into(zeros_like_variables(model), load_state_dict(path), path=path,
                                 prefix="backbone")
   assert report.unused == ["fc.bias", "fc.weight"]
@@ -113,7 +106,7 @@ def test_backbone_safetensors_lands_every_tensor_without_torch(tmp_path):
 
 
 def test_vgg_fc_layers_become_convolutions(tmp_path):
-  model = build_model(model_cfg("fcn8s", output_stride=32), 21)
+  model = build_model(SECTION.config(name="fcn8s", output_stride=32), 21)
   abstract = abstract_variables(model)["params"]["backbone"]
   shapes = {}
   for name, leaves in abstract.items():
@@ -126,8 +119,8 @@ def test_vgg_fc_layers_become_convolutions(tmp_path):
   shapes.update({"classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,)})
   state = random_state(shapes)
   path = save_state(state, tmp_path, "vgg16")
-  variables = apply_pretrained(model_cfg("fcn8s", output_stride=32, backbone_weights=path),
-                               zeros_like_variables(model))
+  cfg = SECTION.config(name="fcn8s", output_stride=32, backbone_weights=path)
+  variables = apply_pretrained(cfg, zeros_like_variables(model))
   fc6 = np.asarray(variables["params"]["backbone"]["classifier_0"]["kernel"])  # (7, 7, 512, 4096)
   # torch flattens pool5 as (C, H, W): input index c * 49 + y * 7 + x.
   c, y, x, o = 300, 2, 5, 4000
@@ -140,20 +133,21 @@ def test_shape_mismatch_names_key_shapes_and_file_and_changes_nothing(tmp_path):
   shapes = torchvision_resnet50_shapes()
   shapes["layer2.1.conv2.weight"] = (128, 128, 1, 1)
   path = save_state(random_state(shapes), tmp_path, "bad")
-  model = build_model(model_cfg("fcn_resnet50"), 21)
+  model = build_model(SECTION.config(name="fcn_resnet50"), 21)
   variables = zeros_like_variables(model)
   with pytest.raises(ValueError, match=r"layer2\.1\.conv2\.weight.*\(128, 128, 1, 1\).*"
                                        r"\(3, 3, 128, 128\)") as error:
-    apply_pretrained(model_cfg("fcn_resnet50", backbone_weights=path), variables)
+    apply_pretrained(SECTION.config(name="fcn_resnet50", backbone_weights=path), variables)
   assert path in str(error.value)
   assert not any(np.abs(leaf).any() for leaf in jax.tree.leaves(variables))
 
 
 def test_nothing_matching_is_an_error(tmp_path):
   path = save_state({"encoder.weight": np.ones((2, 2), np.float32)}, tmp_path, "other")
-  model = build_model(model_cfg("fcn_resnet50"), 21)
+  model = build_model(SECTION.config(name="fcn_resnet50"), 21)
   with pytest.raises(ValueError, match="no tensor"):
-    apply_pretrained(model_cfg("fcn_resnet50", weights=path), zeros_like_variables(model))
+    apply_pretrained(SECTION.config(name="fcn_resnet50", weights=path),
+                     zeros_like_variables(model))
 
 
 def test_pth_without_torch_explains(tmp_path, monkeypatch):
@@ -180,7 +174,7 @@ def test_torchvision_checkpoint_forward_matches_torch(kind, tmp_path):
   path = str(tmp_path / f"{kind}_resnet50.pth")
   torch.save(net.state_dict(), path)
 
-  cfg = model_cfg(f"{kind}_resnet50", weights=path)
+  cfg = SECTION.config(name=f"{kind}_resnet50", weights=path)
   model = build_model(cfg, 21)
   variables = apply_pretrained(cfg, zeros_like_variables(model), verbose=False)
   _, report = load_into(zeros_like_variables(model), load_state_dict(path), path=path)

@@ -7,20 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg.models import build_model
+from jaxseg.models import SECTION, build_model
 from jaxseg.models.convert_mmseg import is_mmseg_segmentor, mmseg_key
 from jaxseg.models.layers import kernel_init
 from jaxseg.models.mmseg_heads import MMSegFCNHead
-from jaxseg.models.zoo_config import zoo_defaults
 
 KEY = jax.random.PRNGKey(0)
 
-
-def model_cfg(name, **overrides):
-  cfg = zoo_defaults()
-  cfg.update({"name": name, "dtype": "float32", "deep_stem": True})
-  cfg.update(overrides)
-  return cfg
 
 
 def test_mmseg_key_of_each_module_kind():
@@ -58,13 +51,13 @@ def test_mmseg_key_of_each_module_kind():
     ("mmseg_deeplabv3plus_resnet50", 43_591_418),
 ])
 def test_param_counts_are_mmsegs(name, expected):
-  model = build_model(model_cfg(name), 21)
+  model = build_model(SECTION.config(name=name, deep_stem=True), 21)
   shapes = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 64, 64, 3)), train=False))
   assert sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes["params"])) == expected
 
 
 def test_depthwise_separable_branches_are_grouped():
-  model = build_model(model_cfg("mmseg_deeplabv3plus_resnet50"), 21)
+  model = build_model(SECTION.config(name="mmseg_deeplabv3plus_resnet50", deep_stem=True), 21)
   params = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 64, 64, 3)),
                                              train=False))["params"]["classifier"]
   assert params["aspp_modules_0"]["conv"]["kernel"].shape == (1, 1, 2048, 512)

@@ -16,6 +16,7 @@ import pytest
 from jaxseg.config import build_config
 from jaxseg.models import model_names
 from jaxseg.sharding import global_batch
+from tests.modelkit import model_overrides
 from tests.stepkit import build_step
 
 # That a sharded step trains every model holds for any random bits: rbg keys compile faster.
@@ -61,9 +62,8 @@ def test_every_model_is_stepped_or_covered_by_one_that_is():
 
 @pytest.mark.parametrize("name", STEPPED)
 def test_one_sharded_train_step(name):
-  cfg = build_config("demo", [f"model.name={name}", "model.width=4", "model.depth=2",
-                              "model.fc_channels=64", "model.head_channels=64",
-                              f"augment.crop_size=({SIZE},{SIZE})", "optim.name=sgd",
+  sizes = model_overrides(name, width=4, depth=2, fc_channels=64, head_channels=64)
+  cfg = build_config("demo", [*sizes, f"augment.crop_size=({SIZE},{SIZE})", "optim.name=sgd",
                               "optim.warmup_steps=0"])
   mesh, state, step, _ = build_step(cfg, size=SIZE, num_classes=NUM_CLASSES)
   rng = np.random.default_rng(0)

@@ -12,18 +12,12 @@ from jaxseg.models.fcn import FCNHead, Segmentor
 from jaxseg.models.layers import global_mean, kernel_init, valid_at_stride
 from jaxseg.models.mmseg_heads import MMSegASPPHead, MMSegFCNHead
 from jaxseg.models.resnet import ResNet
-from jaxseg.models.zoo_config import zoo_defaults
+from tests.modelkit import model_config
 
 # `rbg` keys: XLA:CPU compiles a ResNet init from them ~3x faster than from the default
 # threefry keys, and what is checked here (masking) holds for any weights.
 KEY = jax.random.key(0, impl="rbg")
 
-
-def model_cfg(name, **overrides):
-  cfg = zoo_defaults()
-  cfg.update({"name": name, "dtype": "float32", "width": 4, "depth": 2, "fc_channels": 8})
-  cfg.update(overrides)
-  return cfg
 
 
 def top_left_mask(batch, canvas_hw, image_hw):
@@ -82,7 +76,7 @@ def small_input():
 
 @pytest.mark.parametrize("name", model_names())
 def test_every_model_accepts_valid_BHW(name):
-  model = build_model(model_cfg(name, output_stride=32), 3)
+  model = build_model(model_config(name, width=4, depth=2, fc_channels=8, output_stride=32), 3)
   x = small_input()
   variables = jax.eval_shape(lambda: model.init(KEY, x, train=False))
   logits, _ = jax.eval_shape(

@@ -2,16 +2,15 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from jaxseg.models import build_model, model_names
+from jaxseg.models import SECTION, build_model, model_names
 from jaxseg.models.layers import conv2d, kernel_init
 from jaxseg.models.resnet import (FEATURE_STRIDES, BasicBlock, Bottleneck, ResNet,
                                   feature_channels)
 from jaxseg.models.vgg import VGG16
-from jaxseg.models.zoo_config import zoo_defaults
+from tests.modelkit import model_config
 
 ZOO = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
        "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "fcn32s", "fcn16s", "fcn8s",
@@ -19,12 +18,6 @@ ZOO = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet1
 KEY = jax.random.PRNGKey(0)
 X_BHWC = jnp.zeros((2, 64, 64, 3), jnp.float32)
 
-
-def model_cfg(name, **overrides):
-  cfg = zoo_defaults()
-  cfg.name, cfg.dtype = name, "float32"
-  cfg.update(overrides)
-  return cfg
 
 
 def param_shapes(model, x=X_BHWC):
@@ -48,11 +41,11 @@ def test_zoo_models_are_registered():
     ("deeplabv3plus_resnet50", 42_717_386), ("fcn32s", 134_346_581),
 ])
 def test_param_count_matches_torchvision(name, expected):
-  assert count(param_shapes(build_model(model_cfg(name), 21))["params"]) == expected
+  assert count(param_shapes(build_model(SECTION.config(name=name), 21))["params"]) == expected
 
 
 def test_aux_head_off_removes_aux_params_and_output():
-  model = build_model(model_cfg("fcn_resnet50", aux_head=False), 21)
+  model = build_model(SECTION.config(name="fcn_resnet50", aux_head=False), 21)
   variables = param_shapes(model)
   assert "aux_classifier" not in variables["params"]
   assert count(variables["params"]) == 35_322_218 - (1024 * 256 * 9 + 2 * 256 + 256 * 21 + 21)
@@ -63,7 +56,7 @@ def test_aux_head_off_removes_aux_params_and_output():
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 @pytest.mark.parametrize("name", ZOO)
 def test_train_mode_output_shapes(name, output_stride):
-  model = build_model(model_cfg(name, output_stride=output_stride), 5)
+  model = build_model(SECTION.config(name=name, output_stride=output_stride), 5)
   variables = param_shapes(model)
 
   def train_apply(v):
@@ -124,7 +117,7 @@ def test_dilation_follows_torchvision_replace_stride_with_dilation():
 
 @pytest.mark.parametrize("name", ["deeplabv3plus_resnet50", "fcn8s"])
 def test_real_train_forward_batch2(name):
-  model = build_model(model_cfg(name, output_stride=16 if "resnet" in name else 32), 3)
+  model = build_model(SECTION.config(name=name, output_stride=16 if "resnet" in name else 32), 3)
   # numpy-filled params: a real init of 134M params costs ~10 s on 2 CPU cores.
   rng = np.random.default_rng(0)
   variables = jax.tree.map(lambda s: rng.standard_normal(s.shape, np.float32) * 0.02,
@@ -150,21 +143,7 @@ def test_real_train_forward_batch2(name):
                                                ("output_stride", 4, "16")])
 def test_unknown_config_values_name_the_key(key, value, valid):
   with pytest.raises(ValueError, match=rf"model\.{key}=.*{valid}"):
-    build_model(model_cfg("fcn_resnet50", **{key: value}), 21)
-
-
-def test_zoo_defaults_have_every_key_the_factories_read():
-  cfg = zoo_defaults()
-  for key in ("output_stride", "deep_stem", "aux_head", "dropout", "init", "classifier_init_std",
-              "fc_channels", "head_channels",
-              "zero_init_residual", "bn_momentum", "backbone_weights", "weights"):
-    assert key in cfg
-  base = ml_collections.ConfigDict({"name": "fcn8s", "dtype": "float32", "width": 8, "depth": 2})
-  base.update(cfg)
-  base.lock()  # Locked config: a factory reading a missing key would fail here.
-  for name in ZOO:
-    base.name = name
-    build_model(base, 21)
+    build_model(SECTION.config(name="fcn_resnet50", **{key: value}), 21)
 
 
 def test_kaiming_normal_is_fan_out_and_xavier_is_bounded():
@@ -183,7 +162,7 @@ def test_init_option_reaches_every_conv():
   shape = (3, 3, 256, 256)
   xavier_std = np.sqrt(6 / (2 * 9 * 256)) / np.sqrt(3)
   for model_name in ("deeplabv3plus_resnet50", "fcn8s"):
-    model = build_model(model_cfg(model_name, init="xavier_uniform"), 21)
+    model = build_model(SECTION.config(name=model_name, init="xavier_uniform"), 21)
     modules = [model.backbone, getattr(model, "classifier", None),
                getattr(model, "aux_classifier", None)]
     for module in filter(None, modules):
@@ -214,7 +193,7 @@ def test_fcn_upsampling_starts_bilinear():
 
 @pytest.mark.parametrize("name", ["deeplabv3plus_resnet50", "fcn16s"])
 def test_bfloat16_compute_keeps_float32_params_and_logits(name):
-  model = build_model(model_cfg(name, dtype="bfloat16", vgg_batch_norm=True), 4)
+  model = build_model(model_config(name, dtype="bfloat16", vgg_batch_norm=True), 4)
   variables = param_shapes(model)
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype("float32")}
   (logits, aux), _ = jax.eval_shape(
@@ -228,7 +207,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name):
 def test_classifier_init_std_reaches_every_resnet_head(std):
   # 0.01 (mmsegmentation): the first logits are near zero; 0: the heads' `init` (He).
   for model_name in ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
-    model = build_model(model_cfg(model_name, classifier_init_std=std), 21)
+    model = build_model(SECTION.config(name=model_name, classifier_init_std=std), 21)
     for head in (model.classifier, model.aux_classifier):
       kernel = np.asarray(
           (head.classifier_init or head.kernel_init)(KEY, (1, 1, 512, 21)))

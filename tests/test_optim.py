@@ -9,6 +9,7 @@ import pytest
 from jaxseg import optim
 from jaxseg.config import build_config
 from jaxseg.sharding import global_batch
+from tests.modelkit import model_overrides
 from tests.stepkit import NUM_CLASSES, build_step
 
 # What these check holds for any random bits; rbg keys compile the U-Net init ~5x faster.
@@ -24,8 +25,8 @@ def _batch(n=16, size=32):
 
 
 def _setup(*overrides, model="seed_cnn"):
-  cfg = build_config("demo", [f"model.name={model}", "model.width=4", "model.depth=2",
-                              "optim.name=sgd", "optim.lr=0.05", "optim.warmup_steps=0",
+  cfg = build_config("demo", [*model_overrides(model, width=4, depth=2), "optim.name=sgd",
+                              "optim.lr=0.05", "optim.warmup_steps=0",
                               "augment.crop_size=(32,32)", *overrides])
   mesh, state, step, tx = build_step(cfg)
   return cfg, mesh, state, step, tx

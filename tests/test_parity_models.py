@@ -11,9 +11,8 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models import build_model
+from jaxseg.models import SECTION, build_model
 from jaxseg.models.convert import apply_pretrained
-from jaxseg.models.zoo_config import zoo_defaults
 from tests import mmseg_oracle
 
 pytestmark = pytest.mark.parity
@@ -30,11 +29,8 @@ MMSEG_PARAMS = {"mmseg_fcn_resnet50": 49_499_274, "mmseg_deeplabv3_resnet50": 68
 SMALL_HW = (65, 97)  # Odd sides: every stride-2 conv and resize must round like torch.
 
 
-def jaxseg_cfg(name, weights=""):
-  cfg = zoo_defaults()
-  cfg.update({"name": name, "dtype": "float32", "deep_stem": True, "output_stride": 8,
-              "weights": weights})
-  return cfg
+def jaxseg_cfg(name, weights="", **values):
+  return SECTION.config(name=name, deep_stem=True, output_stride=8, weights=weights, **values)
 
 
 class Pair:
@@ -155,9 +151,7 @@ def test_train_mode_logits_and_bn_means_equal_mmseg(pair):
       np.random.default_rng(2).standard_normal((2, 3, *SMALL_HW)).astype(np.float32))
   with torch.no_grad():
     expected = net.encode_decode(x_BCHW, [dict(img_shape=SMALL_HW)] * 2)
-  cfg = jaxseg_cfg(pair.name)
-  cfg.dropout = 0.0
-  model = build_model(cfg, 21)
+  model = build_model(jaxseg_cfg(pair.name, dropout=0.0), 21)
   (logits, _), updated = jax.jit(lambda v, x: model.apply(
       v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(0)}))(
           pair.variables, jnp.asarray(x_BCHW.numpy().transpose(0, 2, 3, 1)))

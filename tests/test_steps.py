@@ -6,10 +6,11 @@ import pytest
 
 from jaxseg.config import build_config
 from jaxseg.sharding import global_batch
+from tests.modelkit import model_overrides
 from tests.stepkit import build_step, fixed_batch
 
 def _setup(devices, model_name="unet"):
-  cfg = build_config("demo", [f"model.name={model_name}", "model.width=8", "model.depth=2",
+  cfg = build_config("demo", [*model_overrides(model_name, width=8, depth=2),
                               "optim.name=adamw", "optim.lr=0.01", "optim.warmup_steps=0",
                               "augment.crop_size=(32,32)"])
   mesh, state, step, _ = build_step(cfg, devices=devices)

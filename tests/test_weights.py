@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from jaxseg.config import ConfigError, build_config
-from jaxseg.models import convert, weights
-from jaxseg.models.zoo_config import zoo_defaults
+from jaxseg.models import SECTION, convert, weights
 
 NAME = "open-mmlab://resnet50_v1c"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,11 +79,9 @@ def served_name(monkeypatch, server, body, stem="tiny", sha=None):
   return filename
 
 
-def model_cfg(cache, spec=NAME, **overrides):
-  cfg = zoo_defaults()
-  cfg.name, cfg.backbone_weights, cfg.weights_dir = "fcn_resnet50", spec, str(cache)
-  cfg.update(overrides)
-  return cfg
+def model_cfg(cache, spec=NAME, **values):
+  return SECTION.config(name="fcn_resnet50", backbone_weights=spec, weights_dir=str(cache),
+                        **values)
 
 
 def tiny_variables():

@@ -1,5 +1,8 @@
-"""Segmentation models. Each registered factory is `(model_cfg, num_classes) -> nn.Module`.
+"""Segmentation models, chosen by `model.name`.
 
+Each registered factory is `build_x(num_classes, *, dtype, <its own keys>)`: its
+keyword-only parameters, with their defaults, are the `model` keys it takes
+(jaxseg/sections.py), so `--set model.aspp_dropout=0.3` with `unet` fails at load.
 Every model is a linen module called as `model.apply(variables, x_BHWC, train=...)`
 returning `(logits_BHWC float32, aux: dict)`; `aux` may hold `aux_logits`.
 Every model also takes `valid_BHW=None`, a bool mask of the real (non-padding)
@@ -17,41 +20,47 @@ from jaxseg.checks import Checker
 from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, unet  # noqa: F401
 from jaxseg.models.layers import DTYPES
 from jaxseg.models.registry import MODELS
-from jaxseg.models.zoo_config import CHOICES, zoo_defaults
-from jaxseg.sections import Section
+from jaxseg.models.zoo_config import CHOICES
+from jaxseg.sections import Choice, Section
 
 
-# The `model` section (jaxseg/sections.py).
+# The `model` section (jaxseg/sections.py): the keys read outside the factories
+# (jaxseg/models/weights.py, convert.py), then the chosen factory's own.
 SECTION = Section("model", shared={
-    "name": "unet",
-    "dtype": "float32",  # Compute dtype; params and logits stay float32.
-    "width": 16,
-    "depth": 3,
-    "dropout": 0.0,
-    **zoo_defaults(),
-}, choices=())
+    "name": "unet",  # python run.py --list
+    # ImageNet weights of the backbone: a name (open-mmlab://resnet50_v1c,
+    # torchvision://resnet50, ...; downloaded once into weights_dir), a .pth,
+    # .safetensors or .npz file, or 'none' (from scratch, on purpose); '' loads nothing.
+    "backbone_weights": "",
+    # A whole segmentation checkpoint (file); when set, backbone_weights is not read.
+    "weights": "",
+    # Cache of named weights; put files here by hand on offline machines.
+    "weights_dir": "~/.cache/jaxseg/weights",
+}, choices=(Choice("name", MODELS),))
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int):
-  return MODELS.get(model_cfg.name)(model_cfg, num_classes)
+  """The model `model_cfg.name` names, built from its own keys of `model_cfg`."""
+  return MODELS.build(model_cfg.name, model_cfg, num_classes=num_classes)
 
 
 def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
-  """Fails at config load (not mid-run) on a bad `model` section."""
+  """Fails at config load (not mid-run) on a bad `model` section; the keys only some
+  models take are checked when the chosen one does."""
   c = Checker(model_cfg, "model")
   c.choice("name", model_names(), "model")
-  c.choice("dtype", DTYPES)
-  c.choice("init", CHOICES["init"])
-  if model_cfg.output_stride not in CHOICES["output_stride"]:
+  c.choice("dtype", DTYPES, optional=True)
+  c.choice("init", CHOICES["init"], optional=True)
+  if "output_stride" in model_cfg and model_cfg.output_stride not in CHOICES["output_stride"]:
     c.fail("output_stride", f"one of {list(CHOICES['output_stride'])}")
-  c.count("width")
-  c.count("depth", min=0)
-  c.count("fc_channels")
-  c.count("head_channels", min=2)  # The mmseg aux head has half of them.
+  c.count("width", optional=True)
+  c.count("depth", min=0, optional=True)
+  c.count("fc_channels", optional=True)
+  c.count("head_channels", min=2, optional=True)  # The mmseg aux head has half of them.
   for key in ("dropout", "aspp_dropout", "fc_dropout"):
-    c.number(key, min=0, below=1)
-  c.number("bn_momentum", min=0, max=1)
-  c.number("classifier_init_std", min=0)
+    c.number(key, min=0, below=1, optional=True)
+  c.number("bn_momentum", min=0, max=1, optional=True)
+  c.number("classifier_init_std", min=0, optional=True)
 
 
 def model_names() -> list[str]:

@@ -102,56 +102,90 @@ def to_flax(array: np.ndarray, like_shape: tuple[int, ...]) -> np.ndarray:
   return array
 
 
+def flat_variables(variables) -> dict[tuple[str, ...], object]:
+  """{(collection, *path): array} of the params and batch_stats of `variables`."""
+  variables = flax.core.unfreeze(variables)
+  return {(c, *p): v for c in COLLECTIONS if c in variables
+          for p, v in traverse_util.flatten_dict(variables[c]).items()}
+
+
+@dataclasses.dataclass
+class Match:
+  """Which tensors of a state dict go where (`match_state`); nothing is replaced yet."""
+
+  updates: dict  # (collection, *path) -> array in Flax layout, typed and placed as the variable.
+  missing: list[tuple[str | None, str]]  # (file key or None, variable name) the file lacks.
+  mismatched: list[str]  # One line per tensor whose shape does not fit.
+  used: set[str]  # The file keys taken.
+
+
+def match_state(flat: dict, state: dict[str, np.ndarray], key_of) -> Match:
+  """Each variable of `flat` (flat_variables) with the tensor of `state` that
+  `key_of(collection, path)` names (None: the variable has none), in Flax layout.
+  The one lookup, layout and shape check behind both converters (torchvision's
+  here, mmseg's in convert_mmseg.py), which differ in their key function only."""
+  match = Match({}, [], [], set())
+  for (collection, *var_path), old in flat.items():
+    name = "/".join([collection, *var_path])
+    key = key_of(collection, tuple(var_path))
+    if key is None or key not in state:
+      match.missing.append((key, name))
+      continue
+    new = to_flax(np.asarray(state[key]), old.shape)
+    if new.shape != tuple(old.shape):
+      match.mismatched.append(f"{key}: file has {tuple(state[key].shape)} (-> {new.shape}), "
+                              f"model expects {tuple(old.shape)} for {name}")
+      continue
+    match.used.add(key)
+    new = new.astype(old.dtype)
+    # Keep the placement of (possibly sharded) initialised variables.
+    match.updates[(collection, *var_path)] = (jax.device_put(new, old.sharding)
+                                              if isinstance(old, jax.Array) else new)
+  return match
+
+
+def unused_keys(state: dict, match: Match) -> list[str]:
+  """The file's tensors nothing took (num_batches_tracked and the like aside)."""
+  return sorted(k for k in state if k not in match.used and not k.endswith(IGNORED_SUFFIXES))
+
+
+def replaced(variables, flat: dict, updates: dict):
+  """`variables` with the `updates` of its flat entries (flat_variables) put in."""
+  variables = flax.core.unfreeze(variables)
+  out = dict(variables)
+  for collection in COLLECTIONS:
+    if collection in variables:
+      out[collection] = traverse_util.unflatten_dict(
+          {k[1:]: updates.get(k, v) for k, v in flat.items() if k[0] == collection})
+  return out
+
+
 def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str = ""):
   """`(new_variables, report)`: variables whose key starts with `prefix` taken from `state`.
 
   `prefix` selects a submodule (e.g. "backbone") whose keys the file has without
   it, as a torchvision classification checkpoint has the backbone's.
   """
-  variables = flax.core.unfreeze(variables)
-  flat = {(c,) + p: v for c in COLLECTIONS if c in variables
-          for p, v in traverse_util.flatten_dict(variables[c]).items()}
+  flat = flat_variables(variables)
   head_children = {}
   for (_, *modules, _leaf) in flat:
     if len(modules) > 1 and modules[0] in HEADS:
       head_children.setdefault(modules[0], set()).add(modules[1])
 
-  updates, missing, mismatched, used = {}, [], [], set()
-  for (collection, *var_path), old in flat.items():
-    name = "/".join([collection, *var_path])
-    if prefix and var_path[0] != prefix:
-      continue
-    key = torch_key(collection, tuple(var_path), head_children)
-    if key is not None and prefix:
-      key = key[len(prefix) + 1:]
-    if key is None or key not in state:
-      missing.append(name)
-      continue
-    new = to_flax(np.asarray(state[key]), old.shape)
-    if new.shape != tuple(old.shape):
-      mismatched.append(f"{key}: file has {tuple(state[key].shape)} (-> {new.shape}), "
-                        f"model expects {tuple(old.shape)} for {name}")
-      continue
-    used.add(key)
-    updates[(collection, *var_path)] = new
-  if mismatched:
-    raise ValueError(f"shape mismatch loading {path!r}:\n  " + "\n  ".join(mismatched))
-  if not updates:
+  def key_of(collection, var_path):
+    key = torch_key(collection, var_path, head_children)
+    return key[len(prefix) + 1:] if key is not None and prefix else key
+
+  chosen = {k: v for k, v in flat.items() if not prefix or k[1] == prefix}
+  match = match_state(chosen, state, key_of)
+  if match.mismatched:
+    raise ValueError(f"shape mismatch loading {path!r}:\n  " + "\n  ".join(match.mismatched))
+  if not match.updates:
     raise ValueError(f"no tensor of {path!r} matches the model (prefix={prefix!r}); "
                      f"file keys start with {sorted(state)[:5]}")
-
-  for key, new in updates.items():
-    old = flat[key]
-    new = new.astype(old.dtype)
-    # Keep the placement of (possibly sharded) initialised variables.
-    flat[key] = jax.device_put(new, old.sharding) if isinstance(old, jax.Array) else new
-  out = dict(variables)
-  for collection in COLLECTIONS:
-    if collection in variables:
-      out[collection] = traverse_util.unflatten_dict(
-          {k[1:]: v for k, v in flat.items() if k[0] == collection})
-  unused = sorted(k for k in state if k not in used and not k.endswith(IGNORED_SUFFIXES))
-  return out, LoadReport(path=path, loaded=sorted(used), missing=missing, unused=unused)
+  return replaced(variables, flat, match.updates), LoadReport(
+      path=path, loaded=sorted(match.used), missing=[name for _, name in match.missing],
+      unused=unused_keys(state, match))
 
 
 def apply_pretrained(model_cfg, variables, *, verbose: bool = True, backbone: bool = True):

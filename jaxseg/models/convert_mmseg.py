@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import re
 
-import flax
-import jax
 import numpy as np
-from flax import traverse_util
 
-from jaxseg.models.convert import COLLECTIONS, IGNORED_SUFFIXES, LEAF_NAMES, LoadReport, to_flax
+from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state,
+                                   replaced, unused_keys)
 
 # jaxseg's Segmentor fields -> mmseg's EncoderDecoder attributes.
 TOP_LEVEL = {"backbone": "backbone", "classifier": "decode_head",
@@ -45,36 +43,16 @@ def _listed(label: str, names: list[str]) -> str:
 
 def load_mmseg_segmentor(variables, state: dict[str, np.ndarray], *, path: str):
   """`(new_variables, report)` with every variable taken from the mmseg `state`."""
-  variables = flax.core.unfreeze(variables)
-  flat = {(c, *p): v for c in COLLECTIONS if c in variables
-          for p, v in traverse_util.flatten_dict(variables[c]).items()}
-  updates, missing, mismatched, used = {}, [], [], set()
-  for (collection, *var_path), old in flat.items():
-    key = mmseg_key(collection, tuple(var_path))
-    if key is None or key not in state:
-      missing.append(f"{key or '?'} (for {'/'.join([collection, *var_path])})")
-      continue
-    new = to_flax(np.asarray(state[key]), old.shape)
-    if new.shape != tuple(old.shape):
-      mismatched.append(f"{key}: file has {tuple(state[key].shape)}, model expects "
-                        f"{tuple(old.shape)}")
-      continue
-    used.add(key)
-    new = new.astype(old.dtype)
-    # Keep the placement of (possibly sharded) initialised variables.
-    updates[(collection, *var_path)] = (jax.device_put(new, old.sharding)
-                                        if isinstance(old, jax.Array) else new)
-  unused = sorted(k for k in state if k not in used and not k.endswith(IGNORED_SUFFIXES))
+  flat = flat_variables(variables)
+  match = match_state(flat, state, mmseg_key)
+  missing = [f"{key or '?'} (for {name})" for key, name in match.missing]
+  unused = unused_keys(state, match)
   problems = [_listed(label, names) for label, names in (
-      ("shape mismatches", mismatched), ("model variables the file lacks", missing),
+      ("shape mismatches", match.mismatched), ("model variables the file lacks", missing),
       ("file tensors the model has no place for", unused)) if names]
   if problems:
     raise ValueError(f"{path!r} is an mmseg checkpoint that does not fit this model "
                      "(an mmseg_* model of the same depth and heads?):\n  "
                      + "\n  ".join(problems))
-  out = dict(variables)
-  for collection in COLLECTIONS:
-    if collection in variables:
-      out[collection] = traverse_util.unflatten_dict(
-          {k[1:]: updates[k] for k in flat if k[0] == collection})
-  return out, LoadReport(path=path, loaded=sorted(used), missing=[], unused=[])
+  return replaced(variables, flat, match.updates), LoadReport(
+      path=path, loaded=sorted(match.used), missing=[], unused=[])

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models.registry import MODELS
-from jaxseg.models.fcn import Segmentor, aux_head, head_kwargs
+from jaxseg.models.fcn import Segmentor, fcn_aux_head, head_kwargs
 from jaxseg.models.layers import batch_norm, conv2d, global_mean, mask_to, resize_to_stride
-from jaxseg.models.resnet import resnet_from_config
+from jaxseg.models.resnet import resnet_backbone
 
 # Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
 # (torchvision's 12/24/36); halved again at OS32 so the field of view stays put.
@@ -108,18 +108,34 @@ class DeepLabV3PlusHead(_HeadBase):
 
 
 def _deeplab(depth: int, plus: bool):
-  def build(cfg, num_classes: int) -> Segmentor:
-    backbone = resnet_from_config(cfg, depth)  # Validates output_stride first.
-    rates = ASPP_RATES[cfg.output_stride]
+  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+            deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
+            aspp_dropout: float = 0.5, init: str = "kaiming_normal",
+            classifier_init_std: float = 0.01, zero_init_residual: bool = False,
+            bn_momentum: float = 0.9) -> Segmentor:
+    """torchvision's deeplabv3_resnet50/101, or DeepLabv3+ (`plus`) on the same backbone.
+
+    aux_head: also torchvision's FCN head on layer3, its logits returned as `aux_logits`.
+    dropout: before the classifier of the aux head and (DeepLabv3+) of the decoder.
+    aspp_dropout: after the ASPP projection (torchvision's DeepLabHead uses 0.5).
+    Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `fcn.head_kwargs`.
+    """
+    backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem,
+                               init=init, bn_momentum=bn_momentum,
+                               zero_init_residual=zero_init_residual, dtype=dtype)
+    head = head_kwargs(init=init, classifier_init_std=classifier_init_std,
+                       bn_momentum=bn_momentum, dtype=dtype)
+    rates = ASPP_RATES[output_stride]  # Valid: resnet_backbone checked output_stride.
     if plus:
-      head = DeepLabV3PlusHead(num_classes=num_classes, rates=rates,
-                               aspp_dropout=cfg.aspp_dropout, dropout=cfg.dropout,
-                               output_stride=cfg.output_stride, **head_kwargs(cfg))
+      classifier = DeepLabV3PlusHead(num_classes=num_classes, rates=rates,
+                                     aspp_dropout=aspp_dropout, dropout=dropout,
+                                     output_stride=output_stride, **head)
     else:
-      head = DeepLabHead(num_classes=num_classes, rates=rates, aspp_dropout=cfg.aspp_dropout,
-                         output_stride=cfg.output_stride, **head_kwargs(cfg))
-    return Segmentor(backbone=backbone, classifier=head,
-                     aux_classifier=aux_head(cfg, num_classes))
+      classifier = DeepLabHead(num_classes=num_classes, rates=rates, aspp_dropout=aspp_dropout,
+                               output_stride=output_stride, **head)
+    return Segmentor(backbone=backbone, classifier=classifier,
+                     aux_classifier=fcn_aux_head(num_classes, aux_head, dropout, output_stride,
+                                                 head))
   return build
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import (batch_norm, compute_dtype, conv2d, kernel_init, mask_to,
                                   resize_bilinear)
-from jaxseg.models.resnet import feature_stride, resnet_from_config
+from jaxseg.models.resnet import feature_stride, resnet_backbone
 from jaxseg.models.zoo_config import check_choice
 
 
@@ -69,29 +69,51 @@ class Segmentor(nn.Module):
     return logits_BHWC, aux
 
 
-def head_kwargs(cfg) -> dict:
-  """The init/BN/dtype settings every head shares, read from the zoo keys of `cfg`."""
-  std = cfg.classifier_init_std
-  return dict(kernel_init=kernel_init(check_choice(cfg, "init")), bn_momentum=cfg.bn_momentum,
-              dtype=compute_dtype(cfg.dtype),
-              classifier_init=nn.initializers.normal(std) if std > 0 else None)
+def head_kwargs(*, init: str, classifier_init_std: float, bn_momentum: float, dtype: str) -> dict:
+  """The init/BN/dtype settings every head shares, from the zoo models' `model` keys:
+
+  init: the convs' kernel initializer, as the backbone's (`layers.kernel_init`).
+  classifier_init_std: std of the normal init of the heads' 1x1 classifiers
+    (mmsegmentation's 0.01, so the first logits are near zero); 0 = `init`, as the other convs.
+  bn_momentum, dtype: as the backbone's (`resnet.resnet_backbone`).
+  """
+  return dict(kernel_init=kernel_init(check_choice("init", init)), bn_momentum=bn_momentum,
+              dtype=compute_dtype(dtype),
+              classifier_init=(nn.initializers.normal(classifier_init_std)
+                               if classifier_init_std > 0 else None))
 
 
-def aux_head(cfg, num_classes: int) -> FCNHead | None:
-  """torchvision's aux_classifier (FCNHead on layer3), or None when `aux_head` is off."""
-  if not cfg.aux_head:
+def fcn_aux_head(num_classes: int, enabled: bool, dropout: float, output_stride: int,
+                 head: dict) -> FCNHead | None:
+  """torchvision's aux_classifier (FCNHead on layer3), or None when `model.aux_head` is off."""
+  if not enabled:
     return None
-  return FCNHead(num_classes, feature="layer3", dropout=cfg.dropout,
-                 stride=feature_stride("layer3", cfg.output_stride), **head_kwargs(cfg))
+  return FCNHead(num_classes, feature="layer3", dropout=dropout,
+                 stride=feature_stride("layer3", output_stride), **head)
 
 
 def _fcn_resnet(depth: int):
-  def build(cfg, num_classes: int) -> Segmentor:
+  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+            deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
+            init: str = "kaiming_normal", classifier_init_std: float = 0.01,
+            zero_init_residual: bool = False, bn_momentum: float = 0.9) -> Segmentor:
+    """torchvision's fcn_resnet50/101.
+
+    aux_head: also an FCN head on layer3 (torchvision's aux_classifier), its
+      logits returned as `aux_logits`.
+    dropout: before the 1x1 classifier of both FCN heads.
+    Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `head_kwargs`.
+    """
+    backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem,
+                               init=init, bn_momentum=bn_momentum,
+                               zero_init_residual=zero_init_residual, dtype=dtype)
+    head = head_kwargs(init=init, classifier_init_std=classifier_init_std,
+                       bn_momentum=bn_momentum, dtype=dtype)
     return Segmentor(
-        backbone=resnet_from_config(cfg, depth),
-        classifier=FCNHead(num_classes, feature="layer4", dropout=cfg.dropout,
-                           stride=cfg.output_stride, **head_kwargs(cfg)),
-        aux_classifier=aux_head(cfg, num_classes))
+        backbone=backbone,
+        classifier=FCNHead(num_classes, feature="layer4", dropout=dropout,
+                           stride=output_stride, **head),
+        aux_classifier=fcn_aux_head(num_classes, aux_head, dropout, output_stride, head))
   return build
 
 

@@ -21,7 +21,7 @@ from jaxseg.models.deeplab import ASPP_RATES
 from jaxseg.models.fcn import Segmentor, head_kwargs
 from jaxseg.models.layers import batch_norm, global_mean, mask_to, resize_to_stride
 from jaxseg.models.registry import MODELS
-from jaxseg.models.resnet import feature_stride, resnet_from_config
+from jaxseg.models.resnet import feature_stride, resnet_backbone
 
 
 class ConvModule(nn.Module):
@@ -157,28 +157,46 @@ class MMSegASPPHead(_DecodeHead):
     return self.cls_seg(y, train)
 
 
-def mmseg_aux_head(cfg, num_classes: int) -> MMSegFCNHead | None:
-  """The configs' auxiliary_head: FCNHead on layer3, one 3x3 conv of 256 (half), no concat."""
-  if not cfg.aux_head:
+def mmseg_aux_head(num_classes: int, enabled: bool, channels: int, dropout: float,
+                   output_stride: int, head: dict) -> MMSegFCNHead | None:
+  """The configs' auxiliary_head: FCNHead on layer3, one 3x3 conv of `channels`, no concat."""
+  if not enabled:
     return None
-  return MMSegFCNHead(num_classes, feature="layer3", channels=cfg.head_channels // 2, num_convs=1,
-                      concat_input=False, dropout=cfg.dropout,
-                      stride=feature_stride("layer3", cfg.output_stride), **head_kwargs(cfg))
+  return MMSegFCNHead(num_classes, feature="layer3", channels=channels, num_convs=1,
+                      concat_input=False, dropout=dropout,
+                      stride=feature_stride("layer3", output_stride), **head)
 
 
-def _mmseg_segmentor(depth: int, head: str):
-  def build(cfg, num_classes: int) -> Segmentor:
-    backbone = resnet_from_config(cfg, depth)  # Validates output_stride first.
-    if head == "fcn":
-      decode_head = MMSegFCNHead(num_classes, channels=cfg.head_channels, dropout=cfg.dropout,
-                                 stride=cfg.output_stride, **head_kwargs(cfg))
+def _mmseg_segmentor(depth: int, head_kind: str):
+  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+            deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
+            head_channels: int = 512, init: str = "kaiming_normal",
+            classifier_init_std: float = 0.01, zero_init_residual: bool = False,
+            bn_momentum: float = 0.9) -> Segmentor:
+    """mmseg's FCN, DeepLabv3 or DeepLabv3+ R50-D8 (its decode head, auxiliary FCNHead).
+
+    aux_head: also the configs' auxiliary FCNHead on layer3, returned as `aux_logits`.
+    dropout: the Dropout2d before `conv_seg` of both heads (mmseg's dropout_ratio).
+    head_channels: width of the decode head (mmseg's `channels`, 512 in its configs);
+      the auxiliary head has half (256). Tests narrow it to keep 8 replicas small.
+    Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `fcn.head_kwargs`.
+    """
+    backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem,
+                               init=init, bn_momentum=bn_momentum,
+                               zero_init_residual=zero_init_residual, dtype=dtype)
+    head = head_kwargs(init=init, classifier_init_std=classifier_init_std,
+                       bn_momentum=bn_momentum, dtype=dtype)
+    if head_kind == "fcn":
+      decode_head = MMSegFCNHead(num_classes, channels=head_channels, dropout=dropout,
+                                 stride=output_stride, **head)
     else:  # mmseg's D8 dilations (1, 12, 24, 36); (1, 6, 12, 18) at D16, as its default.
-      decode_head = MMSegASPPHead(num_classes, channels=cfg.head_channels, dropout=cfg.dropout,
-                                  dilations=(1, *ASPP_RATES[cfg.output_stride]),
-                                  output_stride=cfg.output_stride,
-                                  separable=head == "deeplabv3plus", **head_kwargs(cfg))
+      decode_head = MMSegASPPHead(num_classes, channels=head_channels, dropout=dropout,
+                                  dilations=(1, *ASPP_RATES[output_stride]),
+                                  output_stride=output_stride,
+                                  separable=head_kind == "deeplabv3plus", **head)
     return Segmentor(backbone=backbone, classifier=decode_head,
-                     aux_classifier=mmseg_aux_head(cfg, num_classes))
+                     aux_classifier=mmseg_aux_head(num_classes, aux_head, head_channels // 2,
+                                                   dropout, output_stride, head))
   return build
 
 

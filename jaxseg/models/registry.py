@@ -1,4 +1,4 @@
-"""MODELS: model name -> factory `(model_cfg, num_classes) -> nn.Module`.
+"""MODELS: model name -> factory `(num_classes, *, <its model keys>) -> nn.Module`.
 
 A leaf module so that model files can register themselves without importing the
 `jaxseg.models` package they belong to; read it through `jaxseg.models`, which

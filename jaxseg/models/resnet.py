@@ -165,9 +165,19 @@ def feature_channels(depth: int) -> dict[str, int]:
                          for i, p in enumerate((64, 128, 256, 512))}}
 
 
-def resnet_from_config(cfg, depth: int) -> ResNet:
-  """The ResNet backbone configured by the zoo keys of `cfg` (see zoo_config)."""
-  return ResNet(depth=depth, output_stride=check_choice(cfg, "output_stride"),
-                deep_stem=cfg.deep_stem, kernel_init=kernel_init(check_choice(cfg, "init")),
-                bn_momentum=cfg.bn_momentum, zero_init_residual=cfg.zero_init_residual,
-                dtype=compute_dtype(cfg.dtype))
+def resnet_backbone(depth: int, *, output_stride: int, deep_stem: bool, init: str,
+                    bn_momentum: float, zero_init_residual: bool, dtype: str) -> ResNet:
+  """The ResNet backbone of the zoo models, from their `model` keys:
+
+  output_stride: backbone stride (8, 16, 32); below 32, dilation replaces the strides
+    of layer4 (16) and layer3 too (8), as torchvision's `replace_stride_with_dilation`.
+  deep_stem: mmsegmentation's ResNet-v1c stem (three 3x3 convs) instead of one 7x7.
+  init: the conv kernels' initializer (`layers.kernel_init`).
+  bn_momentum: flax's convention: running = momentum * running + (1 - momentum) * batch.
+  zero_init_residual: zero the last BN scale of each residual block (Goyal et al. 2017).
+  dtype: the compute dtype (`layers.compute_dtype`).
+  """
+  return ResNet(depth=depth, output_stride=check_choice("output_stride", output_stride),
+                deep_stem=deep_stem, kernel_init=kernel_init(check_choice("init", init)),
+                bn_momentum=bn_momentum, zero_init_residual=zero_init_residual,
+                dtype=compute_dtype(dtype))

@@ -50,6 +50,10 @@ class UNet(nn.Module):
 
 
 @MODELS.register("unet")
-def build_unet(cfg, num_classes: int) -> UNet:
-  return UNet(num_classes=num_classes, width=cfg.width, depth=cfg.depth,
-              dropout=cfg.dropout, dtype=compute_dtype(cfg.dtype))
+def build_unet(num_classes: int, *, dtype: str = "float32", width: int = 16, depth: int = 3,
+               dropout: float = 0.0) -> UNet:
+  """U-Net of `depth` 2x downsamplings (the input side must divide 2**depth) whose
+  first level has `width` channels, doubling per level; `dropout` after the bottleneck;
+  `dtype` the compute dtype (`layers.compute_dtype`)."""
+  return UNet(num_classes=num_classes, width=width, depth=depth, dropout=dropout,
+              dtype=compute_dtype(dtype))

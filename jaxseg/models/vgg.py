@@ -73,9 +73,10 @@ class VGG16(nn.Module):
     return features
 
 
-def vgg_from_config(cfg, batch_norm: bool) -> VGG16:
-  """The VGG-16 backbone configured by the zoo keys of `cfg`."""
-  return VGG16(batch_norm=batch_norm, output_stride=check_choice(cfg, "output_stride"),
-               fc_dropout=cfg.fc_dropout, fc_features=cfg.fc_channels,
-               kernel_init=kernel_init(check_choice(cfg, "init")),
-               bn_momentum=cfg.bn_momentum, dtype=compute_dtype(cfg.dtype))
+def vgg_backbone(*, batch_norm: bool, output_stride: int, fc_dropout: float, fc_channels: int,
+                 init: str, bn_momentum: float, dtype: str) -> VGG16:
+  """The VGG-16 backbone of the FCNs, from their `model` keys (`fcn_vgg._fcn_vgg`)."""
+  return VGG16(batch_norm=batch_norm, output_stride=check_choice("output_stride", output_stride),
+               fc_dropout=fc_dropout, fc_features=fc_channels,
+               kernel_init=kernel_init(check_choice("init", init)),
+               bn_momentum=bn_momentum, dtype=compute_dtype(dtype))
