@@ -159,3 +159,26 @@ def test_did_you_mean_ignores_case():
   assert closest("UNet", ["unet", "seed_cnn", "fcn8s"])[0] == "unet"
   with pytest.raises(ConfigError, match="did you mean 'adamw'"):
     build_config("demo", ["optim.name=AdamW"])
+
+
+def test_every_optional_range_check_names_a_key_some_component_takes(monkeypatch):
+  """A misspelt key in a validate_config's optional check would never run: each one
+  must be a key that some component of its section takes."""
+  from jaxseg import checks
+  from jaxseg.config import component_sections, validate
+
+  seen = []
+  for method in ("count", "number", "choice", "ints", "numbers"):
+    original = getattr(checks.Checker, method)
+
+    def recording(self, key, *args, _original=original, **kwargs):
+      if kwargs.get("optional"):
+        seen.append((self.name, key))
+      return _original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(checks.Checker, method, recording)
+  validate(build_config("demo"))
+  sections = {s.name: s for s in component_sections()}
+  assert seen, "no optional checks recorded"
+  for section, key in seen:
+    assert sections[section].owners(key), f"{section}.{key}: no component takes it"
