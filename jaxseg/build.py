@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from jaxseg import checkpoint, evaluate, losses, optim, steps
-from jaxseg.config import config_from_checkpoint
+from jaxseg.checkpoint_config import config_from_checkpoint
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
 from jaxseg.models import build_model, convert, weights
@@ -81,7 +81,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
   (default: the newest intact checkpoint in `workdir`, newer damaged ones said).
 
   The run is rebuilt from the checkpoint's own config (with `overrides` of
-  inference keys, config.config_from_checkpoint) and dataset meta, so no dataset
+  inference keys, checkpoint_config.config_from_checkpoint) and dataset meta, so no dataset
   is read; only checkpoints older than the stored meta fall back to the dataset.
   """
   hint = f"python run.py --exp {cfg.experiment} --workdir {workdir}"

@@ -261,7 +261,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
 def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=()) -> dict:
   """Evaluates the checkpoint `eval.checkpoint` names (default: the newest intact one in
   `workdir`), rebuilt from its own config and dataset meta; `overrides` (`--set`
-  strings) may change eval.* keys only (config.config_from_checkpoint). Only the
+  strings) may change eval.* keys only (checkpoint_config.config_from_checkpoint). Only the
   eval split is read.
   """
   distributed.initialize()

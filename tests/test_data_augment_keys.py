@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from experiments import _voc
-from jaxseg.config import ConfigError, build_config, config_from_checkpoint, flat_dict
+from jaxseg.checkpoint_config import config_from_checkpoint
+from jaxseg.config import ConfigError, build_config, flat_dict
 from jaxseg.data import datasets
 from jaxseg.data import augment as A
 from jaxseg.data import transforms as T

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxseg.build import build, synthetic_meta
-from jaxseg.config import ConfigError, build_config, config_from_checkpoint
+from jaxseg.checkpoint_config import config_from_checkpoint
+from jaxseg.config import ConfigError, build_config
 from jaxseg.models import MODELS, SECTION, build_model, model_names
 from jaxseg.models.zoo_config import CHOICES
 from jaxseg.registry import UnknownNameError

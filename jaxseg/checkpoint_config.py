@@ -1,0 +1,74 @@
+"""The config of a checkpoint's run, rebuilt for `--mode eval` and `--mode predict`.
+
+The saved values go over the saved experiment's current config, the component
+sections are filled as at load (config.fill_sections, keys no longer read
+dropped), and `--set` may change only how to infer and where the data lives.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxseg.config import (ConfigError, apply_overrides, component_sections, fill_sections,
+                           flat_dict, flat_keys, load_experiment, validate)
+from jaxseg.registry import UnknownNameError
+
+# What `--set` may change when eval or predict rebuild a run from its checkpoint:
+# how to infer and where the data lives. Anything else would describe another
+# model than the one whose weights are restored.
+CHECKPOINT_SETTABLE_PREFIXES = ("eval.", "predict.")
+CHECKPOINT_SETTABLE_KEYS = ("data.dir", "data.manual_dir", "data.worker_count")
+
+
+def _as_tuples(value):
+  """JSON lists back to the tuples configs are written with (nested too)."""
+  return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def config_from_checkpoint(saved: dict, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+  """The locked config of a checkpoint's run, with `--set` overrides of inference keys.
+
+  The saved values go over the saved experiment's current config, so a key
+  added since the checkpoint was written takes its default. An override of any
+  other key is refused (ConfigError naming it) unless it equals the saved value,
+  so a training command line can be reused with `--mode eval`.
+  """
+  try:
+    cfg = load_experiment(saved.get("experiment", ""))
+  except (ConfigError, UnknownNameError):  # Renamed or removed since: the shared defaults.
+    from experiments.base import get_base_config
+
+    cfg = get_base_config()
+  # A component section is the checkpoint's (over the experiment's values, so a key
+  # added since takes the experiment's value or its default); elsewhere only keys
+  # this version still has are taken. Keys no longer read anywhere are dropped.
+  components = {section.name for section in component_sections()}
+  template = set(flat_keys(cfg))
+  for key, value in flat_dict(saved).items():
+    head = key.split(".")[0]
+    if key in template or (head in components and key.count(".") == 1):
+      *parents, leaf = key.split(".")
+      node = cfg
+      for parent in parents:
+        node = node[parent]
+      value = _as_tuples(value)
+      if leaf in node and isinstance(node[leaf], float) and isinstance(value, int):
+        value = float(value)
+      try:
+        node[leaf] = value
+      except TypeError:  # ml_collections keeps each key's type; the meaning changed since.
+        raise ConfigError(f"the checkpoint's {key}={value!r} does not fit this version's "
+                          f"config (now {node[leaf]!r})") from None
+  fill_sections(cfg, "the checkpoint's config", drop_unknown=True)
+  restored = flat_dict(cfg.to_dict())
+  apply_overrides(cfg, list(overrides))
+  for key, value in flat_dict(cfg.to_dict()).items():
+    settable = key.startswith(CHECKPOINT_SETTABLE_PREFIXES) or key in CHECKPOINT_SETTABLE_KEYS
+    if value != restored[key] and not settable:
+      raise ConfigError(
+          f"--set {key}: eval and predict rebuild the model from the checkpoint's config "
+          f"(which has {key}={restored[key]!r}); only eval.*, predict.* and "
+          f"{', '.join(CHECKPOINT_SETTABLE_KEYS)} may be set")
+  cfg.lock()
+  validate(cfg)
+  return cfg
