@@ -13,9 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models.registry import MODELS
-from jaxseg.models.fcn import Segmentor, fcn_aux_head, head_kwargs
+from jaxseg.models.fcn import Segmentor, fcn_aux_head, resnet_and_heads
 from jaxseg.models.layers import batch_norm, conv2d, global_mean, mask_to, resize_to_stride
-from jaxseg.models.resnet import resnet_backbone
 
 # Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
 # (torchvision's 12/24/36); halved again at OS32 so the field of view stays put.
@@ -120,12 +119,11 @@ def _deeplab(depth: int, plus: bool):
     aspp_dropout: after the ASPP projection (torchvision's DeepLabHead uses 0.5).
     Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `fcn.head_kwargs`.
     """
-    backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem,
-                               init=init, bn_momentum=bn_momentum,
-                               zero_init_residual=zero_init_residual, dtype=dtype)
-    head = head_kwargs(init=init, classifier_init_std=classifier_init_std,
-                       bn_momentum=bn_momentum, dtype=dtype)
-    rates = ASPP_RATES[output_stride]  # Valid: resnet_backbone checked output_stride.
+    backbone, head = resnet_and_heads(
+        depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
+        classifier_init_std=classifier_init_std, zero_init_residual=zero_init_residual,
+        bn_momentum=bn_momentum, dtype=dtype)
+    rates = ASPP_RATES[output_stride]  # Valid: resnet_and_heads checked output_stride.
     if plus:
       classifier = DeepLabV3PlusHead(num_classes=num_classes, rates=rates,
                                      aspp_dropout=aspp_dropout, dropout=dropout,

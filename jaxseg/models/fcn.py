@@ -83,6 +83,18 @@ def head_kwargs(*, init: str, classifier_init_std: float, bn_momentum: float, dt
                                if classifier_init_std > 0 else None))
 
 
+def resnet_and_heads(depth: int, *, output_stride: int, deep_stem: bool, init: str,
+                     classifier_init_std: float, zero_init_residual: bool, bn_momentum: float,
+                     dtype: str) -> tuple[nn.Module, dict]:
+  """(backbone, head settings) of a ResNet zoo model from the keys all of them take:
+  `resnet.resnet_backbone` and `head_kwargs`, built alike for every head."""
+  backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
+                             bn_momentum=bn_momentum, zero_init_residual=zero_init_residual,
+                             dtype=dtype)
+  return backbone, head_kwargs(init=init, classifier_init_std=classifier_init_std,
+                               bn_momentum=bn_momentum, dtype=dtype)
+
+
 def fcn_aux_head(num_classes: int, enabled: bool, dropout: float, output_stride: int,
                  head: dict) -> FCNHead | None:
   """torchvision's aux_classifier (FCNHead on layer3), or None when `model.aux_head` is off."""
@@ -104,11 +116,10 @@ def _fcn_resnet(depth: int):
     dropout: before the 1x1 classifier of both FCN heads.
     Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `head_kwargs`.
     """
-    backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem,
-                               init=init, bn_momentum=bn_momentum,
-                               zero_init_residual=zero_init_residual, dtype=dtype)
-    head = head_kwargs(init=init, classifier_init_std=classifier_init_std,
-                       bn_momentum=bn_momentum, dtype=dtype)
+    backbone, head = resnet_and_heads(
+        depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
+        classifier_init_std=classifier_init_std, zero_init_residual=zero_init_residual,
+        bn_momentum=bn_momentum, dtype=dtype)
     return Segmentor(
         backbone=backbone,
         classifier=FCNHead(num_classes, feature="layer4", dropout=dropout,

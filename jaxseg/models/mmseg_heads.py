@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models.deeplab import ASPP_RATES
-from jaxseg.models.fcn import Segmentor, head_kwargs
+from jaxseg.models.fcn import Segmentor, resnet_and_heads
 from jaxseg.models.layers import batch_norm, global_mean, mask_to, resize_to_stride
 from jaxseg.models.registry import MODELS
-from jaxseg.models.resnet import feature_stride, resnet_backbone
+from jaxseg.models.resnet import feature_stride
 
 
 class ConvModule(nn.Module):
@@ -181,11 +181,10 @@ def _mmseg_segmentor(depth: int, head_kind: str):
       the auxiliary head has half (256). Tests narrow it to keep 8 replicas small.
     Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `fcn.head_kwargs`.
     """
-    backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem,
-                               init=init, bn_momentum=bn_momentum,
-                               zero_init_residual=zero_init_residual, dtype=dtype)
-    head = head_kwargs(init=init, classifier_init_std=classifier_init_std,
-                       bn_momentum=bn_momentum, dtype=dtype)
+    backbone, head = resnet_and_heads(
+        depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
+        classifier_init_std=classifier_init_std, zero_init_residual=zero_init_residual,
+        bn_momentum=bn_momentum, dtype=dtype)
     if head_kind == "fcn":
       decode_head = MMSegFCNHead(num_classes, channels=head_channels, dropout=dropout,
                                  stride=output_stride, **head)
