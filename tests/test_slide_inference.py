@@ -160,3 +160,12 @@ def test_memory_does_not_grow_with_the_number_of_windows():
   chunked = temp_bytes((8, 8), windows_per_step=4)
   print(f", 189 windows 4 per step {chunked:,} B")
   assert few < chunked < accumulators + 5 * (few - accumulators), (few, chunked)
+
+
+def test_out_of_memory_advice_names_windows_per_step():
+  from jaxseg import resources
+
+  assert resources.eval_keys(_cfg(4)) == (
+      "lower eval.batch_size (now 40), eval.windows_per_step=1 (now 4), or a smaller "
+      "eval.crop_size (now (32, 32))")
+  assert "windows_per_step" not in resources.eval_keys(_cfg(1))
