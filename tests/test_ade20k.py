@@ -148,3 +148,4 @@ def test_extracted_directory_works_like_the_zip(tmp_path, prepared):
   ex = builder.as_data_source("train")[2]
   ade_HW = labels[("train", ex["id"].decode())]
   np.testing.assert_array_equal(ex["label"][..., 0], np.where(ade_HW == 0, 255, ade_HW - 1))
+
