@@ -96,17 +96,17 @@ def _num_windows(size, crop, stride):
 _STRIDE_PROBE = 512  # Side of the input whose head shape gives the head's stride.
 
 
-def head_stride(head_fn, channels: int) -> int:
-  """Input pixels per head-logit pixel of `head_fn`, from its output shape at a probe size
-  (abstract evaluation: nothing runs). A window need not be a multiple of it (769)."""
+def head_stride(head_fn, channels: int) -> tuple[int, int]:
+  """(input pixels per head-logit pixel, classes) of `head_fn`, from its output shape at a
+  probe size (abstract evaluation: nothing runs). A window need not be a multiple of it."""
   probe = jax.eval_shape(head_fn, jax.ShapeDtypeStruct((1, _STRIDE_PROBE, _STRIDE_PROBE, channels),
                                                        jnp.float32),
                          jax.ShapeDtypeStruct((1, _STRIDE_PROBE, _STRIDE_PROBE), jnp.bool_))
-  rows, cols = probe.shape[1:3]
+  rows, cols, classes = probe.shape[1:]
   if rows != cols or _STRIDE_PROBE % rows:
     raise ValueError(f"a {_STRIDE_PROBE}x{_STRIDE_PROBE} input gives {rows}x{cols} logits: "
                      "not one whole output stride")
-  return _STRIDE_PROBE // rows
+  return _STRIDE_PROBE // rows, classes
 
 
 def slide_logits(head_fn, x_BHWC, size_B2, crop_HW, stride_HW, windows_per_step: int = 1
@@ -136,7 +136,7 @@ def slide_logits(head_fn, x_BHWC, size_B2, crop_HW, stride_HW, windows_per_step:
   grid = [(i * sh, j * sw, i, j) for i in range(rows) for j in range(cols)]
   n = max(1, min(windows_per_step, len(grid)))
   grid += [(0, 0, rows, cols)] * (-len(grid) % n)  # Inactive filler: no image has row `rows`.
-  stride = head_stride(head_fn, C)
+  stride, K = head_stride(head_fn, C)
   valid_BHW = valid_mask(size_B2, (H, W))
   rows_B = _num_windows(size_B2[:, 0], ch, sh)
   cols_B = _num_windows(size_B2[:, 1], cw, sw)
@@ -173,8 +173,6 @@ def slide_logits(head_fn, x_BHWC, size_B2, crop_HW, stride_HW, windows_per_step:
                         tops[k], lefts[k], active_B)
     return (sums_BHWK, counts_BHW1), None
 
-  K = jax.eval_shape(head_fn, jax.ShapeDtypeStruct((B, ch, cw, C), x_BHWC.dtype),
-                     jax.ShapeDtypeStruct((B, ch, cw), jnp.bool_)).shape[-1]
   init = (jnp.zeros((B, H, W, K), jnp.float32), jnp.zeros((B, H, W, 1), jnp.float32))
   # scan, not a Python loop: the model is traced and compiled once for every window.
   steps = jnp.asarray(grid, jnp.int32).reshape(-1, n, 4)
