@@ -16,8 +16,9 @@ from PIL import Image
 from tests import fabricate
 
 ADE_COUNTS = {"train": 5, "validation": 3}
-# Cities of the real splits; the second train city has a '-'-free multi-letter name too.
-CITY_IDS = {"train": ["aachen_000000_000019", "aachen_000001_000019", "monchengladbach_000000_026602"],
+# Cities of the real splits (a test split, unlabelled, is written too).
+CITY_IDS = {"train": ["aachen_000000_000019", "aachen_000001_000019",
+                      "monchengladbach_000000_026602"],
             "validation": ["frankfurt_000000_000294", "lindau_000000_000019"]}
 
 
