@@ -19,7 +19,7 @@ from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.data import datasets
 from jaxseg.evaluate import evaluate_split
-from jaxseg.models import weights
+from jaxseg.models import pretrained as pretrained_weights
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher, make_mesh
 from jaxseg.steps import to_host
@@ -169,11 +169,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   mesh = make_mesh()
   # Before preparing data, which can take long (run.py checks too; direct callers too).
   validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
-  # A resumed run restores its weights: the ImageNet ones are needed only to start,
-  # and are fetched (or refused, in seconds) before the dataset is prepared.
-  fresh = ckpt.latest_step() is None
-  if fresh:
-    weights.backbone_path(cfg.model)
+  # A resumed run restores its weights: pretrained ones are needed only to start, and
+  # are fetched, read and checked against the model (or refused, in seconds) before
+  # the dataset is prepared.
+  pretrained = pretrained_weights.resolve(cfg) if ckpt.latest_step() is None else None
 
   # Data: prepared once by its tfds builder, read with grain (random access).
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
@@ -188,7 +187,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   # Model, optimizer, sharded state and jitted steps; then the pretrained weights,
   # then the newest intact checkpoint (which, when there is one, replaces both).
   run = build(cfg, meta, mesh)
-  state = load_pretrained(cfg.model, run.state, backbone=fresh)
+  state = load_pretrained(run.state, pretrained)
   state, start = _resume(ckpt, state, train_iter, accept, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
