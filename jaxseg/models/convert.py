@@ -196,6 +196,11 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
     raise weights.WeightsMismatchError(
         f"{path} does not fit the model: {len(match.mismatched)} shape mismatch(es): "
         + "; ".join(list(match.mismatched.values())[:10]))
+  if prefix and match.missing:  # Backbone weights: every backbone variable from the file.
+    listed = ", ".join(key or name for key, name in match.missing[:5])
+    raise weights.WeightsMismatchError(
+        f"{path} does not fit the model's {prefix}: it lacks {len(match.missing)} of its "
+        f"tensors: {listed}{' ...' * (len(match.missing) > 5)} (another depth or stem?)")
   if not match.used:
     raise weights.WeightsMismatchError(
         f"no tensor of {path} matches the model (prefix={prefix!r}); "
