@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import tqdm
 
-from jaxseg import distributed, report
+from jaxseg import distributed, report, runinfo
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
 from jaxseg.checks import Checker
@@ -163,12 +163,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 
 
 def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Checkpointer):
+  cfg = runinfo.with_resolved_dtype(cfg)  # Before comparing with, or saving, a checkpoint.
   changes = {}
   accept = _resume_check(cfg, force, changes)
   _check_config(ckpt, accept)  # Before building anything: fail fast.
   mesh = make_mesh()
   # Before preparing data, which can take long (run.py checks too; direct callers too).
   validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
+  if distributed.is_main_process():
+    print(runinfo.start_line(cfg, mesh, "train"), flush=True)
   # A resumed run restores its weights: pretrained ones are needed only to start, and
   # are fetched, read and checked against the model (or refused, in seconds) before
   # the dataset is prepared.
@@ -268,6 +271,8 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=
     # No pretrained weights are read: the checkpoint holds the model's.
     run, state, step, path = build_from_checkpoint(cfg, workdir, overrides)
     validate_batch_sizes(run.cfg, "eval", run.mesh.size, jax.process_count())
+    if distributed.is_main_process():
+      print(runinfo.start_line(run.cfg, run.mesh, "eval"), flush=True)
     dataset = datasets.prepare(run.cfg.data)
     _, eval_split = datasets.check_splits(dataset, run.cfg.data)
     writer = MetricsWriter(workdir, tensorboard=False)
