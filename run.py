@@ -87,6 +87,7 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
   from jaxseg.config import ConfigError
   from jaxseg.checkpoint import CheckpointError
   from jaxseg.data.datasets import DatasetError
+  from jaxseg.models.weights import WeightsMismatchError
   from jaxseg.registry import UnknownNameError
   from jaxseg.workdir import WorkdirBusyError
 
@@ -94,7 +95,8 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
     return 3, f"stopped: {e}"
   if isinstance(e, train.NonFiniteError):
     return 4, f"error: {e}"
-  if isinstance(e, (ConfigError, UnknownNameError)):  # E.g. resuming with changed settings.
+  # E.g. resuming with changed settings, or weights that do not fit the configured model.
+  if isinstance(e, (ConfigError, UnknownNameError, WeightsMismatchError)):
     return 2, f"error: {e}"
   if resources.disk_full(e):
     path = resources.failed_path(e)

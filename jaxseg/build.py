@@ -18,7 +18,7 @@ from jaxseg import checkpoint, evaluate, losses, optim, steps
 from jaxseg.checkpoint_config import config_from_checkpoint
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
-from jaxseg.models import build_model, convert, weights
+from jaxseg.models import build_model, convert
 from jaxseg.sharding import make_mesh
 from jaxseg.state import TrainState, abstract_train_state, create_train_state
 
@@ -55,13 +55,14 @@ def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.
   return Run(cfg, mesh, meta, model, tx, state, train_step, eval_step)
 
 
-def load_pretrained(model_cfg: ml_collections.ConfigDict, state: TrainState,
-                    backbone: bool = True) -> TrainState:
-  """`model.weights`, or `model.backbone_weights` unless not `backbone` (torch files or
-  named ImageNet weights), over the initial state."""
-  if not (model_cfg.weights or (backbone and weights.backbone_path(model_cfg))):
+def load_pretrained(state: TrainState, pretrained: convert.Pretrained | None) -> TrainState:
+  """The initial state with `pretrained` (models/pretrained.resolve: `model.weights` or
+  the backbone's, read and checked before the data) loaded over it; None: unchanged."""
+  if pretrained is None:
     return state
-  variables = convert.apply_pretrained(model_cfg, state.variables(), backbone=backbone)
+  variables, report = convert.load_pretrained_state(state.variables(), pretrained)
+  if jax.process_index() == 0:
+    print(report.summary())
   state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
   if state.ema_params:  # The average starts from the loaded weights too.
     state = state.replace(ema_params=variables["params"])

@@ -12,14 +12,14 @@ import jax
 import ml_collections
 import tqdm
 
-from jaxseg import distributed, report
+from jaxseg import distributed, report, runinfo
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
 from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.data import datasets
 from jaxseg.evaluate import evaluate_split
-from jaxseg.models import weights
+from jaxseg.models import pretrained as pretrained_weights
 from jaxseg.preemption import StopRequest
 from jaxseg.sharding import DevicePrefetcher, make_mesh
 from jaxseg.steps import to_host
@@ -163,17 +163,19 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 
 
 def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Checkpointer):
+  cfg = runinfo.with_resolved_dtype(cfg)  # Before comparing with, or saving, a checkpoint.
   changes = {}
   accept = _resume_check(cfg, force, changes)
   _check_config(ckpt, accept)  # Before building anything: fail fast.
   mesh = make_mesh()
   # Before preparing data, which can take long (run.py checks too; direct callers too).
   validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
-  # A resumed run restores its weights: the ImageNet ones are needed only to start,
-  # and are fetched (or refused, in seconds) before the dataset is prepared.
-  fresh = ckpt.latest_step() is None
-  if fresh:
-    weights.backbone_path(cfg.model)
+  if distributed.is_main_process():
+    print(runinfo.start_line(cfg, mesh, "train"), flush=True)
+  # A resumed run restores its weights: pretrained ones are needed only to start, and
+  # are fetched, read and checked against the model (or refused, in seconds) before
+  # the dataset is prepared.
+  pretrained = pretrained_weights.resolve(cfg) if ckpt.latest_step() is None else None
 
   # Data: prepared once by its tfds builder, read with grain (random access).
   from jaxseg.data.pipeline import train_loader  # Kept local: only training reads it.
@@ -188,7 +190,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   # Model, optimizer, sharded state and jitted steps; then the pretrained weights,
   # then the newest intact checkpoint (which, when there is one, replaces both).
   run = build(cfg, meta, mesh)
-  state = load_pretrained(cfg.model, run.state, backbone=fresh)
+  state = load_pretrained(run.state, pretrained)
   state, start = _resume(ckpt, state, train_iter, accept, changes)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
@@ -269,6 +271,8 @@ def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=
     # No pretrained weights are read: the checkpoint holds the model's.
     run, state, step, path = build_from_checkpoint(cfg, workdir, overrides)
     validate_batch_sizes(run.cfg, "eval", run.mesh.size, jax.process_count())
+    if distributed.is_main_process():
+      print(runinfo.start_line(run.cfg, run.mesh, "eval"), flush=True)
     dataset = datasets.prepare(run.cfg.data)
     _, eval_split = datasets.check_splits(dataset, run.cfg.data)
     writer = MetricsWriter(workdir, tensorboard=False)

@@ -18,11 +18,12 @@ from jaxseg.config import build_config
 from jaxseg.sharding import global_batch
 from tests.stepkit import build_step, fixed_batch
 
-# (loss, grad_norm) of steps 1, 2 and 3; float32 on XLA:CPU.
+# (loss, grad_norm) of steps 1, 2 and 3; float32 on XLA:CPU. Re-pinned for BatchNorm's
+# two-pass variance (layers.batch_norm): grad norms moved by 1e-5 to 5e-3 relative.
 GOLDEN = {
-    "demo:smoke": (2.0834401, 1.6409162, 2.0834401, 1.6409162, 2.0725436, 1.6266843),
+    "demo:smoke": (2.0834401, 1.6409367, 2.0834401, 1.6409367, 2.0725439, 1.6268808),
     # FCN-R50-D8 with mmseg's heads (mmseg_fcn_resnet50), aux head, SGD, at 32x32.
-    "voc_fcn:smoke": (2.2014616, 1.5865268, 2.1791003, 1.4581012, 2.1678338, 1.3974539),
+    "voc_fcn:smoke": (2.2014618, 1.5864013, 2.1791017, 1.4587036, 2.1678474, 1.40408),
 }
 STEPS = 3
 # XLA:CPU's float32 code differs between CPUs (vector width, FMA contraction): step 3

@@ -127,7 +127,7 @@ def test_converter_refuses_missing_extra_and_foreign_keys(pair, tmp_path):
   tv = build_model(tv_cfg, 21)
   tv_zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(
       lambda: tv.init(jax.random.PRNGKey(0), jnp.zeros((1, 65, 65, 3)), train=False)))
-  with pytest.raises(ValueError, match=r"lacks.*decode_head\.cls\.weight.*\n.*no place for.*"
+  with pytest.raises(ValueError, match=r"lacks.*decode_head\.cls\.weight.*; .*no place for.*"
                                        r"decode_head\.conv_cat\.conv\.weight"):
     apply_pretrained(tv_cfg, tv_zeros)
 

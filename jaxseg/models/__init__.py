@@ -18,7 +18,7 @@ from jaxseg.checks import Checker
 
 # Every module that registers a model, imported here once so MODELS is complete.
 from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, unet  # noqa: F401
-from jaxseg.models.layers import DTYPES
+from jaxseg.models.layers import AUTO, DTYPES
 from jaxseg.models.registry import MODELS
 from jaxseg.models.zoo_config import CHOICES
 from jaxseg.sections import Choice, Section
@@ -49,7 +49,7 @@ def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
   models take are checked when the chosen one does."""
   c = Checker(model_cfg, "model")
   c.choice("name", model_names(), "model")
-  c.choice("dtype", DTYPES, optional=True)
+  c.choice("dtype", [AUTO, *DTYPES], optional=True)
   c.choice("init", CHOICES["init"], optional=True)
   if "output_stride" in model_cfg and model_cfg.output_stride not in CHOICES["output_stride"]:
     c.fail("output_stride", f"one of {list(CHOICES['output_stride'])}")

@@ -15,9 +15,10 @@ import re
 import flax
 import jax
 import numpy as np
+from etils import epath
 from flax import traverse_util
 
-from jaxseg.models import weights
+from jaxseg.models import pth, weights
 
 # Readable head-module names -> indices in torchvision's head Sequentials.
 FCN_HEAD_NAMES = {"conv": "0", "bn": "1", "cls": "4"}
@@ -53,28 +54,37 @@ class LoadReport:
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """A torch state dict as numpy arrays; .safetensors and .npz need no torch."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"weights file {path!r} does not exist")
-  if path.endswith(".npz"):  # Torch-layout arrays keyed by torch names.
-    with np.load(path) as arrays:
-      return dict(arrays)
-  if path.endswith(".safetensors"):
-    try:
-      from safetensors.numpy import load_file  # Lazy: only weight loading needs it.
-    except ImportError as e:
-      raise ImportError(f"reading {path!r} needs safetensors (pip install safetensors)") from e
-    return dict(load_file(path))
+  """A torch state dict as numpy arrays, from a .pth (read without torch, pth.py),
+  .safetensors or .npz file; any path epath reads (gs:// included)."""
+  file = epath.Path(path)
+  if not file.exists():
+    raise weights.WeightsError(f"weights file {path!r} does not exist")
   try:
-    import torch  # Lazy: torch is optional and heavy.
-  except ImportError as e:
-    raise ImportError(f"reading {path!r} needs torch (pip install torch), or convert the file "
-                      "to .safetensors, which loads without torch") from e
-  state = torch.load(path, map_location="cpu", weights_only=True)
+    if path.endswith(".npz"):  # Torch-layout arrays keyed by torch names.
+      with file.open("rb") as f, np.load(f) as arrays:
+        return dict(arrays)
+    if path.endswith(".safetensors"):
+      try:
+        from safetensors.numpy import load  # Lazy: only these files need it.
+      except ImportError as e:
+        raise ImportError(f"reading {path!r} needs safetensors (pip install safetensors); "
+                          ".pth and .npz files need nothing extra") from e
+      return dict(load(file.read_bytes()))
+  except (OSError, ValueError) as e:
+    raise pth.PthError(f"{path}: not readable as {os.path.splitext(path)[1]} "
+                       f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+  state = pth.load(path)
   for wrapper in ("state_dict", "model"):  # Training checkpoints nest the weights.
     if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
       state = state[wrapper]
-  return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()}
+  if not isinstance(state, dict):
+    raise pth.PthError(f"{path}: holds a {type(state).__name__}, not a state dict "
+                       "({name: tensor}, or one under 'state_dict')")
+  not_tensors = [k for k, v in state.items() if not isinstance(v, np.ndarray)]
+  if not_tensors:
+    raise pth.PthError(f"{path}: the state dict's {not_tensors[0]!r} is a "
+                       f"{type(state[not_tensors[0]]).__name__}, not a tensor")
+  return dict(state)
 
 
 def torch_key(collection: str, path: tuple[str, ...], head_children: dict) -> str | None:
@@ -115,16 +125,17 @@ class Match:
 
   updates: dict  # (collection, *path) -> array in Flax layout, typed and placed as the variable.
   missing: list[tuple[str | None, str]]  # (file key or None, variable name) the file lacks.
-  mismatched: list[str]  # One line per tensor whose shape does not fit.
+  mismatched: dict[str, str]  # Variable name -> what does not fit, for each one that does not.
   used: set[str]  # The file keys taken.
 
 
-def match_state(flat: dict, state: dict[str, np.ndarray], key_of) -> Match:
+def match_state(flat: dict, state: dict[str, np.ndarray], key_of, ignore=frozenset()) -> Match:
   """Each variable of `flat` (flat_variables) with the tensor of `state` that
   `key_of(collection, path)` names (None: the variable has none), in Flax layout.
   The one lookup, layout and shape check behind both converters (torchvision's
-  here, mmseg's in convert_mmseg.py), which differ in their key function only."""
-  match = Match({}, [], [], set())
+  here, mmseg's in convert_mmseg.py), which differ in their key function only.
+  A variable named in `ignore` whose shape does not fit is skipped, not reported."""
+  match = Match({}, [], {}, set())
   for (collection, *var_path), old in flat.items():
     name = "/".join([collection, *var_path])
     key = key_of(collection, tuple(var_path))
@@ -133,8 +144,10 @@ def match_state(flat: dict, state: dict[str, np.ndarray], key_of) -> Match:
       continue
     new = to_flax(np.asarray(state[key]), old.shape)
     if new.shape != tuple(old.shape):
-      match.mismatched.append(f"{key}: file has {tuple(state[key].shape)} (-> {new.shape}), "
-                              f"model expects {tuple(old.shape)} for {name}")
+      if name not in ignore:
+        match.mismatched[name] = (f"{key}: file has {tuple(state[key].shape)} (-> {new.shape}), "
+                                  f"model expects {tuple(old.shape)} for {name}")
+      match.used.add(key)  # Not unused: the model has a place for it, of another shape.
       continue
     match.used.add(key)
     new = new.astype(old.dtype)
@@ -160,7 +173,8 @@ def replaced(variables, flat: dict, updates: dict):
   return out
 
 
-def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str = ""):
+def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str = "",
+              ignore=frozenset()):
   """`(new_variables, report)`: variables whose key starts with `prefix` taken from `state`.
 
   `prefix` selects a submodule (e.g. "backbone") whose keys the file has without
@@ -177,35 +191,66 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
     return key[len(prefix) + 1:] if key is not None and prefix else key
 
   chosen = {k: v for k, v in flat.items() if not prefix or k[1] == prefix}
-  match = match_state(chosen, state, key_of)
+  match = match_state(chosen, state, key_of, ignore)
   if match.mismatched:
-    raise ValueError(f"shape mismatch loading {path!r}:\n  " + "\n  ".join(match.mismatched))
-  if not match.updates:
-    raise ValueError(f"no tensor of {path!r} matches the model (prefix={prefix!r}); "
-                     f"file keys start with {sorted(state)[:5]}")
+    raise weights.WeightsMismatchError(
+        f"{path} does not fit the model: {len(match.mismatched)} shape mismatch(es): "
+        + "; ".join(list(match.mismatched.values())[:10]))
+  if prefix and match.missing:  # Backbone weights: every backbone variable from the file.
+    listed = ", ".join(key or name for key, name in match.missing[:5])
+    raise weights.WeightsMismatchError(
+        f"{path} does not fit the model's {prefix}: it lacks {len(match.missing)} of its "
+        f"tensors: {listed}{' ...' * (len(match.missing) > 5)} (another depth or stem?)")
+  if not match.used:
+    raise weights.WeightsMismatchError(
+        f"no tensor of {path} matches the model (prefix={prefix!r}); "
+        f"file keys start with {sorted(state)[:5]}")
   return replaced(variables, flat, match.updates), LoadReport(
       path=path, loaded=sorted(match.used), missing=[name for _, name in match.missing],
       unused=unused_keys(state, match))
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """The weights a fresh run starts from, read once: `model.weights` (a whole
+  segmentation checkpoint) or `model.backbone_weights`."""
+
+  path: str
+  state: dict[str, np.ndarray]
+  whole: bool  # model.weights: every variable; else the backbone's only.
+
+
+def read_pretrained(model_cfg, *, backbone: bool = True) -> Pretrained | None:
+  """`model.weights`, else (if `backbone`) `model.backbone_weights` (a named one
+  fetched and verified), read; None when the config names nothing to load."""
+  path = model_cfg.weights or (weights.backbone_path(model_cfg) if backbone else "")
+  if not path:
+    return None
+  return Pretrained(path, load_state_dict(path), whole=bool(model_cfg.weights))
+
+
+def load_pretrained_state(variables, pretrained: Pretrained, *, ignore=frozenset()):
+  """`(new_variables, report)`: `variables` (arrays, or ShapeDtypeStructs to check the
+  fit only) with `pretrained` loaded. `model.weights` is a torchvision segmentation
+  checkpoint or an mmsegmentation one (recognised by its `decode_head.` keys; see
+  convert_mmseg). `ignore`: variable names whose shape may differ (then not loaded)."""
+  from jaxseg.models import convert_mmseg  # It imports this module's tables.
+  if pretrained.whole and convert_mmseg.is_mmseg_segmentor(pretrained.state):
+    return convert_mmseg.load_mmseg_segmentor(variables, pretrained.state, path=pretrained.path,
+                                              ignore=ignore)
+  return load_into(variables, pretrained.state, path=pretrained.path,
+                   prefix="" if pretrained.whole else "backbone", ignore=ignore)
 
 
 def apply_pretrained(model_cfg, variables, *, verbose: bool = True, backbone: bool = True):
   """Variables with `model.weights`, else `model.backbone_weights`, loaded; or unchanged.
 
   `backbone=False` skips the backbone weights (a checkpoint is about to replace them).
-  `model.weights` is a torchvision segmentation checkpoint or an mmsegmentation
-  one (recognised by its `decode_head.` keys; see convert_mmseg).
   """
-  from jaxseg.models import convert_mmseg  # It imports this module's tables.
-  backbone_path = weights.backbone_path(model_cfg) if backbone else ""  # '' for none.
-  if not backbone_path and not model_cfg.weights:
+  pretrained = read_pretrained(model_cfg, backbone=backbone)
+  if pretrained is None:
     return variables
-  path = model_cfg.weights or backbone_path
-  state = load_state_dict(path)
-  if model_cfg.weights and convert_mmseg.is_mmseg_segmentor(state):
-    variables, report = convert_mmseg.load_mmseg_segmentor(variables, state, path=path)
-  else:
-    variables, report = load_into(variables, state, path=path,
-                                  prefix="" if model_cfg.weights else "backbone")
+  variables, report = load_pretrained_state(variables, pretrained)
   if verbose:
     print(report.summary())
   return variables

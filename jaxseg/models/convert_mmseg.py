@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state,
                                    replaced, unused_keys)
+from jaxseg.models.weights import WeightsMismatchError
 
 # jaxseg's Segmentor fields -> mmseg's EncoderDecoder attributes.
 TOP_LEVEL = {"backbone": "backbone", "classifier": "decode_head",
@@ -41,18 +42,20 @@ def _listed(label: str, names: list[str]) -> str:
   return f"{label} ({len(names)}): " + ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
 
 
-def load_mmseg_segmentor(variables, state: dict[str, np.ndarray], *, path: str):
-  """`(new_variables, report)` with every variable taken from the mmseg `state`."""
+def load_mmseg_segmentor(variables, state: dict[str, np.ndarray], *, path: str,
+                         ignore=frozenset()):
+  """`(new_variables, report)` with every variable taken from the mmseg `state`
+  (`ignore`: variable names whose shape may differ; see convert.match_state)."""
   flat = flat_variables(variables)
-  match = match_state(flat, state, mmseg_key)
+  match = match_state(flat, state, mmseg_key, ignore)
   missing = [f"{key or '?'} (for {name})" for key, name in match.missing]
   unused = unused_keys(state, match)
   problems = [_listed(label, names) for label, names in (
-      ("shape mismatches", match.mismatched), ("model variables the file lacks", missing),
+      ("shape mismatches", list(match.mismatched.values())), ("model variables the file lacks", missing),
       ("file tensors the model has no place for", unused)) if names]
   if problems:
-    raise ValueError(f"{path!r} is an mmseg checkpoint that does not fit this model "
-                     "(an mmseg_* model of the same depth and heads?):\n  "
-                     + "\n  ".join(problems))
+    raise WeightsMismatchError(f"{path} is an mmseg checkpoint that does not fit this model "
+                               "(an mmseg_* model of the same depth and heads?): "
+                               + "; ".join(problems))
   return replaced(variables, flat, match.updates), LoadReport(
       path=path, loaded=sorted(match.used), missing=[], unused=[])

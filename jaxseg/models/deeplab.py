@@ -107,7 +107,7 @@ class DeepLabV3PlusHead(_HeadBase):
 
 
 def _deeplab(depth: int, plus: bool):
-  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
             deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
             aspp_dropout: float = 0.5, init: str = "kaiming_normal",
             classifier_init_std: float = 0.01, zero_init_residual: bool = False,

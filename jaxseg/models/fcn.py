@@ -105,7 +105,7 @@ def fcn_aux_head(num_classes: int, enabled: bool, dropout: float, output_stride:
 
 
 def _fcn_resnet(depth: int):
-  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
             deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
             init: str = "kaiming_normal", classifier_init_std: float = 0.01,
             zero_init_residual: bool = False, bn_momentum: float = 0.9) -> Segmentor:

@@ -64,7 +64,7 @@ class FCNVGG(nn.Module):
 
 
 def _fcn_vgg(num_skips: int):
-  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
             fc_dropout: float = 0.5, fc_channels: int = 4096, vgg_batch_norm: bool = False,
             init: str = "kaiming_normal", bn_momentum: float = 0.9) -> FCNVGG:
     """FCN-32s, 16s or 8s; the paper's nets have no auxiliary head and zero-init scorers.

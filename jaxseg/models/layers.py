@@ -9,12 +9,26 @@ import flax.linen as nn
 from jaxseg import resample
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# `model.dtype=auto` (every model's default): bfloat16 compute on TPU and GPU, whose
+# matrix units run it at several times float32's rate, float32 on CPU, which has none.
+AUTO = "auto"
+AUTO_DTYPES = {"cpu": "float32", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": "bfloat16",
+               "tpu": "bfloat16"}
+
+
+def resolve_dtype(name: str, backend: str | None = None) -> str:
+  """The compute dtype `model.dtype` names on `backend` (default: jax's): 'auto' resolved."""
+  if name != AUTO:
+    return name
+  return AUTO_DTYPES.get(backend or jax.default_backend(), "float32")
 
 
 def compute_dtype(name: str):
-  """The dtype named by `model.dtype` (params stay float32 regardless)."""
+  """The dtype named by `model.dtype` ('auto' resolved); params stay float32 regardless,
+  and logits, softmax, losses and metrics are float32 (the models cast their logits)."""
+  name = resolve_dtype(name)
   if name not in DTYPES:
-    raise ValueError(f"model.dtype={name!r}; expected one of {sorted(DTYPES)}")
+    raise ValueError(f"model.dtype={name!r}; expected one of {sorted([AUTO, *DTYPES])}")
   return DTYPES[name]
 
 
@@ -38,10 +52,7 @@ class ConvBNReLU(nn.Module):
     x = nn.Conv(self.features, (self.kernel, self.kernel), padding="SAME",
                 kernel_dilation=self.dilation, use_bias=False, dtype=self.dtype,
                 kernel_init=nn.initializers.kaiming_normal())(x)
-    # BN statistics and normalisation in float32 for stable running averages.
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     dtype=self.dtype)(x)
-    return nn.relu(x)
+    return nn.relu(batch_norm(train=train, momentum=0.9, dtype=self.dtype)(x))
 
 
 def kernel_init(name: str):
@@ -72,10 +83,18 @@ def conv2d(features: int, kernel: int, *, stride: int = 1, dilation: int = 1,
 
 def batch_norm(*, train: bool, momentum: float, zero_scale: bool = False,
                dtype=jnp.float32, name: str | None = None) -> nn.BatchNorm:
-  """BatchNorm with torch's epsilon; `momentum` is flax's (0.9 = torch's 0.1)."""
+  """BatchNorm with torch's epsilon; `momentum` is flax's (0.9 = torch's 0.1).
+
+  Batch statistics in float32 (flax's force_float32_reductions) whatever `dtype`,
+  and the variance around the mean, E[(x - E[x])^2], as torch computes it: flax's
+  default E[x^2] - E[x]^2 cancels catastrophically for channels whose mean is large
+  against their spread (ASPP's image-pool BN sees one value per image), which
+  tests/test_bn_variance.py measures in the step-0 gradient against float64.
+  """
   scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
-                      scale_init=scale_init, dtype=dtype, name=name)
+                      scale_init=scale_init, dtype=dtype, use_fast_variance=False,
+                      force_float32_reductions=True, name=name)
 
 
 def valid_at_stride(valid_BHW: jax.Array, stride: int, size_hw: tuple[int, int]) -> jax.Array:

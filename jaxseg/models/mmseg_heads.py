@@ -168,7 +168,7 @@ def mmseg_aux_head(num_classes: int, enabled: bool, channels: int, dropout: floa
 
 
 def _mmseg_segmentor(depth: int, head_kind: str):
-  def build(num_classes: int, *, dtype: str = "float32", output_stride: int = 8,
+  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
             deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
             head_channels: int = 512, init: str = "kaiming_normal",
             classifier_init_std: float = 0.01, zero_init_residual: bool = False,

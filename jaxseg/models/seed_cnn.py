@@ -36,7 +36,7 @@ class SeedCNN(nn.Module):
 
 
 @MODELS.register("seed_cnn")
-def build_seed_cnn(num_classes: int, *, dtype: str = "float32", width: int = 16) -> SeedCNN:
+def build_seed_cnn(num_classes: int, *, dtype: str = "auto", width: int = 16) -> SeedCNN:
   """The seed CNN with `width` channels in its first conv (2x, 4x in the next two);
   `dtype` the compute dtype (`layers.compute_dtype`)."""
   return SeedCNN(num_classes=num_classes, width=width, dtype=compute_dtype(dtype))

@@ -50,7 +50,7 @@ class UNet(nn.Module):
 
 
 @MODELS.register("unet")
-def build_unet(num_classes: int, *, dtype: str = "float32", width: int = 16, depth: int = 3,
+def build_unet(num_classes: int, *, dtype: str = "auto", width: int = 16, depth: int = 3,
                dropout: float = 0.0) -> UNet:
   """U-Net of `depth` 2x downsamplings (the input side must divide 2**depth) whose
   first level has `width` channels, doubling per level; `dropout` after the bottleneck;

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 
 import ml_collections
+from etils import epath
 
 from jaxseg.registry import unknown_name_message
 
@@ -53,8 +54,17 @@ class WeightsError(FileNotFoundError):
   """
 
 
+class WeightsMismatchError(ValueError):
+  """A weights file that does not fit the configured model (its keys or shapes):
+  a config problem (model.depth, deep_stem, the weights named), so run.py exits 2."""
+
+
+# Schemes of weight *names*; any other URL (gs://bucket/x.pth, ...) is a file epath reads.
+NAME_SCHEMES = ("open-mmlab", "torchvision")
+
+
 def is_name(spec: str) -> bool:
-  return "://" in spec
+  return spec.partition("://")[0] in NAME_SCHEMES and "://" in spec
 
 
 def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
@@ -75,13 +85,25 @@ def backbone_path(model_cfg: ml_collections.ConfigDict) -> str:
   if model_cfg.weights or spec in ("", NONE):
     return ""
   if not is_name(spec):
-    if not os.path.isfile(spec):
+    if not _is_file(spec):
       raise WeightsError(f"model.backbone_weights={spec!r}: no such file; give a .pth, "
-                         f".safetensors or .npz file, a name ({', '.join(NAMED)}), or "
+                         f".safetensors or .npz file (a local path or a URL such as "
+                         f"gs://bucket/file.pth), a name ({', '.join(NAMED)}), or "
                          f"{NONE!r} to train from scratch")
     return spec
   validate_config(model_cfg)
   return fetch(spec, os.path.expanduser(model_cfg.weights_dir))
+
+
+def _is_file(spec: str) -> bool:
+  """Whether `spec` (a local path or any URL epath reads) is a file; a filesystem that
+  cannot be asked (no credentials, no such bucket) says so in one line."""
+  try:
+    return epath.Path(spec).is_file()
+  except Exception as e:  # noqa: BLE001  (each URL filesystem raises its own errors)
+    raise WeightsError(f"model.backbone_weights={spec!r}: cannot be read "
+                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                       ) from None
 
 
 def fetch(name: str, cache_dir: str) -> str:
