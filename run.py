@@ -101,9 +101,10 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
     if path is None:  # A plain write() names no file: name every place the run writes.
       places = " or ".join(f"{what} {p}" for what, p in paths.items())
       return 1, f"error: disk full; free space on {places}, or choose another"
-    under = [f"{what} {p}" for what, p in paths.items()
-             if os.path.abspath(path).startswith(os.path.join(os.path.abspath(p), ""))]
-    where = f"{under[0]}, or choose another" if under else "that disk"
+    under = sorted(((len(p), f"{what} {p}") for what, p in paths.items()
+                    if os.path.abspath(path).startswith(os.path.join(os.path.abspath(p), ""))),
+                   reverse=True)  # The most specific: --output inside --workdir names --output.
+    where = f"{under[0][1]}, or choose another" if under else "that disk"
     return 1, f"error: disk full writing {path}; free space on {where}"
   if isinstance(e, resources.OutOfMemoryError):
     return 1, f"error: {e}"
@@ -175,6 +176,7 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
       print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
       return 2
     output = args.output or os.path.join(workdir, "predictions")
+    paths.clear()  # Predict reads --workdir and never data.dir: it writes --output alone.
     paths["--output"] = output
     _check_writable(output, "--output")
     from jaxseg import predict

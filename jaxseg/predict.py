@@ -4,7 +4,8 @@ The model, its classes and palette come from the checkpoint alone: no dataset is
 read. Nothing is ever overwritten: an output folder equal to or inside the
 input folder (or an output that is a file) is refused, every input `x.ext` gets `masks/x.ext.png` (class
 indices, P mode with the dataset palette) and `overlays/x.ext.png`, and if any
-of those already exists nothing is predicted (files are also opened exclusively).
+of those already exists nothing is predicted (each file is also written atomically and
+exclusively: paths.write_bytes).
 
 Memory is bounded: each image is padded bottom/right to a canvas whose sides are
 rounded up to `predict.bucket` (one compile per bucket, not per size); a device
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import math
 import os
 
@@ -30,6 +32,7 @@ from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.data.builders import imagefiles
 from jaxseg.data.errors import DatasetError
+from jaxseg.paths import write_bytes
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 
@@ -164,9 +167,12 @@ def plan(sizes: dict[str, tuple[int, int]], predict_cfg) -> dict[tuple, list[Pie
 
 
 def _write_png(path: str, image: Image.Image) -> None:
+  """Atomic (a full disk or a kill leaves no partial file) and exclusive (never replaces
+  a file that appeared meanwhile)."""
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
   try:
-    with open(path, "xb") as f:  # Exclusive: never replaces a file that appeared meanwhile.
-      image.save(f, format="PNG")
+    write_bytes(path, buffer.getvalue(), exclusive=True)
   except FileExistsError:
     raise OutputError(f"{path} appeared while predicting; not replaced") from None
 
@@ -188,8 +194,6 @@ def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple
   state = state.for_eval()
   labels_fn, probs_fn = make_predict_fns(run.model, cfg, state, mesh)
   sizes = {p: s for p in paths if (s := image_size(p)) is not None}
-  for sub in ("masks", "overlays"):
-    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   groups = plan(sizes, cfg.predict)
   tiles_of = collections.Counter(p.path for g in groups.values() for p in g if p.tiled)
   loaded: dict[str, np.ndarray] = {}  # The images of the current batch only.

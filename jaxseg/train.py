@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import tqdm
 
-from jaxseg import distributed, report
+from jaxseg import distributed, paths, report
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
 from jaxseg.checks import Checker
@@ -70,7 +70,7 @@ def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
   """(summary, reports folder) of evaluating on `source`. `checkpoint`: the path a
   separate `--mode eval` restored; its record says so and its reports get their own folder."""
   result = evaluate_split(run.eval_step, state.for_eval(), source, run.cfg, run.meta, run.mesh)
-  workdir = os.path.dirname(writer.path)
+  workdir = os.fspath(writer.path.parent)
   out = (os.path.join(workdir, "reports") if checkpoint is None
          else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
   record = {f"eval/{k}": v for k, v in result.summary.items()}
@@ -195,11 +195,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   batches = DevicePrefetcher(train_iter, mesh, size=DEVICE_PREFETCH)
   config, meta_json = cfg.to_dict(), meta.to_json()  # What every checkpoint stores with it.
   if distributed.is_main_process():  # The effective config, overrides applied.
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config, f, indent=2)
+    paths.write_bytes(os.path.join(workdir, "config.json"), json.dumps(config, indent=2))
   # Steps after the checkpoint are trained again: what they logged is dropped.
   writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard, resume_step=start)
-  if writer.dropped:
+  if writer.dropped:  # A fresh start (start 0) drops what a killed first attempt logged.
     print(f"dropped {writer.dropped} metrics.jsonl records after step {start} (trained again)",
           flush=True)
 
