@@ -65,7 +65,13 @@ def _check_writable(path: str, what: str, read_only_ok: bool = False) -> None:
   """`path` must be a writable directory, or creatable (its nearest existing parent
   is one), so an unwritable one fails now, with its name, not after training.
   `read_only_ok`: an existing read-only directory passes (data.dir may hold
-  prepared data; preparing into it reports the failed write)."""
+  prepared data; preparing into it reports the failed write). A URL (gs://): its
+  bucket must exist and credentials be found (paths.check_url)."""
+  from jaxseg import paths as jpaths
+
+  if jpaths.is_url(path):
+    jpaths.check_url(path, what)
+    return
   path = os.path.abspath(os.path.expanduser(path))
   existing = path
   while not os.path.exists(existing):
@@ -87,6 +93,7 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
   from jaxseg.config import ConfigError
   from jaxseg.checkpoint import CheckpointError
   from jaxseg.data.datasets import DatasetError
+  from jaxseg.paths import PathError
   from jaxseg.registry import UnknownNameError
   from jaxseg.workdir import WorkdirBusyError
 
@@ -94,7 +101,8 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
     return 3, f"stopped: {e}"
   if isinstance(e, train.NonFiniteError):
     return 4, f"error: {e}"
-  if isinstance(e, (ConfigError, UnknownNameError)):  # E.g. resuming with changed settings.
+  # E.g. resuming with changed settings, or a URL scheme jaxseg cannot use.
+  if isinstance(e, (ConfigError, UnknownNameError, PathError)):
     return 2, f"error: {e}"
   if resources.disk_full(e):
     path = resources.failed_path(e)
@@ -150,6 +158,9 @@ def main(argv=None) -> int:
       return 0
     workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
+    from jaxseg.paths import resolve
+
+    resolve(workdir, "--workdir")  # An unknown URL scheme: refused, never a local folder.
     return _run(args, cfg, workdir, paths)
   except Exception as e:  # noqa: BLE001  (re-raised unless a user can fix it)
     failure = _user_error(e, args, cfg, paths)

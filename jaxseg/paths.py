@@ -14,6 +14,7 @@ its upload completes, so a failed or killed write leaves no object at all.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -36,6 +37,10 @@ class PathError(ValueError):
   """A URL of a scheme jaxseg cannot use (run.py: one line, status 2)."""
 
 
+class StorageError(OSError):
+  """A bucket that does not exist or cannot be reached, or no credentials (run.py: status 1)."""
+
+
 def is_url(path) -> bool:
   return bool(_URL.match(os.fspath(path)))
 
@@ -53,9 +58,46 @@ def resolve(path, what: str = "path") -> epath.Path:
   return epath.Path(text.rstrip("/"))
 
 
+def cache_root() -> str:
+  """This machine's folder for local copies and locks of things that live at URLs:
+  $JAXSEG_CACHE, else ~/.cache/jaxseg (or $XDG_CACHE_HOME/jaxseg)."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+  return os.path.expanduser(os.environ.get("JAXSEG_CACHE") or os.path.join(base, "jaxseg"))
+
+
+def check_url(path, what: str) -> None:
+  """For a URL: its bucket exists and this process has credentials for it, or one line
+  (StorageError) saying which; found now, not after preparing data or training."""
+  url = resolve(path, what)
+  text = os.fspath(url)
+  scheme, rest = text.split("://", 1)
+  bucket = f"{scheme}://{rest.split('/')[0]}"
+  if scheme == "gs" and not os.environ.get("STORAGE_EMULATOR_HOST"):
+    import google.auth  # gcsfs's and tensorstore's credentials: Application Default.
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+      google.auth.default()
+    except DefaultCredentialsError:
+      raise StorageError(f"cannot use {what} {text}: no Google Cloud credentials found; run "
+                         "`gcloud auth application-default login` or set "
+                         "GOOGLE_APPLICATION_CREDENTIALS (on a Cloud VM: its service "
+                         "account)") from None
+  try:
+    found = epath.Path(bucket).exists()
+  except Exception as e:  # noqa: BLE001  (fsspec backends raise many kinds)
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    raise StorageError(f"cannot use {what} {text}: {bucket} cannot be reached ({reason})"
+                       ) from e
+  if not found:
+    raise StorageError(f"cannot use {what} {text}: bucket {bucket} does not exist (or this "
+                       "account cannot see it); create it, or pass another")
+
+
 def text_of(path) -> str:
   """The path as a user writes it: `gs://bucket/run`, or an absolute local path."""
-  return os.fspath(path) if is_url(path) else os.path.abspath(os.fspath(path))
+  text = os.fspath(path)
+  return text if is_url(text) else os.path.abspath(os.path.expanduser(text))
 
 
 def _publish(tmp: str, path: str, exclusive: bool) -> None:
@@ -127,3 +169,27 @@ def append_line(path, line: str) -> None:
       if f.read(1) != b"\n":
         record = b"\n" + record
     f.write(record)
+
+
+@contextlib.contextmanager
+def local_copy(path, what: str):
+  """Yields a local path with `path`'s content: `path` itself when local; for a URL, a
+  temporary copy of the file, or of the files directly in the folder, names kept."""
+  if not is_url(path):
+    yield os.fspath(path)
+    return
+  source = resolve(path, what)
+  with tempfile.TemporaryDirectory(prefix="jaxseg-input-") as tmp:
+    if source.is_file():
+      files, folder = [source], None
+    elif source.is_dir():
+      files, folder = [p for p in source.iterdir() if p.is_file()], os.path.join(tmp, source.name)
+    else:
+      raise FileNotFoundError(errno.ENOENT, f"{what} is neither a file nor a folder",
+                              os.fspath(source))
+    target_dir = folder or tmp
+    os.makedirs(target_dir, exist_ok=True)
+    for f in files:
+      with open(os.path.join(target_dir, f.name), "wb") as out:
+        out.write(f.read_bytes())
+    yield folder or os.path.join(tmp, source.name)

@@ -32,7 +32,7 @@ from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.data.builders import imagefiles
 from jaxseg.data.errors import DatasetError
-from jaxseg.paths import write_bytes
+from jaxseg.paths import is_url, local_copy, resolve, write_bytes
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 
@@ -77,10 +77,14 @@ def output_paths(out_dir: str, path: str) -> tuple[str, str]:
   return os.path.join(out_dir, "masks", name), os.path.join(out_dir, "overlays", name)
 
 
+def _exists(path: str) -> bool:
+  return resolve(path).exists() if is_url(path) else os.path.lexists(path)
+
+
 def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
   """Refuses (OutputError) an output that is a file, is or lies inside the input folder,
   or already holds a file this run would write. Called before anything is predicted."""
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+  if _exists(out_dir) and not resolve(out_dir).is_dir():
     raise OutputError(f"--output {out_dir} is a file; give a folder (masks and overlays "
                       "go to its masks/ and overlays/)")
   out = os.path.realpath(out_dir)
@@ -89,7 +93,7 @@ def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
     where = "is" if out == in_dir else "is inside"
     raise OutputError(f"--output {out_dir} {where} the input folder {in_dir}; choose an "
                       "output folder outside it (predictions would mix with the images)")
-  clashes = [p for path in paths for p in output_paths(out_dir, path) if os.path.lexists(p)]
+  clashes = [p for path in paths for p in output_paths(out_dir, path) if _exists(p)]
   if clashes:
     raise OutputError(f"--output {out_dir} already holds {len(clashes)} of the files this "
                       f"run would write (e.g. {clashes[0]}); nothing written: remove them or "
@@ -250,11 +254,13 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
 
   if jax.process_count() > 1:
     raise ConfigError("--mode predict runs on a single process")
-  paths = list_inputs(input_path)  # Before building anything: a wrong path fails fast.
-  check_output(input_path, paths, out_dir)
-  # No pretrained weights are read: the checkpoint holds the model's.
-  run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
-  written = predict_paths(run, state, paths, out_dir)
+  # A URL --input is read from a local copy (names kept: they name the outputs).
+  with local_copy(input_path, "--input") as local_input:
+    paths = list_inputs(local_input)  # Before building anything: a wrong path fails fast.
+    check_output(local_input, paths, out_dir)
+    # No pretrained weights are read: the checkpoint holds the model's.
+    run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
+    written = predict_paths(run, state, paths, out_dir)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to "
         f"{os.path.join(out_dir, 'masks')} and {os.path.join(out_dir, 'overlays')} "
         f"({len(paths) - len(written)} files skipped)")

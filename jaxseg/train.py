@@ -70,7 +70,7 @@ def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
   """(summary, reports folder) of evaluating on `source`. `checkpoint`: the path a
   separate `--mode eval` restored; its record says so and its reports get their own folder."""
   result = evaluate_split(run.eval_step, state.for_eval(), source, run.cfg, run.meta, run.mesh)
-  workdir = os.fspath(writer.path.parent)
+  workdir = os.path.dirname(writer.path)
   out = (os.path.join(workdir, "reports") if checkpoint is None
          else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
   record = {f"eval/{k}": v for k, v in result.summary.items()}

@@ -68,14 +68,19 @@ class MetricsWriter:
   def __init__(self, workdir: str, tensorboard: bool = False, resume_step: int | None = None):
     """`resume_step`: the step training starts from (the restored checkpoint's, 0 for a
     fresh start); records after it are dropped. None (a separate `--mode eval`): none are."""
-    self.path = paths.resolve(workdir, "--workdir") / "metrics.jsonl"
+    self.path = os.path.join(workdir, "metrics.jsonl")  # As given (gs:// stays a URL).
+    self._file = paths.resolve(self.path, "--workdir")
     self.enabled = jax.process_index() == 0
     self.tb = None
     self.dropped, self.set_aside = self._tidy(resume_step) if self.enabled else (0, None)
     if self.enabled and tensorboard:
       from tensorboardX import SummaryWriter  # Pure python; only runs that log import it.
 
-      logdir = self.path.parent / "tensorboard"
+      logdir = self._file.parent / "tensorboard"
+      if paths.is_url(logdir) and not os.fspath(logdir).startswith(("gs://", "s3://")):
+        raise paths.PathError(f"train.tensorboard=true: tensorboardX writes to local folders, "
+                              f"gs:// and s3:// only, not {logdir}; --set "
+                              "train.tensorboard=false")
       # Hide what an earlier run logged past the start (a fresh start: everything).
       purge_step = resume_step + 1 if resume_step is not None and logdir.exists() else None
       self.tb = SummaryWriter(os.fspath(logdir), flush_secs=30, purge_step=purge_step)
@@ -86,9 +91,9 @@ class MetricsWriter:
 
   def _tidy(self, resume_step: int | None) -> tuple[int, str | None]:
     """(records dropped, where unreadable lines went or None); see the module docstring."""
-    if not self.path.exists():
+    if not self._file.exists():
       return 0, None
-    lines = self.path.read_bytes().decode("utf-8", "replace").splitlines(keepends=True)
+    lines = self._file.read_bytes().decode("utf-8", "replace").splitlines(keepends=True)
     lines = [line for line in lines if line.strip()]
     records = [(line, parse_record(line)) for line in lines]
     bad = [line for line, record in records if record is None]
@@ -106,20 +111,20 @@ class MetricsWriter:
       print(f"warning: {self.path}: set aside {len(bad)} unreadable line(s) (e.g. {example!r}, "
             f"torn by a kill or a full disk, or not jaxseg's) in {aside}", file=sys.stderr,
             flush=True)
-    paths.write_bytes(self.path, "".join(kept))
+    paths.write_bytes(self._file, "".join(kept))
     return dropped, aside
 
   def _free_torn_path(self) -> str:
     n = 1
-    while (self.path.parent / f"{self.path.name}{TORN_SUFFIX}{n}").exists():
+    while paths.resolve(f"{self.path}{TORN_SUFFIX}{n}").exists():
       n += 1
-    return os.fspath(self.path.parent / f"{self.path.name}{TORN_SUFFIX}{n}")
+    return f"{self.path}{TORN_SUFFIX}{n}"
 
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:
       return
     record = {"step": int(step), **{k: _jsonable(v) for k, v in values.items()}}
-    paths.append_line(self.path, json.dumps(record))
+    paths.append_line(self._file, json.dumps(record))
     if self.tb is not None:
       for key, value in values.items():  # Scalars only; per-class lists stay in the jsonl.
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
