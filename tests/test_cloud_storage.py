@@ -24,6 +24,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "jaxseg-test"
 
 
+def _send_generations():
+  """The emulator leaves out the x-goog-generation header of object reads, which real GCS
+  sends and tensorstore (orbax's array store) requires: added to its object GETs."""
+  from gcp_storage_emulator import server
+  from gcp_storage_emulator.handlers import objects
+
+  def with_generation(handler):
+    def wrapped(request, response, storage, *args, **kwargs):
+      handler(request, response, storage, *args, **kwargs)
+      try:
+        obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+      except Exception:  # noqa: BLE001  (not found: the handler said so)
+        return
+      response["x-goog-generation"] = str(obj["generation"])
+      response["x-goog-metageneration"] = str(obj["metageneration"])
+
+    wrapped.sends_generation = True
+    return wrapped
+
+  for _, methods in server.HANDLERS:
+    for method, handler in methods.items():
+      if handler in (objects.get, objects.download):  # Wrapped handlers are not: once.
+        methods[method] = with_generation(handler)
+
+
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
   """Environment of a GCS emulator on a free localhost port, for gcsfs and
@@ -31,6 +56,7 @@ def gcs(tmp_path_factory):
   (TENSORSTORE_GCS_HTTP_URL, and a token it sends unchecked)."""
   from gcp_storage_emulator.server import create_server
 
+  _send_generations()
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
