@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import tempfile
@@ -26,11 +27,19 @@ os.environ.setdefault("EPATH_USE_TF", "false")
 
 from etils import epath  # noqa: E402
 
+# gcsfs asks for a bucket's type (zonal or not) on every filesystem it makes, and logs a
+# warning each time that query is not allowed (hundreds per run): it falls back to the
+# standard bucket API, which is what jaxseg uses. Its other warnings stay.
+logging.getLogger("gcsfs").addFilter(
+    lambda record: "Could not determine bucket type" not in record.getMessage())
+
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # The schemes etils.epath serves (through fsspec); others would become local folders.
 SCHEMES = ("gs", "s3", "az")
 # Writes go in pieces of this size: a full disk shows up after a partial write.
 _CHUNK = 1 << 20
+_UMASK = os.umask(0o022)  # Read once (umask can only be read by setting it), then restored.
+os.umask(_UMASK)
 
 
 class PathError(ValueError):
@@ -120,6 +129,7 @@ def _write_local(path: str, data: bytes, exclusive: bool) -> None:
                              dir=os.path.dirname(path))
   try:
     try:
+      os.fchmod(fd, 0o666 & ~_UMASK)  # As open() would create it (mkstemp makes it 0600).
       view = memoryview(data)
       while view:
         view = view[os.write(fd, view[:_CHUNK]):]

@@ -147,6 +147,7 @@ def _torn_warning(workdir, n):
           f"kill or a full disk, or not jaxseg's) in {path}.torn-{n}")
 
 
+@pytest.mark.slow  # Trains demo:smoke (the shared two_runs fixture).
 def test_a_fresh_start_after_kill_logs_each_step_once(two_runs):
   workdir, (status, out, err), marked, records, _ = two_runs
   assert status == 0, err
@@ -157,6 +158,7 @@ def test_a_fresh_start_after_kill_logs_each_step_once(two_runs):
   assert [r["step"] for r in records if "loss" in r] == [1, 2]
 
 
+@pytest.mark.slow  # Trains demo:smoke (the shared two_runs fixture).
 def test_a_workdir_from_before_markers_resumes(two_runs):
   workdir, _, _, _, (status, out, err) = two_runs
   assert status == 0, err
@@ -168,6 +170,7 @@ def test_a_workdir_from_before_markers_resumes(two_runs):
   assert logged == [1, 2, 3]
 
 
+@pytest.mark.slow  # Trains demo:smoke (the shared two_runs fixture).
 def test_eval_after_a_torn_tail_appends_a_whole_record_and_whole_reports(two_runs):
   workdir = two_runs[0]
   with open(workdir / "metrics.jsonl", "ab") as f:
@@ -184,6 +187,7 @@ def test_eval_after_a_torn_tail_appends_a_whole_record_and_whole_reports(two_run
       "confusion.png", "curves.png", "per_class.json", "per_class.md", "predictions.png"]
 
 
+@pytest.mark.slow  # Trains demo:smoke (the shared two_runs fixture).
 def test_predict_on_a_full_disk_leaves_no_partial_file_and_names_output(two_runs, tmp_path,
                                                                        monkeypatch):
   inputs, out = tmp_path / "in", tmp_path / "out"
