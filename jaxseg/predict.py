@@ -254,6 +254,9 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
 
   if jax.process_count() > 1:
     raise ConfigError("--mode predict runs on a single process")
+  if is_url(input_path) and f"{out_dir.rstrip('/')}/".startswith(f"{input_path.rstrip('/')}/"):
+    raise OutputError(f"--output {out_dir} is or is inside the input folder {input_path}; "
+                      "choose an output folder outside it (predictions would mix with the images)")
   # A URL --input is read from a local copy (names kept: they name the outputs).
   with local_copy(input_path, "--input") as local_input:
     paths = list_inputs(local_input)  # Before building anything: a wrong path fails fast.

@@ -2,9 +2,10 @@
 
 Claim: a run (train or eval) writes into `--workdir` only if it is empty or new,
 or already jaxseg's: it holds the marker file `.jaxseg-workdir` (written,
-atomically, by the first run there, right after its lock and before anything else), or it is a workdir from before
-the marker (every top-level name one jaxseg writes, and a `.lock` holding
-"pid N on HOST" or an orbax checkpoint in `checkpoints/`). Anything else
+atomically, by the first run there, right after its lock and before anything
+else), or it is a workdir from before the marker (every top-level name one
+jaxseg writes, and a `.lock` holding "pid N on HOST" or an orbax checkpoint in
+`checkpoints/`). Anything else
 (`--workdir .` in a project folder, a folder of the user's own config.json and
 metrics.jsonl) is refused with one line naming a file there, before any write.
 
