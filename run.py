@@ -65,7 +65,13 @@ def _check_writable(path: str, what: str, read_only_ok: bool = False) -> None:
   """`path` must be a writable directory, or creatable (its nearest existing parent
   is one), so an unwritable one fails now, with its name, not after training.
   `read_only_ok`: an existing read-only directory passes (data.dir may hold
-  prepared data; preparing into it reports the failed write)."""
+  prepared data; preparing into it reports the failed write). A URL (gs://): its
+  bucket must exist and credentials be found (paths.check_url)."""
+  from jaxseg import paths as jpaths
+
+  if jpaths.is_url(path):
+    jpaths.check_url(path, what)
+    return
   path = os.path.abspath(os.path.expanduser(path))
   existing = path
   while not os.path.exists(existing):
@@ -88,6 +94,7 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
   from jaxseg.checkpoint import CheckpointError
   from jaxseg.data.datasets import DatasetError
   from jaxseg.models.weights import WeightsMismatchError
+  from jaxseg.paths import PathError
   from jaxseg.registry import UnknownNameError
   from jaxseg.workdir import WorkdirBusyError
 
@@ -95,17 +102,19 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
     return 3, f"stopped: {e}"
   if isinstance(e, train.NonFiniteError):
     return 4, f"error: {e}"
-  # E.g. resuming with changed settings, or weights that do not fit the configured model.
-  if isinstance(e, (ConfigError, UnknownNameError, WeightsMismatchError)):
+  # E.g. resuming with changed settings, weights that do not fit the configured model,
+  # or a URL scheme jaxseg cannot use.
+  if isinstance(e, (ConfigError, UnknownNameError, WeightsMismatchError, PathError)):
     return 2, f"error: {e}"
   if resources.disk_full(e):
     path = resources.failed_path(e)
     if path is None:  # A plain write() names no file: name every place the run writes.
       places = " or ".join(f"{what} {p}" for what, p in paths.items())
       return 1, f"error: disk full; free space on {places}, or choose another"
-    under = [f"{what} {p}" for what, p in paths.items()
-             if os.path.abspath(path).startswith(os.path.join(os.path.abspath(p), ""))]
-    where = f"{under[0]}, or choose another" if under else "that disk"
+    under = sorted(((len(p), f"{what} {p}") for what, p in paths.items()
+                    if os.path.abspath(path).startswith(os.path.join(os.path.abspath(p), ""))),
+                   reverse=True)  # The most specific: --output inside --workdir names --output.
+    where = f"{under[0][1]}, or choose another" if under else "that disk"
     return 1, f"error: disk full writing {path}; free space on {where}"
   if isinstance(e, resources.OutOfMemoryError):
     return 1, f"error: {e}"
@@ -151,6 +160,9 @@ def main(argv=None) -> int:
       return 0
     workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
+    from jaxseg.paths import resolve
+
+    resolve(workdir, "--workdir")  # An unknown URL scheme: refused, never a local folder.
     return _run(args, cfg, workdir, paths)
   except Exception as e:  # noqa: BLE001  (re-raised unless a user can fix it)
     failure = _user_error(e, args, cfg, paths)
@@ -177,6 +189,7 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
       print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
       return 2
     output = args.output or os.path.join(workdir, "predictions")
+    paths.clear()  # Predict reads --workdir and never data.dir: it writes --output alone.
     paths["--output"] = output
     _check_writable(output, "--output")
     from jaxseg import predict

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxseg import paths
 from jaxseg.checkpoint_damage import CheckpointError, DamagedCheckpointError, damaged_file
 from jaxseg.config import ConfigError, flat_dict
 
@@ -83,7 +84,7 @@ def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
 
 class Checkpointer:
   def __init__(self, directory: str, keep: int | None):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.text_of(directory)  # gs:// too: orbax reads and writes it as is.
     self.manager = _manager(self.directory, keep, best=False)
     self._best = None  # Opened on first use: evaluation-only runs never write it.
 
@@ -176,12 +177,12 @@ class Checkpointer:
     run can save that step again. Process 0 moves it; every process reloads."""
     target = os.path.join(self.directory + "_damaged", str(step))
     suffix = 1
-    while os.path.exists(target):
+    while paths.resolve(target).exists():
       target = os.path.join(self.directory + "_damaged", f"{step}.{suffix}")
       suffix += 1
-    if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(target), exist_ok=True)
-      os.rename(os.path.join(self.directory, str(step)), target)
+    if jax.process_index() == 0:  # On a bucket a "rename" copies, then deletes.
+      paths.resolve(target).parent.mkdir(parents=True, exist_ok=True)
+      paths.resolve(os.path.join(self.directory, str(step))).rename(paths.resolve(target))
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
 
@@ -199,7 +200,7 @@ class Checkpointer:
 
   def restore_meta(self, step: int) -> dict | None:
     """The dataset meta saved with `step`; None for checkpoints written before it was."""
-    if not os.path.isdir(os.path.join(self.directory, str(step), "meta")):
+    if not paths.resolve(os.path.join(self.directory, str(step), "meta")).is_dir():
       return None
     return self._restore(step, {"meta": ocp.args.JsonRestore()})["meta"]
 
@@ -249,7 +250,7 @@ def resolve(checkpoint: str, workdir: str) -> tuple[str, int | None]:
     return default_dir + "_best", None
   if checkpoint.isdigit():
     return default_dir, int(checkpoint)
-  path = os.path.abspath(os.path.expanduser(checkpoint.rstrip("/")))
+  path = paths.text_of(os.path.expanduser(checkpoint.rstrip("/")))
   if os.path.basename(path).isdigit():
     return os.path.dirname(path), int(os.path.basename(path))
   return path, None
@@ -261,7 +262,7 @@ def open_existing(checkpoint: str, workdir: str, train_hint: str
   names; FileNotFoundError ending in `train_hint` (the command that would have
   written it) when there is none."""
   directory, step = resolve(checkpoint, workdir)
-  if not os.path.isdir(directory):  # Checked first: the manager would create it.
+  if not paths.resolve(directory).is_dir():  # Checked first: the manager would create it.
     raise FileNotFoundError(f"no checkpoint in {directory}; train first ({train_hint})")
   ckpt = Checkpointer(directory, keep=None)  # Reading: keep every step there.
   available = list(ckpt.manager.all_steps())

@@ -4,7 +4,8 @@ The model, its classes and palette come from the checkpoint alone: no dataset is
 read. Nothing is ever overwritten: an output folder equal to or inside the
 input folder (or an output that is a file) is refused, every input `x.ext` gets `masks/x.ext.png` (class
 indices, P mode with the dataset palette) and `overlays/x.ext.png`, and if any
-of those already exists nothing is predicted (files are also opened exclusively).
+of those already exists nothing is predicted (each file is also written atomically and
+exclusively: paths.write_bytes).
 
 Memory is bounded: each image is padded bottom/right to a canvas whose sides are
 rounded up to `predict.bucket` (one compile per bucket, not per size); a device
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import math
 import os
 
@@ -30,6 +32,7 @@ from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.data.builders import imagefiles
 from jaxseg.data.errors import DatasetError
+from jaxseg.paths import is_url, local_copy, resolve, write_bytes
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 
@@ -74,10 +77,14 @@ def output_paths(out_dir: str, path: str) -> tuple[str, str]:
   return os.path.join(out_dir, "masks", name), os.path.join(out_dir, "overlays", name)
 
 
+def _exists(path: str) -> bool:
+  return resolve(path).exists() if is_url(path) else os.path.lexists(path)
+
+
 def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
   """Refuses (OutputError) an output that is a file, is or lies inside the input folder,
   or already holds a file this run would write. Called before anything is predicted."""
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+  if _exists(out_dir) and not resolve(out_dir).is_dir():
     raise OutputError(f"--output {out_dir} is a file; give a folder (masks and overlays "
                       "go to its masks/ and overlays/)")
   out = os.path.realpath(out_dir)
@@ -86,7 +93,7 @@ def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
     where = "is" if out == in_dir else "is inside"
     raise OutputError(f"--output {out_dir} {where} the input folder {in_dir}; choose an "
                       "output folder outside it (predictions would mix with the images)")
-  clashes = [p for path in paths for p in output_paths(out_dir, path) if os.path.lexists(p)]
+  clashes = [p for path in paths for p in output_paths(out_dir, path) if _exists(p)]
   if clashes:
     raise OutputError(f"--output {out_dir} already holds {len(clashes)} of the files this "
                       f"run would write (e.g. {clashes[0]}); nothing written: remove them or "
@@ -164,9 +171,12 @@ def plan(sizes: dict[str, tuple[int, int]], predict_cfg) -> dict[tuple, list[Pie
 
 
 def _write_png(path: str, image: Image.Image) -> None:
+  """Atomic (a full disk or a kill leaves no partial file) and exclusive (never replaces
+  a file that appeared meanwhile)."""
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
   try:
-    with open(path, "xb") as f:  # Exclusive: never replaces a file that appeared meanwhile.
-      image.save(f, format="PNG")
+    write_bytes(path, buffer.getvalue(), exclusive=True)
   except FileExistsError:
     raise OutputError(f"{path} appeared while predicting; not replaced") from None
 
@@ -188,8 +198,6 @@ def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple
   state = state.for_eval()
   labels_fn, probs_fn = make_predict_fns(run.model, cfg, state, mesh)
   sizes = {p: s for p in paths if (s := image_size(p)) is not None}
-  for sub in ("masks", "overlays"):
-    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   groups = plan(sizes, cfg.predict)
   tiles_of = collections.Counter(p.path for g in groups.values() for p in g if p.tiled)
   loaded: dict[str, np.ndarray] = {}  # The images of the current batch only.
@@ -246,11 +254,16 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
 
   if jax.process_count() > 1:
     raise ConfigError("--mode predict runs on a single process")
-  paths = list_inputs(input_path)  # Before building anything: a wrong path fails fast.
-  check_output(input_path, paths, out_dir)
-  # No pretrained weights are read: the checkpoint holds the model's.
-  run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
-  written = predict_paths(run, state, paths, out_dir)
+  if is_url(input_path) and f"{out_dir.rstrip('/')}/".startswith(f"{input_path.rstrip('/')}/"):
+    raise OutputError(f"--output {out_dir} is or is inside the input folder {input_path}; "
+                      "choose an output folder outside it (predictions would mix with the images)")
+  # A URL --input is read from a local copy (names kept: they name the outputs).
+  with local_copy(input_path, "--input") as local_input:
+    paths = list_inputs(local_input)  # Before building anything: a wrong path fails fast.
+    check_output(local_input, paths, out_dir)
+    # No pretrained weights are read: the checkpoint holds the model's.
+    run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
+    written = predict_paths(run, state, paths, out_dir)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to "
         f"{os.path.join(out_dir, 'masks')} and {os.path.join(out_dir, 'overlays')} "
         f"({len(paths) - len(written)} files skipped)")

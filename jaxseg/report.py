@@ -15,12 +15,16 @@ Figures are drawn with PIL and numpy alone, so no plotting library is needed.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from jaxseg import paths
+from jaxseg.writer import read_records
 
 NA_NOTE = "(n/a: class absent from ground truth and prediction; excluded from means)"
 _OVERALL = (("mIoU", "miou"), ("fwIoU", "fwiou"), ("pixel acc", "pixel_acc"),
@@ -92,13 +96,6 @@ def confusion_image(conf_KK: np.ndarray, class_names, cell: int = 24) -> Image.I
     draw.text((margin + p * cell + 2, top - 14), class_names[p][:3], fill="black")
   draw.text((2, 2), "rows: truth, cols: prediction (%)", fill="black")
   return img
-
-
-def _read_records(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 def _panel(title: str, points, size=(320, 200)) -> Image.Image:
@@ -177,25 +174,31 @@ def eval_reports_dir(workdir: str, mode: str, step: int) -> str:
   """A new folder under reports/ for a separate evaluation (never an existing one)."""
   base = os.path.join(workdir, "reports", f"eval_{mode}_step{step}")
   out, n = base, 1
-  while os.path.exists(out):
+  while paths.resolve(out).exists():
     n += 1
     out = f"{base}_{n}"
   return out
 
 
+def _png(image: Image.Image) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
 def write_reports(workdir: str, step: int, summary: dict, conf_KK, samples, meta,
                   alpha: float = 0.5, out: str | None = None) -> str:
   """Writes `out` (default reports/; see the module docstring) and returns its path.
-  Process 0 only."""
+  Process 0 only. Each file is replaced atomically (never left half-written)."""
   out = out or os.path.join(workdir, "reports")
-  os.makedirs(out, exist_ok=True)
   names = list(meta.class_names)
-  with open(os.path.join(out, "per_class.json"), "w") as f:
-    json.dump(per_class_json(summary, names, step), f, indent=2)
-  with open(os.path.join(out, "per_class.md"), "w") as f:
-    f.write(per_class_markdown(summary, names, step))
-  confusion_image(conf_KK, names).save(os.path.join(out, "confusion.png"))
-  curves_image(_read_records(os.path.join(workdir, "metrics.jsonl"))).save(
-      os.path.join(out, "curves.png"))
-  predictions_grid(samples, meta.palette_K3, alpha).save(os.path.join(out, "predictions.png"))
+  files = {
+      "per_class.json": json.dumps(per_class_json(summary, names, step), indent=2),
+      "per_class.md": per_class_markdown(summary, names, step),
+      "confusion.png": _png(confusion_image(conf_KK, names)),
+      "curves.png": _png(curves_image(read_records(os.path.join(workdir, "metrics.jsonl")))),
+      "predictions.png": _png(predictions_grid(samples, meta.palette_K3, alpha)),
+  }
+  for name, data in files.items():
+    paths.write_bytes(os.path.join(out, name), data)
   return out

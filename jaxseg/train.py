@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import tqdm
 
-from jaxseg import distributed, report, runinfo
+from jaxseg import distributed, paths, report, runinfo
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
 from jaxseg.checks import Checker
@@ -197,11 +197,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   batches = DevicePrefetcher(train_iter, mesh, size=DEVICE_PREFETCH)
   config, meta_json = cfg.to_dict(), meta.to_json()  # What every checkpoint stores with it.
   if distributed.is_main_process():  # The effective config, overrides applied.
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config, f, indent=2)
+    paths.write_bytes(os.path.join(workdir, "config.json"), json.dumps(config, indent=2))
   # Steps after the checkpoint are trained again: what they logged is dropped.
   writer = MetricsWriter(workdir, tensorboard=cfg.train.tensorboard, resume_step=start)
-  if writer.dropped:
+  if writer.dropped:  # A fresh start (start 0) drops what a killed first attempt logged.
     print(f"dropped {writer.dropped} metrics.jsonl records after step {start} (trained again)",
           flush=True)
 

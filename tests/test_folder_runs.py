@@ -77,9 +77,11 @@ def test_unknown_split_is_one_line_exit_2_before_training(tmp_path, capsys, key,
   status, out, err = _main(capsys, workdir, data_sets, f"{key}={value}")
   assert status == 2
   assert err.strip().splitlines() == [f"error: {message}"]
-  # Nothing trained, no file written into the workdir (at most an empty checkpoints/, and
-  # the workdir lock, which the run holds from its start so no other run interleaves).
-  assert [f for _, _, files in os.walk(workdir) for f in files if f != ".lock"] == []
+  # Nothing trained, no file written into the workdir (at most an empty checkpoints/, the
+  # workdir lock, which the run holds from its start so no other run interleaves, and the
+  # marker that makes the workdir jaxseg's: workdir.py).
+  assert [f for _, _, files in os.walk(workdir) for f in files
+          if f not in (".lock", ".jaxseg-workdir")] == []
 
 
 def test_split_expressions_over_existing_splits_stay_valid(tmp_path):

@@ -13,8 +13,10 @@ import shutil
 import ml_collections
 import numpy as np
 
+from jaxseg import paths
 from jaxseg.checks import Checker
 from jaxseg.config import ConfigError
+from jaxseg.data import remote
 
 # Every module that registers a builder, imported here once so DATASETS is complete.
 from jaxseg.data.builders import ade20k, cityscapes, folder, shapes, voc_seg  # noqa: F401
@@ -81,9 +83,11 @@ class DatasetMeta:
                ignore_index=int(d["ignore_index"]), eval_canvas_HW=tuple(d["eval_canvas"]))
 
 
-def _builder(data_cfg: ml_collections.ConfigDict):
+def _builder(data_cfg: ml_collections.ConfigDict, data_dir: str | None = None):
+  """The builder over `data_dir`: data.dir itself (the default), or for a URL its
+  local copy (remote.py)."""
   builder_cls = DATASETS.get(data_cfg.name)
-  data_dir = os.path.expanduser(data_cfg.dir)
+  data_dir = data_dir or os.path.expanduser(data_cfg.dir)
   kwargs = {"data_dir": data_dir, "file_format": "array_record"}
   if data_cfg.config:
     kwargs["config"] = data_cfg.config
@@ -98,19 +102,43 @@ def _builder(data_cfg: ml_collections.ConfigDict):
 def prepare(data_cfg: ml_collections.ConfigDict):
   """Returns the builder, generating ArrayRecord files first if they are missing.
 
+  A URL data.dir (gs://) holds the prepared copy; it is read from a local copy on
+  each host, downloaded (checked) or prepared and uploaded (remote.py).
+  """
+  if not paths.is_url(data_cfg.dir):
+    return _prepare_at(data_cfg, os.path.expanduser(data_cfg.dir))
+  local = remote.cache_dir(data_cfg.dir)
+  builder = _builder(data_cfg, local)
+  version = os.path.relpath(os.fspath(builder.data_dir), local)
+  bucket_copy = paths.resolve(data_cfg.dir, "data.dir") / version
+  if remote.is_complete(bucket_copy):
+    with _preparation_lock(builder):  # One download per host at a time.
+      if remote.download(bucket_copy, os.fspath(builder.data_dir)):
+        _say(f"copied the prepared {builder.name} from {bucket_copy} to {builder.data_dir}")
+    return _builder(data_cfg, local)
+  builder = _prepare_at(data_cfg, local)
+  if _is_main_process():
+    remote.upload(os.fspath(builder.data_dir), bucket_copy)
+    _say(f"uploaded the prepared {builder.name} to {bucket_copy}")
+  return builder
+
+
+def _prepare_at(data_cfg: ml_collections.ConfigDict, data_dir: str):
+  """prepare() with the prepared files in the local folder `data_dir`.
+
   tfds writes into an `incomplete.*` directory and renames it only when every
   split is written, so an interrupted or refused preparation (DatasetError) is
   never read as complete, and a retry starts from scratch. Preparation holds
   an inter-process lock: a second process preparing the same dataset waits,
   then reuses what the first wrote.
   """
-  builder = _builder(data_cfg)
+  builder = _builder(data_cfg, data_dir)
   if builder.is_prepared():
     return builder
   with _preparation_lock(builder):
     # Built again: the first builder's info predates what another process may
     # have prepared while this one waited (its metadata is read from disk).
-    builder = _builder(data_cfg)
+    builder = _builder(data_cfg, data_dir)
     if not builder.is_prepared():
       from tensorflow_datasets.core import download  # Preparation is the one TF user.
 
@@ -121,7 +149,7 @@ def prepare(data_cfg: ml_collections.ConfigDict):
         shutil.rmtree(leftover, ignore_errors=True)
       # Always explicit, so a builder's "put the file here" message names the real path.
       manual_dir = os.path.expanduser(data_cfg.manual_dir or os.path.join(
-          data_cfg.dir, "downloads", "manual"))
+          data_dir, "downloads", "manual"))
       builder.download_and_prepare(
           download_config=download.DownloadConfig(manual_dir=manual_dir))
   return builder
@@ -196,10 +224,14 @@ def _checked_split(builder, key: str, expression: str) -> str:
   return expression
 
 
-def _say(message: str) -> None:
+def _is_main_process() -> bool:
   from jaxseg import distributed  # Kept local: preparation alone needs no jax.
 
-  if distributed.is_main_process():
+  return distributed.is_main_process()
+
+
+def _say(message: str) -> None:
+  if _is_main_process():
     print(message, flush=True)
 
 
