@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxseg import checkpoint, evaluate, losses, optim, steps
+from jaxseg import checkpoint, dataset_fit, evaluate, losses, optim, steps
 from jaxseg.checkpoint_config import config_from_checkpoint
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
@@ -42,6 +42,7 @@ def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.
   """Model, optimizer, randomly initialised state (params shaped by `augment.crop_size`;
   only its shapes when `abstract`) and the jitted train and eval steps, compiled on
   first call. No pretrained weights: see `load_pretrained`."""
+  dataset_fit.check(cfg, meta)  # Before any compile: class weights, the model's input sizes.
   model = build_model(cfg.model, meta.num_classes)
   tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
   shape_HWC, ema = (*cfg.augment.crop_size, 3), cfg.train.ema_decay > 0
