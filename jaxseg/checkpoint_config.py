@@ -17,7 +17,10 @@ from jaxseg.registry import UnknownNameError
 # how to infer and where the data lives. Anything else would describe another
 # model than the one whose weights are restored.
 CHECKPOINT_SETTABLE_PREFIXES = ("eval.", "predict.")
-CHECKPOINT_SETTABLE_KEYS = ("data.dir", "data.manual_dir", "data.worker_count")
+# data.folder_root: a folder dataset's prepared name pins its content, not its path,
+# so the same data evaluates from wherever it was moved to.
+CHECKPOINT_SETTABLE_KEYS = ("data.dir", "data.manual_dir", "data.worker_count",
+                            "data.folder_root")
 
 
 def _as_tuples(value):
