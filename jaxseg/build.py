@@ -100,7 +100,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
         damaged.append(e)
     if saved is None:
       raise ckpt.none_intact(damaged)
-    cfg = config_from_checkpoint(saved[1], overrides)
+    cfg = config_from_checkpoint(saved[1], overrides, requested=cfg.experiment)
     if saved[2] is None:
       print(f"note: checkpoint {ckpt.directory}/{saved[0]} predates stored dataset meta; "
             f"reading it from dataset {cfg.data.name!r} in {cfg.data.dir}", flush=True)
