@@ -25,7 +25,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxseg.checkpoint_damage import CheckpointError, DamagedCheckpointError, damaged_file
+from jaxseg.checkpoint_damage import (CheckpointError, DamagedCheckpointError, damaged_file,
+                                      pending_reads_drained)
 from jaxseg.config import ConfigError, flat_dict
 
 __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeConfigError"]
@@ -119,7 +120,8 @@ class Checkpointer:
   def _restore(self, step: int, args: dict) -> dict:
     """manager.restore, with damage (a bad file) raised as DamagedCheckpointError."""
     try:
-      return self.manager.restore(step, args=ocp.args.Composite(**args))
+      with pending_reads_drained():  # A failed read leaves no others to flood stderr.
+        return self.manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # orbax, tensorstore and grain raise many kinds.
       found = damaged_file(os.path.join(self.directory, str(step)), e)
       if found is None:
