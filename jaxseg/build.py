@@ -85,7 +85,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
   inference keys, checkpoint_config.config_from_checkpoint) and dataset meta, so no dataset
   is read; only checkpoints older than the stored meta fall back to the dataset.
   """
-  hint = f"python run.py --exp {cfg.experiment} --workdir {workdir}"
+  hint = f"python run.py --exp {cfg.experiment or 'NAME'} --workdir {workdir}"
   ckpt, step = checkpoint.open_existing(cfg.eval.checkpoint, workdir, hint)
   try:
     # The newest config that reads (a named step: that one, damaged or not) shapes the model.
