@@ -289,3 +289,34 @@ def test_experiment_source_of_a_typo_in_a_component_section(tmp_path, capsys, no
   assert status == 2
   _one_line(err, "unknown model key 'widht'; did you mean 'width'")
   assert os.listdir(tmp_path) == ["model_typo.py"]
+
+
+def test_a_moved_folder_dataset_is_named_where_it_now_lives():
+  from jaxseg.checkpoint_config import config_from_checkpoint
+  from jaxseg.config import ConfigError
+
+  saved = build_config("demo:smoke", ["data.name=folder", "data.folder_root=/old/place"])
+  cfg = config_from_checkpoint(saved.to_dict(), ["data.folder_root=/new/place"])
+  assert cfg.data.folder_root == "/new/place" and cfg.data.name == "folder"
+  with pytest.raises(ConfigError, match="--set data.shuffle_seed: eval and predict rebuild"):
+    config_from_checkpoint(saved.to_dict(), ["data.shuffle_seed=4"])
+
+
+def test_a_corrupt_image_is_named_by_its_path_not_a_buffer():
+  import io
+
+  from PIL import Image
+
+  from jaxseg.data.builders import imagefiles
+  from jaxseg.data.errors import DatasetError
+
+  where = "/data/images/train/a.jpg"
+  with pytest.raises(DatasetError) as e:
+    imagefiles.rgb_pixels(b"\x00garbage" * 10, where)
+  assert str(e.value) == (f"{where}: not a readable image (not an image format PIL knows, "
+                          "or its header is corrupt)")
+  png = io.BytesIO()
+  Image.new("RGB", (64, 64)).save(png, format="PNG")
+  with pytest.raises(DatasetError) as e:
+    imagefiles.rgb_pixels(png.getvalue()[:60], where)
+  assert str(e.value).startswith(f"{where}: not a readable image (") and "BytesIO" not in str(e.value)
