@@ -107,6 +107,10 @@ def damaged_file(step_dir: str, exc: BaseException) -> tuple[str, str] | None:
   return None
 
 
+# How long a failed restore waits for its other reads (local reads take milliseconds).
+_DRAIN_TIMEOUT_S = 60.0
+
+
 def _run_draining(coro):
   """orbax's `_run_sync_via_new_loop`, but the loop closes only once every task on it
   is done. A restore gathers one tensorstore read per array; when one fails (a
@@ -118,14 +122,18 @@ def _run_draining(coro):
   try:
     asyncio.set_event_loop(loop)
     return loop.run_until_complete(coro)
+  except BaseException:
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if pending:  # Their errors are the same damage, already raised: gathered, not raised.
+      drained = asyncio.gather(*pending, return_exceptions=True)
+      try:  # Bounded: a read that never ends is cancelled rather than waited for.
+        loop.run_until_complete(asyncio.wait_for(drained, _DRAIN_TIMEOUT_S))
+      except asyncio.TimeoutError:
+        pass
+    raise
   finally:
-    try:
-      pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-      if pending:  # Their errors are the same damage, already raised: not re-raised.
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    finally:
-      asyncio.set_event_loop(None)
-      loop.close()
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @contextlib.contextmanager
