@@ -144,13 +144,13 @@ def main(argv=None) -> int:
 
     explicit_exp, args.exp = args.exp is not None, args.exp or "demo"
     cfg = build_config(args.exp, args.overrides)
-    if args.mode != "train" and not explicit_exp:  # The checkpoint's own one is used.
-      cfg.experiment = ""  # Nothing to compare it with (checkpoint_config).
     if args.print_config:
       from jaxseg.config import flat_dict
 
       print("\n".join(f"{k} = {v!r}" for k, v in flat_dict(cfg.to_dict()).items()))
       return 0
+    if args.mode != "train" and not explicit_exp:  # The checkpoint's own one is used.
+      cfg.experiment = ""  # Nothing to compare it with (checkpoint_config).
     workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
     return _run(args, cfg, workdir, paths)
