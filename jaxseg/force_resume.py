@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxseg.build import build
-from jaxseg.checkpoint import Checkpointer, ResumeConfigError
+from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, ResumeConfigError
 from jaxseg.data.datasets import DatasetMeta
 
 # The data iterator's saved state is a position in the order these keys define.
@@ -88,13 +88,18 @@ def check_state(ckpt: Checkpointer, step: int, cfg, mesh, changes: dict[str, tup
   """Raises ResumeConfigError when the train state `cfg` builds (shapes only, with the
   checkpoint's dataset meta) cannot take the one saved at `step`."""
   step_dir = os.path.join(ckpt.directory, str(step))
-  saved, meta = saved_arrays(os.path.join(step_dir, "state")), ckpt.restore_meta(step)
-  if saved is None or meta is None:  # Damaged, or from before metas were saved.
+  saved = saved_arrays(os.path.join(step_dir, "state"))
+  try:
+    meta = ckpt.restore_meta(step)
+  except DamagedCheckpointError:
+    meta = None
+  if saved is None or meta is None:  # Damaged (the restore says so), or from before metas.
     return
   run = build(cfg, DatasetMeta.from_json(meta), mesh, abstract=True)
   difference = state_difference(saved, _arrays(run.state))
   if difference:
     changed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changes.items())
-    raise ResumeConfigError(f"cannot resume with --force: the train state this config builds differs "
-                     f"from checkpoint {step_dir}'s: {difference}"
-                     f"{f' (changed: {changed})' if changed else ''}; use a new --workdir")
+    raise ResumeConfigError(
+        f"cannot resume with --force: the train state this config builds differs from "
+        f"checkpoint {step_dir}'s: {difference}{f' (changed: {changed})' if changed else ''}; "
+        "use a new --workdir")

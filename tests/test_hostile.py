@@ -319,4 +319,5 @@ def test_a_corrupt_image_is_named_by_its_path_not_a_buffer():
   Image.new("RGB", (64, 64)).save(png, format="PNG")
   with pytest.raises(DatasetError) as e:
     imagefiles.rgb_pixels(png.getvalue()[:60], where)
-  assert str(e.value).startswith(f"{where}: not a readable image (") and "BytesIO" not in str(e.value)
+  message = str(e.value)
+  assert message.startswith(f"{where}: not a readable image (") and "BytesIO" not in message
