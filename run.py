@@ -20,8 +20,9 @@ import traceback
 
 def _parse_args(argv):
   p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--exp", default="demo", help="experiment NAME[:VARIANT], or a file: "
-                 "path/to/my_exp.py[:VARIANT] (default: demo)")
+  p.add_argument("--exp", default=None, help="experiment NAME[:VARIANT], or a file: "
+                 "path/to/my_exp.py[:VARIANT] (default: demo; eval/predict: the checkpoint's, "
+                 "a different one given is warned about)")
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
@@ -152,12 +153,15 @@ def main(argv=None) -> int:
   try:
     from jaxseg.config import build_config, run_name
 
+    explicit_exp, args.exp = args.exp is not None, args.exp or "demo"
     cfg = build_config(args.exp, args.overrides)
     if args.print_config:
       from jaxseg.config import flat_dict
 
       print("\n".join(f"{k} = {v!r}" for k, v in flat_dict(cfg.to_dict()).items()))
       return 0
+    if args.mode != "train" and not explicit_exp:  # The checkpoint's own one is used.
+      cfg.experiment = ""  # Nothing to compare it with (checkpoint_config).
     workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
     from jaxseg.paths import resolve

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxseg import checkpoint, evaluate, losses, optim, steps
+from jaxseg import checkpoint, dataset_fit, evaluate, losses, optim, steps
 from jaxseg.checkpoint_config import config_from_checkpoint
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
@@ -42,6 +42,7 @@ def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.
   """Model, optimizer, randomly initialised state (params shaped by `augment.crop_size`;
   only its shapes when `abstract`) and the jitted train and eval steps, compiled on
   first call. No pretrained weights: see `load_pretrained`."""
+  dataset_fit.check(cfg, meta)  # Before any compile: class weights, the model's input sizes.
   model = build_model(cfg.model, meta.num_classes)
   tx, schedule = optim.build_optimizer(cfg.optim, cfg.train.steps)
   shape_HWC, ema = (*cfg.augment.crop_size, 3), cfg.train.ema_decay > 0
@@ -85,7 +86,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
   inference keys, checkpoint_config.config_from_checkpoint) and dataset meta, so no dataset
   is read; only checkpoints older than the stored meta fall back to the dataset.
   """
-  hint = f"python run.py --exp {cfg.experiment} --workdir {workdir}"
+  hint = f"python run.py --exp {cfg.experiment or 'NAME'} --workdir {workdir}"
   ckpt, step = checkpoint.open_existing(cfg.eval.checkpoint, workdir, hint)
   try:
     # The newest config that reads (a named step: that one, damaged or not) shapes the model.
@@ -100,7 +101,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
         damaged.append(e)
     if saved is None:
       raise ckpt.none_intact(damaged)
-    cfg = config_from_checkpoint(saved[1], overrides)
+    cfg = config_from_checkpoint(saved[1], overrides, requested=cfg.experiment)
     if saved[2] is None:
       print(f"note: checkpoint {ckpt.directory}/{saved[0]} predates stored dataset meta; "
             f"reading it from dataset {cfg.data.name!r} in {cfg.data.dir}", flush=True)

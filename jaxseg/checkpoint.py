@@ -26,7 +26,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxseg import paths
-from jaxseg.checkpoint_damage import CheckpointError, DamagedCheckpointError, damaged_file
+from jaxseg.checkpoint_damage import (CheckpointError, DamagedCheckpointError, damaged_file,
+                                      pending_reads_drained)
 from jaxseg.config import ConfigError, flat_dict
 
 __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeConfigError"]
@@ -38,7 +39,7 @@ __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeC
 RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.tensorboard",
                   "train.skip_nonfinite", "data.dir", "data.manual_dir", "data.worker_count",
-                  "model.weights_dir",
+                  "data.folder_root", "model.weights_dir",
                   # The compute dtype ('auto' resolves per backend): the state is float32
                   # whatever it is, so a TPU run may resume on a CPU; the change is said.
                   "model.dtype")
@@ -123,7 +124,8 @@ class Checkpointer:
   def _restore(self, step: int, args: dict) -> dict:
     """manager.restore, with damage (a bad file) raised as DamagedCheckpointError."""
     try:
-      return self.manager.restore(step, args=ocp.args.Composite(**args))
+      with pending_reads_drained():  # A failed read leaves no others to flood stderr.
+        return self.manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # orbax, tensorstore and grain raise many kinds.
       found = damaged_file(os.path.join(self.directory, str(step)), e)
       if found is None:

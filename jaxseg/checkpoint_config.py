@@ -7,6 +7,8 @@ dropped), and `--set` may change only how to infer and where the data lives.
 
 from __future__ import annotations
 
+import sys
+
 import ml_collections
 
 from jaxseg.config import (ConfigError, apply_overrides, component_sections, fill_sections,
@@ -17,7 +19,10 @@ from jaxseg.registry import UnknownNameError
 # how to infer and where the data lives. Anything else would describe another
 # model than the one whose weights are restored.
 CHECKPOINT_SETTABLE_PREFIXES = ("eval.", "predict.")
-CHECKPOINT_SETTABLE_KEYS = ("data.dir", "data.manual_dir", "data.worker_count")
+# data.folder_root: a folder dataset's prepared name pins its content, not its path,
+# so the same data evaluates from wherever it was moved to.
+CHECKPOINT_SETTABLE_KEYS = ("data.dir", "data.manual_dir", "data.worker_count",
+                            "data.folder_root")
 
 
 def _as_tuples(value):
@@ -25,14 +30,24 @@ def _as_tuples(value):
   return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def config_from_checkpoint(saved: dict, overrides: list[str] = ()) -> ml_collections.ConfigDict:
+def config_from_checkpoint(saved: dict, overrides: list[str] = (), requested: str = ""
+                           ) -> ml_collections.ConfigDict:
   """The locked config of a checkpoint's run, with `--set` overrides of inference keys.
 
   The saved values go over the saved experiment's current config, so a key
   added since the checkpoint was written takes its default. An override of any
   other key is refused (ConfigError naming it) unless it equals the saved value,
-  so a training command line can be reused with `--mode eval`.
+  so a training command line can be reused with `--mode eval`. `requested`: the
+  `--exp` given; one that is not the checkpoint's experiment is said (a warning), as
+  the checkpoint's own config is what runs.
   """
+  if requested and saved.get("experiment") and requested != saved["experiment"]:
+    from jaxseg import distributed
+
+    if distributed.is_main_process():
+      print(f"warning: --exp {requested} is not the checkpoint's experiment "
+            f"({saved['experiment']}); using the checkpoint's own config", file=sys.stderr,
+            flush=True)
   try:
     cfg = load_experiment(saved.get("experiment", ""))
   except (ConfigError, UnknownNameError):  # Renamed or removed since: the shared defaults.

@@ -7,11 +7,13 @@ all at load, so a bad value stops the run before any data is prepared.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from typing import Container, Iterable
 
 import ml_collections
+import numpy as np
 
 from jaxseg.registry import unknown_name_message
 
@@ -118,3 +120,37 @@ class Checker:
         re.compile(rule[0])
       except re.error as e:
         self.fail(key, f"valid regexes; {rule[0]!r}: {e}")
+
+
+# Every int of a config ends up in a jax int32 (step counters, the schedule's
+# step, seeds, shapes) or a checkpoint's step path; every float in a float32 on
+# device (learning rates, loss weights, augmentation factors).
+INT32_MAX = (1 << 31) - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def representable_problem(value) -> str | None:
+  """Why `value` (a number, or numbers nested in tuples) cannot be used as jax's
+  int32/float32; None if it can."""
+  if isinstance(value, (tuple, list)):
+    return next(filter(None, map(representable_problem, value)), None)
+  if _is_int(value) and not -INT32_MAX - 1 <= value <= INT32_MAX:
+    return "an int within int32 (|value| < 2**31)"
+  if isinstance(value, float):
+    if not math.isfinite(value):
+      return "a finite number"
+    if abs(value) > FLOAT32_MAX:
+      return f"a number within float32's range (|value| <= {FLOAT32_MAX:.3g})"
+    if value and abs(value) < FLOAT32_TINY:
+      return f"0 or a number float32 does not round to 0 (|value| >= {FLOAT32_TINY:.3g})"
+  return None
+
+
+def check_representable(flat: dict) -> None:
+  """Every number of a flattened config ({'a.b': value}) as jax will hold it."""
+  for key, value in flat.items():
+    problem = representable_problem(value)
+    if problem:
+      shown = tuple(value) if isinstance(value, list) else value
+      raise ValueError(f"{key}={shown!r}: expected {problem}")

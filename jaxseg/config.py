@@ -10,6 +10,7 @@ import pkgutil
 
 import ml_collections
 
+from jaxseg import experiment_errors
 from jaxseg.registry import UnknownNameError, unknown_name_message
 
 
@@ -52,7 +53,10 @@ def _experiment_from_file(path: str):
   stem = os.path.splitext(os.path.basename(full))[0]
   spec = importlib.util.spec_from_file_location(f"_jaxseg_experiment_{stem}", full)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001  (any error of the user's file: one line, exit 2)
+    raise ConfigError(experiment_errors.load_error(e, full, "importing it")) from e
   if not callable(getattr(module, "get_config", None)):
     raise ConfigError(f"{full}: defines no get_config(variant); an experiment file "
                       "returns its ConfigDict from one (see experiments/demo.py)")
@@ -66,7 +70,13 @@ def _experiment_module(name: str):
   if name not in names:
     raise ConfigError(unknown_name_message("experiment", name, names) +
                       " (or a path to an experiment file, path/to/my_exp.py)")
-  return importlib.import_module(f"experiments.{name}")
+  import experiments
+
+  try:
+    return importlib.import_module(f"experiments.{name}")
+  except Exception as e:  # noqa: BLE001  (a broken experiment file: one line, exit 2)
+    path = os.path.join(os.path.dirname(experiments.__file__), f"{name}.py")
+    raise ConfigError(experiment_errors.load_error(e, path, "importing it")) from e
 
 
 def parse_variant(variant: str, known_flags: set[str], known_keys: dict[str, set[str] | None]
@@ -98,7 +108,22 @@ def load_experiment(spec: str) -> ml_collections.ConfigDict:
   The config comes back unlocked; overrides come next.
   """
   name, _, variant = spec.partition(":")
-  cfg = _experiment_module(name).get_config(variant)
+  module = _experiment_module(name)
+  path = os.path.abspath(module.__file__)
+  try:
+    cfg = module.get_config(variant)
+  except (ConfigError, UnknownNameError):  # Already one line (e.g. an unknown variant).
+    raise
+  except Exception as e:  # noqa: BLE001  (a bug in the experiment file: one line, exit 2)
+    raise ConfigError(experiment_errors.load_error(e, path, "in get_config")) from e
+  problem = experiment_errors.bad_result(cfg, path)
+  if problem is None:  # Run-level keys no run reads (`c.train.stepz = 3`) are typos.
+    from experiments.base import get_base_config
+
+    problem = experiment_errors.unknown_key(
+        cfg, get_base_config(), {s.name for s in component_sections()}, path)
+  if problem:
+    raise ConfigError(problem)
   with cfg.unlocked():
     cfg.experiment = spec
   return cfg
@@ -216,6 +241,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   stops the run at load, before any data preparation; each section's checks live
   with the component that reads it."""
   from jaxseg import inference, losses, models, optim, predict, train
+  from jaxseg.checks import check_representable
   from jaxseg.data import augment, datasets
   from jaxseg.models import weights
 
@@ -225,6 +251,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             ("train", train.validate_config), ("eval", inference.validate_config),
             ("predict", predict.validate_config)]
   try:
+    check_representable(flat_dict(cfg.to_dict()))  # Every number, whatever reads it.
     for section, validate_section in checks:
       validate_section(cfg[section])
   except (ValueError, UnknownNameError) as e:

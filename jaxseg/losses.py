@@ -18,7 +18,7 @@ import ml_collections
 
 # Registers dice, tversky and lovasz; with the losses below, LOSSES is complete.
 from jaxseg import region_losses  # noqa: F401
-from jaxseg.checks import Checker
+from jaxseg.checks import Checker, representable_problem
 from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
 from jaxseg.registry import unknown_name_message
 from jaxseg.sections import Choice, Section
@@ -161,6 +161,10 @@ def parse_terms(text: str) -> tuple[tuple[str, float], ...]:
       value = float(weight) if sep else 1.0
     except ValueError:
       raise ValueError(f"loss.terms={text!r}: weight {weight!r} of {name!r} is not a number") from None
+    # A weight <= 0 would train by gradient ascent on that term (or not at all).
+    problem = "a weight > 0" if not value > 0 else representable_problem(value)
+    if problem:
+      raise ValueError(f"loss.terms={text!r}: weight {weight!r} of {name!r}; expected {problem}")
     if any(name == n for n, _ in terms):
       raise ValueError(f"loss.terms={text!r}: {name!r} appears twice")
     terms.append((name, value))

@@ -100,6 +100,41 @@ def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
                       "choose another --output")
 
 
+class InputError(OSError):
+  """--input holds no image that can be read (run.py: one line, status 1)."""
+
+
+def header_problem(path: str) -> str | None:
+  """Why `path` is no image PIL can read, from its header alone; None if it is one."""
+  try:
+    with Image.open(path) as img:
+      imagefiles.displayed_size(img)
+  except UnidentifiedImageError:
+    return "not an image format PIL knows, or its header is corrupt"
+  except OSError as e:
+    return e.strerror or str(e) or type(e).__name__
+  return None
+
+
+def readable_inputs(input_path: str) -> list[str]:
+  """The files of `input_path` whose image header reads (a warning for each other
+  one); InputError when there is none, before any model is built."""
+  paths = list_inputs(input_path)
+  if not paths:
+    raise InputError(f"--input {input_path} is an empty folder; expected image files "
+                     "(.jpg, .png or any format PIL reads)")
+  problems = {p: problem for p in paths if (problem := header_problem(p))}
+  if len(problems) == len(paths):
+    first, why = next(iter(problems.items()))
+    what = (f"--input {input_path}" if paths == [input_path] else
+            f"--input {input_path}: none of its {len(paths)} files is a readable image ("
+            f"e.g. {first}")
+    raise InputError(f"{what}: {why}" + ("" if paths == [input_path] else ")"))
+  for path, why in problems.items():
+    print(f"warning: skipping {path}: not a readable image ({why})", flush=True)
+  return [p for p in paths if p not in problems]
+
+
 def image_size(path: str) -> tuple[int, int] | None:
   """(H, W) from the header alone, or None (with a warning) for a file PIL cannot read."""
   try:
@@ -259,12 +294,17 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
                       "choose an output folder outside it (predictions would mix with the images)")
   # A URL --input is read from a local copy (names kept: they name the outputs).
   with local_copy(input_path, "--input") as local_input:
-    paths = list_inputs(local_input)  # Before building anything: a wrong path fails fast.
+    # Before building anything: a wrong path, or one without any image, fails fast.
+    paths = readable_inputs(local_input)
     check_output(local_input, paths, out_dir)
     # No pretrained weights are read: the checkpoint holds the model's.
     run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
     written = predict_paths(run, state, paths, out_dir)
+    if not written:  # Every header read, yet no image decoded (e.g. all truncated).
+      raise InputError(f"--input {input_path}: no image could be decoded (warnings above); "
+                       "nothing written")
+    skipped = len(list_inputs(local_input)) - len(written)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to "
         f"{os.path.join(out_dir, 'masks')} and {os.path.join(out_dir, 'overlays')} "
-        f"({len(paths) - len(written)} files skipped)")
+        f"({skipped} files skipped)")
   return written

@@ -12,9 +12,10 @@ import jax
 import ml_collections
 import tqdm
 
-from jaxseg import distributed, paths, report, runinfo
+from jaxseg import distributed, force_resume, paths, report, runinfo
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
-from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, check_resume_config
+from jaxseg.checkpoint import (Checkpointer, DamagedCheckpointError, check_resume_config,
+                               config_changes)
 from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
 from jaxseg.data import datasets
@@ -98,6 +99,17 @@ def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> No
       "optim.clip_grad_norm, or --set train.skip_nonfinite=true to skip such updates")
 
 
+def _say_skipped(values: dict, step: int, said: int, bar) -> int:
+  """One console line when updates were skipped (train.skip_nonfinite) since the last
+  one said; returns the count said."""
+  count = int(values["nonfinite_steps"])
+  if count > said and distributed.is_main_process():
+    bar.write(f"warning: skipped {count - said} non-finite update(s) by step {step} "
+              f"({count} in all, the first at step {int(values['first_nonfinite_step'])}); "
+              "train.skip_nonfinite=true", file=sys.stderr)
+  return count
+
+
 def _resume_check(cfg, force: bool, changes: dict):
   """accept(step, config) for restore: refuses a checkpoint past `train.steps` (its
   state is not that of any step this run reaches) and refused config changes."""
@@ -110,12 +122,16 @@ def _resume_check(cfg, force: bool, changes: dict):
     changes.clear()
     if not force:
       changes.update(check_resume_config(config, cfg.to_dict()))
+    else:  # Every change is said on resuming; those of the data position are refused.
+      changes.update(config_changes(config, cfg.to_dict()))
+      force_resume.check_changes(changes)
 
   return accept
 
 
-def _check_config(ckpt: Checkpointer, accept) -> None:
-  """Fail fast, before anything is built: the newest readable checkpoint config."""
+def _check_config(ckpt: Checkpointer, accept) -> int | None:
+  """Fail fast, before anything is built: the newest readable checkpoint config (its
+  step is returned)."""
   damaged = []
   for step in sorted(ckpt.manager.all_steps(), reverse=True):
     try:
@@ -124,7 +140,7 @@ def _check_config(ckpt: Checkpointer, accept) -> None:
       damaged.append(e)  # Said, and set aside, by _resume if an older one is intact.
       continue
     accept(step, config)
-    return
+    return step
   if damaged:
     raise ckpt.none_intact(damaged)
 
@@ -166,8 +182,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   cfg = runinfo.with_resolved_dtype(cfg)  # Before comparing with, or saving, a checkpoint.
   changes = {}
   accept = _resume_check(cfg, force, changes)
-  _check_config(ckpt, accept)  # Before building anything: fail fast.
+  resumed = _check_config(ckpt, accept)  # Before building anything: fail fast.
   mesh = make_mesh()
+  if force and resumed is not None:  # The state must still fit (shapes only, no data).
+    force_resume.check_state(ckpt, resumed, cfg, mesh, changes)
   # Before preparing data, which can take long (run.py checks too; direct callers too).
   validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
   if distributed.is_main_process():
@@ -207,6 +225,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   def first_bad() -> int:  # One tiny host sync; called at checkpoint and stop points only.
     return int(jax.device_get(state.first_nonfinite_step))
 
+  skipped_said = int(jax.device_get(state.nonfinite_steps))  # Said before a resume.
   bar = tqdm.tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                   disable=not distributed.is_main_process(), dynamic_ncols=True)
   last_time, last_step = time.perf_counter(), start
@@ -227,6 +246,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
         last_time, last_step = now, step
         writer.write(step, values)
         _stop_if_nonfinite(cfg, values["first_nonfinite_step"], step, ckpt)
+        skipped_said = _say_skipped(values, step, skipped_said, bar)
         bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)

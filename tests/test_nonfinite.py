@@ -31,10 +31,14 @@ def test_nan_between_log_points_stops_before_the_next_checkpoint(shapes_dir, tmp
   assert all(np.isfinite(x).all() for x in _leaves(state["params"]))
 
 
-def test_skip_nonfinite_skips_the_update_and_counts_it(shapes_dir, tmp_path):
+def test_skip_nonfinite_skips_the_update_and_counts_it(shapes_dir, tmp_path, capsys):
   cfg = _cfg(shapes_dir, "train.steps=4", "train.log_every=2", "train.checkpoint_every=100",
              "train.skip_nonfinite=true")
   train.train_and_evaluate(cfg, str(tmp_path))
+  # Said on the console once, at the log point after it (step 4), not only in the jsonl.
+  said = [line for line in capsys.readouterr().err.splitlines() if "non-finite" in line]
+  assert said == ["warning: skipped 1 non-finite update(s) by step 4 (1 in all, the first at "
+                  "step 3); train.skip_nonfinite=true"]
   with open(tmp_path / "metrics.jsonl") as f:
     logged = [json.loads(line) for line in f if '"loss"' in line]
   assert [r["step"] for r in logged] == [2, 4]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jaxseg.data.errors import DatasetError
 
@@ -31,11 +31,16 @@ def voc_palette(num_colors: int = 256) -> list[list[int]]:
 
 
 def _open(data: bytes, where: str) -> Image.Image:
+  """The decoded image of `data`, or a DatasetError naming `where` (its file)."""
+  buffer = io.BytesIO(data)
   try:
-    image = Image.open(io.BytesIO(data))
+    image = Image.open(buffer)
     image.load()  # Decodes every pixel: truncated files fail here, not at train time.
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-    raise DatasetError(f"{where}: not a readable image ({e})") from e
+    # PIL names the buffer it read ('<_io.BytesIO object at 0x...>'), not the file.
+    reason = ("not an image format PIL knows, or its header is corrupt"
+              if isinstance(e, UnidentifiedImageError) else str(e).replace(repr(buffer), where))
+    raise DatasetError(f"{where}: not a readable image ({reason})") from e
   return image
 
 
