@@ -42,15 +42,35 @@ def constant(lr: float, decay_steps: int) -> optax.Schedule:
   return optax.constant_schedule(lr)
 
 
+def linear_warmup(lr: float, start_factor: float, steps: int) -> optax.Schedule:
+  """lr * (start_factor + (1 - start_factor) * min(t, steps) / steps), as a factor of lr:
+  exact in float32 for a tiny start (mmseg's 1e-6), where optax.linear_schedule
+  subtracts two nearly equal lrs."""
+  def schedule(count):
+    frac = jnp.minimum(count, steps).astype(jnp.float32) / steps
+    return lr * (start_factor + (1.0 - start_factor) * frac)
+  return schedule
+
+
 def build_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   """Linear warmup from `lr * warmup_start_factor` to `lr`, then the named decay over
-  the remaining steps: with poly, mmseg's LinearLR(start_factor) + PolyLR(begin=warmup)."""
+  the remaining steps.
+
+  With `mmengine_schedule`, each phase reaches its end value at its LAST step, as
+  mmengine's schedulers do (their total_iters is end - begin - 1): the warmup reaches
+  lr at step warmup_steps - 1, poly reaches end_lr at step total_steps - 1. So
+  warmup_start_factor=1e-6 + poly power 1 is mmseg's LinearLR(start_factor=1e-6,
+  end=warmup) + PolyLR(begin=warmup, end=total) step for step.
+  """
+  last = 1 if cfg.mmengine_schedule else 0
   decay = SCHEDULES.build(cfg.schedule, cfg, lr=cfg.lr,
-                          decay_steps=max(total_steps - cfg.warmup_steps, 1))
+                          decay_steps=max(total_steps - cfg.warmup_steps - last, 1))
   if cfg.warmup_steps <= 0:
     return decay
-  # From lr * warmup_start_factor (mmengine's LinearLR start_factor; 0 by default).
-  warmup = optax.linear_schedule(cfg.lr * cfg.warmup_start_factor, cfg.lr, cfg.warmup_steps)
+  if cfg.warmup_start_factor == 0 and not last:  # The original warmup, bit for bit.
+    warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+  else:
+    warmup = linear_warmup(cfg.lr, cfg.warmup_start_factor, max(cfg.warmup_steps - last, 1))
   return optax.join_schedules([warmup, decay], [cfg.warmup_steps])
 
 
@@ -168,6 +188,9 @@ SECTION = Section("optim", shared={
     "decay_mult": (),
     # The warmup starts at lr * this (mmengine LinearLR's start_factor).
     "warmup_start_factor": 0.0,
+    # Warmup and decay reach their end values one step earlier, as mmengine's
+    # schedulers do (build_schedule); for mmseg recipes step for step.
+    "mmengine_schedule": False,
 }, choices=(Choice("name", OPTIMIZERS), Choice("schedule", SCHEDULES)))
 
 
