@@ -109,7 +109,8 @@ def test_a_checkpoint_that_does_not_fit_fails_naming_every_misfit():
 @pytest.mark.slow
 def test_segformer_b0_trains_on_shapes_through_run_py(shapes_dir, tmp_path):
   """The recipe's optimizer keys (MMSEG_RECIPE_OPTIM) with the mmseg head, end to end."""
-  recipe = [f"optim.{k}={v!r}" for k, v in MMSEG_RECIPE_OPTIM.items() if k != "name"]
+  recipe = [f"optim.{k}={v if isinstance(v, str) else repr(v)}"
+            for k, v in MMSEG_RECIPE_OPTIM.items()]
   args = ["--exp", "demo:smoke", "--workdir", str(tmp_path / "run"), "--set",
           f"data.dir={shapes_dir}", "--set", "model.name=segformer_b0", "--set",
           "model.head=mmseg", "--set", "model.head_channels=32", "--set", "optim.name=adamw",
