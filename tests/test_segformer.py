@@ -11,7 +11,7 @@ import pytest
 
 from jaxseg.inference import head_logits
 from jaxseg.models import SECTION, build_model, model_names
-from jaxseg.models.convert import flat_variables
+from jaxseg.models.convert import apply_pretrained, flat_variables
 from jaxseg.models.convert_segformer import canonical_state, load_segformer, torch_key
 from jaxseg.models.segformer import MMSEG_RECIPE_OPTIM
 
@@ -59,7 +59,7 @@ def fake_state(model, head: str) -> dict:
   return shapes, state
 
 
-def test_hf_names_of_transformers_5_load_like_the_published_ones():
+def test_hf_names_of_transformers_5_load_like_the_published_ones(tmp_path):
   model = build_model(SECTION.config(name="segformer_b0", head="hf", head_channels=8), 3)
   shapes, state = fake_state(model, "hf")
   renamed = {k.replace("segformer.encoder.block.0.", "segformer.stages.0.blocks.")
@@ -68,6 +68,13 @@ def test_hf_names_of_transformers_5_load_like_the_published_ones():
              for k, v in state.items()}
   assert renamed != state and canonical_state(renamed, "hf").keys() == state.keys()
   a, _ = load_segformer(shapes, state, path="a", whole=True)
+  # Through model.weights, as a run loads it (convert.apply_pretrained's SegFormer branch).
+  path = str(tmp_path / "segformer.npz")
+  np.savez(path, **state)
+  cfg = SECTION.config(name="segformer_b0", head="hf", head_channels=8, weights=path)
+  loaded = apply_pretrained(cfg, jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes),
+                            verbose=False)
+  jax.tree.map(np.testing.assert_array_equal, a, loaded)
   b, _ = load_segformer(shapes, renamed, path="b", whole=True)
   jax.tree.map(np.testing.assert_array_equal, a, b)
   # A Linear's (out, in) weight is the Dense kernel transposed.

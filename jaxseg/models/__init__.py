@@ -7,7 +7,8 @@ Every model is a linen module called as `model.apply(variables, x_BHWC, train=..
 returning `(logits_BHWC float32, aux: dict)`; `aux` may hold `aux_logits`.
 Every model also takes `valid_BHW=None`, a bool mask of the real (non-padding)
 pixels at input resolution: global pooling (ASPP's image branch) averages only
-those; models without global pooling ignore it.
+those, SegFormer's attention masks the padded keys (mit.py); the convolutional
+models zero padding before each conv wider than 1x1 (layers.mask_to).
 """
 
 from __future__ import annotations

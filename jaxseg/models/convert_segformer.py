@@ -1,7 +1,7 @@
 """Load SegFormer weights: transformers' (nvidia/*) and mmsegmentation's, encoder or whole model.
 
 Input is a state dict of numpy arrays (`convert.load_state_dict`: .safetensors
-without torch, .pth, .npz). Keys are mapped per head style (`model.head`):
+without torch, .pth, .npz). The file's key names say whose it is (`file_style`):
 - `hf`: the published names (`segformer.encoder.block.0.0.attention.self.query.weight`,
   `decode_head.linear_c.0.proj.weight`); the names transformers >= 5 gives its
   modules in memory (`stages.0.blocks.0.attention.q_proj`) are renamed back first.
