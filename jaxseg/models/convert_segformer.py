@@ -72,7 +72,8 @@ HF_RENAMES = (
     (r"attention\.sequence_reduction\.layer_norm", "attention.self.layer_norm"),
     (r"attention\.o_proj", "attention.output.dense"), (r"mlp\.fc1", "mlp.dense1"),
     (r"mlp\.fc2", "mlp.dense2"), (r"layernorm_before", "layer_norm_1"),
-    (r"layernorm_after", "layer_norm_2"), (r"decode_head\.linear_projections", "decode_head.linear_c"),
+    (r"layernorm_after", "layer_norm_2"),
+    (r"decode_head\.linear_projections", "decode_head.linear_c"),
 )
 IMAGENET_CLASSIFIER = ("classifier.", "head.")  # Of encoder checkpoints; never loaded.
 
