@@ -129,3 +129,28 @@ def test_segformer_b0_trains_on_shapes_through_run_py(shapes_dir, tmp_path):
                         capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "mIoU" in proc.stdout
+
+
+def test_decay_mult_scales_adamws_decoupled_decay_per_group():
+  from jaxseg import optim
+  cfg = optim.SECTION.config(name="adamw", lr=0.1, weight_decay=0.5, schedule="constant",
+                             decay_mult=((r"/norm1/", 0.0), (r"^head/", 2.0)))
+  tx, _ = optim.build_optimizer(cfg, 10)
+  params = {"body": {"norm1": {"scale": jnp.ones(3)}, "conv": {"kernel": jnp.ones(3)}},
+            "head": {"kernel": jnp.ones(3)}}
+  zero_grads = jax.tree.map(jnp.zeros_like, params)  # Adam's part is then 0: decay alone.
+  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["body"]["norm1"]["scale"], 0.0)
+  np.testing.assert_allclose(updates["body"]["conv"]["kernel"], -0.1 * 0.5, rtol=1e-6)
+  np.testing.assert_allclose(updates["head"]["kernel"], -0.1 * 0.5 * 2, rtol=1e-6)
+
+
+def test_mmengine_schedule_ends_each_phase_at_its_last_step():
+  from jaxseg import optim
+  cfg = optim.SECTION.config(**MMSEG_RECIPE_OPTIM)
+  schedule = optim.build_schedule(cfg, 160000)
+  lr = MMSEG_RECIPE_OPTIM["lr"]
+  assert float(schedule(0)) == pytest.approx(lr * 1e-6, rel=1e-6)
+  assert float(schedule(1499)) == pytest.approx(lr, rel=1e-6)
+  assert float(schedule(1500)) == pytest.approx(lr, rel=1e-6)
+  assert float(schedule(159999)) == 0.0 and float(schedule(159998)) > 0.0
