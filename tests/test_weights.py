@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxseg.config import ConfigError, build_config
-from jaxseg.models import SECTION, convert, weights
+from jaxseg.models import SECTION, convert, segformer_weights, weights
 
 NAME = "open-mmlab://resnet50_v1c"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -207,8 +207,22 @@ def test_urls_are_mmengines_hub_tables():
   tables = {"open-mmlab": json.load(open(os.path.join(hub, "openmmlab.json"))),
             "torchvision": json.load(open(os.path.join(hub, "torchvision_0.12.json")))}
   for name, url in weights.NAMED.items():
+    if name in segformer_weights.NAMED:  # Not in mmengine's tables: the next test.
+      continue
     scheme, key = name.split("://")
     assert tables[scheme][key] == url, name
+
+
+@pytest.mark.parity
+def test_mit_names_are_the_checkpoints_of_mmsegs_segformer_configs():
+  from tests import mmseg_oracle
+  mmengine = pytest.importorskip("mmengine")
+  for variant in range(6):
+    config = mmseg_oracle.config_path(
+        f"segformer/segformer_mit-b{variant}_8xb2-160k_ade20k-512x512.py")
+    url = mmengine.Config.fromfile(config).model.backbone.init_cfg.checkpoint
+    assert weights.NAMED[f"open-mmlab://mit_b{variant}"] == url
+    assert weights.SHA256_PREFIX.search(url)  # Verified on download, as the others.
 
 
 def test_voc_fcn_without_weights_fails_in_seconds_with_one_line(tmp_path):

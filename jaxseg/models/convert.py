@@ -234,7 +234,10 @@ def load_pretrained_state(variables, pretrained: Pretrained, *, ignore=frozenset
   fit only) with `pretrained` loaded. `model.weights` is a torchvision segmentation
   checkpoint or an mmsegmentation one (recognised by its `decode_head.` keys; see
   convert_mmseg). `ignore`: variable names whose shape may differ (then not loaded)."""
-  from jaxseg.models import convert_mmseg  # It imports this module's tables.
+  from jaxseg.models import convert_mmseg, convert_segformer  # They import this module's tables.
+  if convert_segformer.is_segformer(variables):  # Its own key names: convert_segformer.
+    return convert_segformer.load_segformer(variables, pretrained.state, path=pretrained.path,
+                                            whole=pretrained.whole, ignore=ignore)
   if pretrained.whole and convert_mmseg.is_mmseg_segmentor(pretrained.state):
     return convert_mmseg.load_mmseg_segmentor(variables, pretrained.state, path=pretrained.path,
                                               ignore=ignore)

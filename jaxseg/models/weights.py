@@ -25,6 +25,7 @@ import urllib.request
 import ml_collections
 from etils import epath
 
+from jaxseg.models import segformer_weights
 from jaxseg.registry import unknown_name_message
 
 NAMED = {
@@ -38,6 +39,7 @@ NAMED = {
     "torchvision://resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
     "torchvision://vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
     "torchvision://vgg16_bn": "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
+    **segformer_weights.NAMED,  # MiT encoders (open-mmlab://mit_b0..b5).
 }
 NONE = "none"  # Train the backbone from its random init, on purpose.
 SHA256_PREFIX = re.compile(r"-([0-9a-f]{8,})\.[^.]+$")
