@@ -49,7 +49,10 @@ def _free_memory():
 # its skips: its step trains the same VGG, score_fr and the pool4 skip, and pool3's.
 COVERED_BY = {"deeplabv3_resnet50": "deeplabv3plus_resnet50",
               "mmseg_deeplabv3_resnet50": "mmseg_deeplabv3plus_resnet50",
-              "fcn32s": "fcn8s", "fcn16s": "fcn8s"}
+              "fcn32s": "fcn8s", "fcn16s": "fcn8s",
+              # MiT-B1..B5 are B0's modules, wider and deeper (parameter counts pinned in
+              # test_parity_segformer); both heads are stepped in test_segformer.
+              **{f"segformer_b{i}": "segformer_b0" for i in range(1, 6)}}
 STEPPED = [n for n in model_names() if not n.endswith("resnet101") and n not in COVERED_BY]
 
 

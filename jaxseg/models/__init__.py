@@ -17,7 +17,8 @@ import ml_collections
 from jaxseg.checks import Checker
 
 # Every module that registers a model, imported here once so MODELS is complete.
-from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, unet  # noqa: F401
+from jaxseg.models import (deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, segformer,  # noqa: F401
+                          unet)
 from jaxseg.models.layers import DTYPES
 from jaxseg.models.registry import MODELS
 from jaxseg.models.zoo_config import CHOICES
@@ -51,13 +52,14 @@ def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
   c.choice("name", model_names(), "model")
   c.choice("dtype", DTYPES, optional=True)
   c.choice("init", CHOICES["init"], optional=True)
+  c.choice("head", CHOICES["head"], optional=True)
   if "output_stride" in model_cfg and model_cfg.output_stride not in CHOICES["output_stride"]:
     c.fail("output_stride", f"one of {list(CHOICES['output_stride'])}")
   c.count("width", optional=True)
   c.count("depth", min=0, optional=True)
   c.count("fc_channels", optional=True)
   c.count("head_channels", min=2, optional=True)  # The mmseg aux head has half of them.
-  for key in ("dropout", "aspp_dropout", "fc_dropout"):
+  for key in ("dropout", "aspp_dropout", "fc_dropout", "drop_path_rate"):
     c.number(key, min=0, below=1, optional=True)
   c.number("bn_momentum", min=0, max=1, optional=True)
   c.number("classifier_init_std", min=0, optional=True)

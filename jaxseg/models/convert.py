@@ -195,13 +195,16 @@ def apply_pretrained(model_cfg, variables, *, verbose: bool = True, backbone: bo
   `model.weights` is a torchvision segmentation checkpoint or an mmsegmentation
   one (recognised by its `decode_head.` keys; see convert_mmseg).
   """
-  from jaxseg.models import convert_mmseg  # It imports this module's tables.
+  from jaxseg.models import convert_mmseg, convert_segformer  # They import this module's tables.
   backbone_path = weights.backbone_path(model_cfg) if backbone else ""  # '' for none.
   if not backbone_path and not model_cfg.weights:
     return variables
   path = model_cfg.weights or backbone_path
   state = load_state_dict(path)
-  if model_cfg.weights and convert_mmseg.is_mmseg_segmentor(state):
+  if convert_segformer.is_segformer(variables):  # Its own key names: convert_segformer.
+    variables, report = convert_segformer.load_segformer(variables, state, path=path,
+                                                         whole=bool(model_cfg.weights))
+  elif model_cfg.weights and convert_mmseg.is_mmseg_segmentor(state):
     variables, report = convert_mmseg.load_mmseg_segmentor(variables, state, path=path)
   else:
     variables, report = load_into(variables, state, path=path,

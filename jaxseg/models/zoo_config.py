@@ -1,4 +1,5 @@
-"""Valid values of the zoo models' enumerated keys (`model.init`, `model.output_stride`).
+"""Valid values of the zoo models' enumerated keys (`model.init`, `model.output_stride`,
+`model.head`).
 
 Each model factory declares its own `model` keys, with their defaults and
 meanings, as keyword-only parameters (jaxseg/sections.py); the enumerations
@@ -10,6 +11,7 @@ from __future__ import annotations
 CHOICES = {
     "init": ("kaiming_normal", "xavier_uniform"),
     "output_stride": (8, 16, 32),
+    "head": ("hf", "mmseg"),  # SegFormer's decoder: transformers' or mmsegmentation's.
 }
 
 
