@@ -2,7 +2,8 @@
 
 Names are mmcv/mmengine's (`open-mmlab://resnet50_v1c`, `torchvision://resnet50`);
 their URLs are those of mmengine's hub tables (mmengine/hub/openmmlab.json and
-torchvision_0.12.json). Each file name carries the first hex digits of the file's
+torchvision_0.12.json). `mmseg://mit_b0`.. name the URLs mmseg's SegFormer configs load.
+Each file name carries the first hex digits of the file's
 sha256 (`resnet50-0676ba61.pth`, as torch.hub and mmcv's publish_model write them),
 which every download and every cached file is checked against.
 
@@ -37,6 +38,13 @@ NAMED = {
     "torchvision://resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
     "torchvision://vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
     "torchvision://vgg16_bn": "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
+    # mmsegmentation's MiT-B0..B5 (SegFormer encoder) ImageNet weights: the backbone
+    # init_cfg checkpoint of its segformer_mit-b* configs (NVlabs' release with mmseg's
+    # key names; convert_segformer.py reads them).
+    **{f"mmseg://mit_{size}": "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/"
+       f"segformer/mit_{size}_20220624-{sha}.pth"
+       for size, sha in (("b0", "7e0fe6dd"), ("b1", "02e5a6a1"), ("b2", "66e8bf70"),
+                         ("b3", "13b1141c"), ("b4", "d588d980"), ("b5", "658746d9"))},
 }
 NONE = "none"  # Train the backbone from its random init, on purpose.
 SHA256_PREFIX = re.compile(r"-([0-9a-f]{8,})\.[^.]+$")
