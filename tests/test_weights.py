@@ -201,11 +201,23 @@ def test_recipes_default_to_the_weights_their_number_assumes():
   assert build_config("demo").model.backbone_weights == ""
 
 
+def mmseg_segformer_checkpoints() -> dict[str, str]:
+  """`mit_b*` -> the backbone init_cfg checkpoint of mmseg's shipped SegFormer configs."""
+  from mmengine.config import Config
+
+  from tests.mmseg_oracle import config_path
+  return {f"mit_{size}": Config.fromfile(config_path(
+      f"segformer/segformer_mit-{size}_8xb2-160k_ade20k-512x512.py")).model.backbone.init_cfg
+      .checkpoint for size in ("b0", "b1", "b2", "b3", "b4", "b5")}
+
+
 def test_urls_are_mmengines_hub_tables():
+  """open-mmlab:// and torchvision:// names are mmengine's; mmseg:// ones mmseg's configs'."""
   mmengine = pytest.importorskip("mmengine")
   hub = os.path.join(os.path.dirname(mmengine.__file__), "hub")
   tables = {"open-mmlab": json.load(open(os.path.join(hub, "openmmlab.json"))),
-            "torchvision": json.load(open(os.path.join(hub, "torchvision_0.12.json")))}
+            "torchvision": json.load(open(os.path.join(hub, "torchvision_0.12.json"))),
+            "mmseg": mmseg_segformer_checkpoints()}
   for name, url in weights.NAMED.items():
     scheme, key = name.split("://")
     assert tables[scheme][key] == url, name
