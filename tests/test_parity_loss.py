@@ -1,6 +1,7 @@
-"""The voc recipes' training side against mmsegmentation: its CrossEntropyLoss (and
+"""The mmseg recipes' training side against mmsegmentation: its CrossEntropyLoss (and
 numpy) for `loss.ce_avg_non_ignore`, its shipped configs' loss, optimizer and
-schedule settings, and mmengine's PolyLR step by step.
+schedule settings (SegFormer's AdamW and paramwise_cfg included), and mmengine's
+PolyLR (SegFormer: LinearLR + PolyLR) step by step.
 
 mmseg 1.x's default avg_non_ignore=False divides the summed CE by every pixel,
 ignored ones included; the voc recipes train with that. mmseg raises (IndexError)
@@ -118,7 +119,8 @@ MMSEG_CONFIGS = {"voc_fcn": "fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py",
                  **{f"ade20k_segformer_{size}":
                         f"segformer/segformer_mit-{size}_8xb2-160k_ade20k-512x512.py"
                     for size in ("b0", "b1", "b2", "b3", "b4", "b5")},
-                 "ade20k_segformer_b5:640x640": "segformer/segformer_mit-b5_8xb2-160k_ade20k-640x640.py",
+                 "ade20k_segformer_b5:640x640":
+                     "segformer/segformer_mit-b5_8xb2-160k_ade20k-640x640.py",
                  **{f"cityscapes_segformer_{size}":
                         f"segformer/segformer_mit-{size}_8xb1-160k_cityscapes-1024x1024.py"
                     for size in ("b0", "b1", "b2", "b3", "b4", "b5")}}
