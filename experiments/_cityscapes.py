@@ -1,4 +1,4 @@
-"""The shared Cityscapes recipe of the `cityscapes_*` R50 experiments.
+"""The shared Cityscapes recipe of the `cityscapes_*` experiments.
 
 mmsegmentation's configs/_base_/datasets/cityscapes.py + schedules/schedule_80k.py:
 2,975 gtFine training images (19 train-id classes), 512x1024 crops of images
@@ -7,7 +7,9 @@ rescaled by 0.5-2.0 around 2048x1024, flip, photometric distortion; batch 8
 validation images with the test pipeline: Resize(2048, 1024, keep_ratio) (the
 images are 2048x1024 already), whole inference at 1024x2048 (the R50-D8 configs'
 test_cfg mode='whole'), logits resized back (eval.protocol=resize). The rest is
-mmseg's common recipe (_mmseg.py), variants included.
+mmseg's common recipe (_mmseg.py), variants included. The SegFormer recipes
+(_segformer.py) take 1024x1024 crops (cityscapes_1024x1024.py) at 160k
+iterations, validated every 16k, and slide inference.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ import ml_collections
 from experiments import _mmseg
 
 
-def cityscapes_config() -> ml_collections.ConfigDict:
+def cityscapes_config(*, crop_size: tuple = (512, 1024), steps: int = 80_000,
+                      eval_every: int = 8_000) -> ml_collections.ConfigDict:
+  """mmseg's Cityscapes data and test settings (cityscapes.py; `crop_size` (1024, 1024):
+  cityscapes_1024x1024.py), batch 8."""
   # Put leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip in data.manual_dir
   # (default <data.dir>/downloads/manual); see docs/data.md.
-  return _mmseg.recipe(data_name="cityscapes", crop_size=(512, 1024), base_size=(2048, 1024),
-                       steps=80_000, batch_size=8, eval_every=8_000, test_scale=(2048, 1024),
+  return _mmseg.recipe(data_name="cityscapes", crop_size=crop_size, base_size=(2048, 1024),
+                       steps=steps, batch_size=8, eval_every=eval_every,
+                       test_scale=(2048, 1024),
                        eval_batch_size=8)  # Whole 1024x2048 images: one per device on 8.
 
 

@@ -1,13 +1,14 @@
 """mmsegmentation 1.2.2's recipe pieces shared by the voc_*, ade20k_* and cityscapes_* experiments.
 
-Its R50-D8 configs differ between datasets only in the data, crop, rescale base,
+Its configs differ between datasets only in the data, crop, rescale base,
 iterations, batch and test Resize; everything else is common: the train pipeline
 (RandomResize 0.5-2.0 of the base size, RandomCrop with cat_max_ratio 0.75,
-RandomFlip 0.5, PhotoMetricDistortion, padding to the crop), SGD lr 0.01 momentum
-0.9 weight decay 5e-4 with poly decay (power 0.9) to 1e-4, the decode head's CE
-(weight 1) plus an FCN aux head's (0.4) summed over every pixel, and the test
-protocol: each image resized keep-ratio within the test scale, whole inference,
-logits resized back to the original size (eval.protocol=resize).
+RandomFlip 0.5, PhotoMetricDistortion, padding to the crop), the CE summed over
+every pixel, and the test protocol: each image resized keep-ratio within the test
+scale, logits resized back to the original size (eval.protocol=resize). The R50-D8
+recipes add SGD lr 0.01 momentum 0.9 weight decay 5e-4 with poly decay (power 0.9)
+to 1e-4 and an FCN aux head (loss 0.4) with whole inference (`resnet_recipe`); the
+SegFormer ones their own (_segformer.py).
 
 Variants shared by every such experiment:
   `smoke`: the same model and step, on the embedded `shapes` data at 32x32, for a
@@ -41,27 +42,17 @@ def train_augment(crop_size: tuple, base_size: tuple) -> dict:
 def recipe(*, data_name: str, crop_size: tuple, base_size: tuple, steps: int, batch_size: int,
            eval_every: int, test_scale: tuple, eval_batch_size: int
            ) -> ml_collections.ConfigDict:
-  """A config with mmseg's shared settings and the dataset's own (see the module doc)."""
+  """A config with mmseg's shared data, loss and test settings and the dataset's own (see
+  the module doc); the model and optimizer are the experiment's (`resnet_experiment`,
+  _segformer.py)."""
   c = get_base_config()
   c.data.name = data_name
   c.data.train_split = "train"
   c.data.eval_split = "validation"
   c.data.worker_count = 8  # Image decoding + rescale at these crops needs parallel workers.
   c.augment.update(train_augment(crop_size, base_size))
-  c.model.output_stride = 8
-  c.model.aux_head = True
-  c.model.dropout = 0.1
-  c.loss.aux_weight = 0.4  # mmseg's auxiliary FCNHead loss_weight (decode head: 1.0).
   # mmseg 1.x CrossEntropyLoss(avg_non_ignore=False): the summed CE over every pixel.
   c.loss.ce_avg_non_ignore = False
-  c.optim.name = "sgd"
-  c.optim.lr = 0.01
-  c.optim.momentum = 0.9
-  c.optim.weight_decay = 5e-4
-  c.optim.schedule = "poly"
-  c.optim.poly_power = 0.9
-  c.optim.end_lr = 1e-4
-  c.optim.warmup_steps = 0
   c.train.steps = steps
   c.train.batch_size = batch_size  # The config name's GPUs x per-GPU batch.
   c.train.log_every = 50
@@ -72,6 +63,23 @@ def recipe(*, data_name: str, crop_size: tuple, base_size: tuple, steps: int, ba
   c.eval.protocol = "resize"  # The test_pipeline's Resize(scale, keep_ratio=True).
   c.eval.resize_scale = tuple(test_scale)
   return c
+
+
+def resnet_recipe(c: ml_collections.ConfigDict) -> None:
+  """mmseg's R50-D8 model and optimizer settings on `c`: output stride 8, aux FCN head
+  (loss weight 0.4), dropout 0.1, SGD lr 0.01 momentum 0.9 wd 5e-4, poly 0.9 to 1e-4."""
+  c.model.output_stride = 8
+  c.model.aux_head = True
+  c.model.dropout = 0.1
+  c.loss.aux_weight = 0.4  # mmseg's auxiliary FCNHead loss_weight (decode head: 1.0).
+  c.optim.name = "sgd"
+  c.optim.lr = 0.01
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.optim.schedule = "poly"
+  c.optim.poly_power = 0.9
+  c.optim.end_lr = 1e-4
+  c.optim.warmup_steps = 0
 
 
 def apply_smoke(c: ml_collections.ConfigDict) -> None:
@@ -110,6 +118,7 @@ def resnet_experiment(c: ml_collections.ConfigDict, model_name: str, variant: st
   """
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
                                  known_keys=LOSS_VARIANT)
+  resnet_recipe(c)
   c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
   c.model.deep_stem = "tv" not in flags
   # mmseg's ResNet zero-inits each block's last BN when it starts from scratch.

@@ -30,6 +30,7 @@ def voc_config() -> ml_collections.ConfigDict:
                     steps=20_000, batch_size=16, eval_every=2_000, test_scale=(2048, 512),
                     eval_batch_size=16)
   c.data.config = "2012_aug"
+  _mmseg.resnet_recipe(c)  # Also voc_fcn8s's optimizer (its own model settings on top).
   # Put VOCtrainval_11-May-2012.tar and SBD's benchmark.tgz in data.manual_dir
   # (default <data.dir>/downloads/manual); see docs/data.md.
   return c

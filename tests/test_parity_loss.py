@@ -1,12 +1,15 @@
-"""The voc recipes' training side against mmsegmentation: its CrossEntropyLoss (and
+"""The mmseg recipes' training side against mmsegmentation: its CrossEntropyLoss (and
 numpy) for `loss.ce_avg_non_ignore`, its shipped configs' loss, optimizer and
-schedule settings, and mmengine's PolyLR step by step.
+schedule settings (SegFormer's AdamW and paramwise_cfg included), and mmengine's
+PolyLR (SegFormer: LinearLR + PolyLR) step by step.
 
 mmseg 1.x's default avg_non_ignore=False divides the summed CE by every pixel,
 ignored ones included; the voc recipes train with that. mmseg raises (IndexError)
 for class weights together with ignored pixels, so that one case is checked
 against the formula only.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -112,27 +115,48 @@ MMSEG_CONFIGS = {"voc_fcn": "fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py",
                  "ade20k_deeplabv3plus":
                      "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py",
                  "cityscapes_deeplabv3plus":
-                     "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py"}
+                     "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py",
+                 **{f"ade20k_segformer_{size}":
+                        f"segformer/segformer_mit-{size}_8xb2-160k_ade20k-512x512.py"
+                    for size in ("b0", "b1", "b2", "b3", "b4", "b5")},
+                 "ade20k_segformer_b5:640x640":
+                     "segformer/segformer_mit-b5_8xb2-160k_ade20k-640x640.py",
+                 **{f"cityscapes_segformer_{size}":
+                        f"segformer/segformer_mit-{size}_8xb1-160k_cityscapes-1024x1024.py"
+                    for size in ("b0", "b1", "b2", "b3", "b4", "b5")}}
+SEGFORMER = sorted(name for name in MMSEG_CONFIGS if "segformer" in name)
+SGD_RECIPES = sorted(set(MMSEG_CONFIGS) - set(SEGFORMER))  # The R50-D8 ones.
+
+
+def mmseg_config(name):
+  config = mmseg_oracle.require("mmengine.config")
+  return config.Config.fromfile(mmseg_oracle.config_path(MMSEG_CONFIGS[name]))
 
 
 @pytest.mark.parametrize("name", sorted(MMSEG_CONFIGS))
 def test_recipe_loss_is_mmsegs_shipped_config(name):
-  """Loss weights, class weights, denominator and pretrained name from mmseg's own file."""
-  config = mmseg_oracle.require("mmengine.config")
-  model = config.Config.fromfile(mmseg_oracle.config_path(MMSEG_CONFIGS[name])).model
-  decode, aux = model.decode_head.loss_decode, model.auxiliary_head.loss_decode
+  """Loss weights, class weights, denominator and pretrained weights from mmseg's own file."""
+  from jaxseg.models import weights
+
+  model = mmseg_config(name).model
   ours = build_config(name)
-  for head in (decode, aux):
+  aux = model.get("auxiliary_head")
+  assert bool(aux) == bool(ours.model.get("aux_head", False))
+  heads = [model.decode_head.loss_decode] + ([aux.loss_decode] if aux else [])
+  for head in heads:
     assert head.type == "CrossEntropyLoss" and not head.get("use_sigmoid")
     assert head.get("class_weight") is None and not ours.loss.class_weights
     assert head.get("avg_non_ignore", False) is ours.loss.ce_avg_non_ignore
-  assert (decode.loss_weight, aux.loss_weight) == (1.0, ours.loss.aux_weight)
+  assert [h.loss_weight for h in heads] == [1.0, ours.loss.aux_weight][:len(heads)]
   assert model.decode_head.get("sampler") is None and ours.loss.terms == "cross_entropy"
   assert model.decode_head.get("ignore_index", 255) == IGNORE
-  assert model.pretrained == ours.model.backbone_weights
+  # R50: `pretrained` names mmcv's hub entry; MiT: the backbone's init_cfg has the URL.
+  pretrained = model.pretrained or model.backbone.init_cfg.checkpoint
+  ours_name = ours.model.backbone_weights
+  assert pretrained in (ours_name, weights.NAMED.get(ours_name))
 
 
-@pytest.mark.parametrize("name", sorted(MMSEG_CONFIGS))
+@pytest.mark.parametrize("name", SGD_RECIPES)
 def test_recipe_optimizer_and_schedule_are_mmsegs(name):
   """SGD settings, iterations and batch from mmseg's config; lr per step from mmengine's PolyLR."""
   torch = mmseg_oracle.require("torch")
@@ -175,3 +199,61 @@ def test_recipe_optimizer_and_schedule_are_mmsegs(name):
                              atol=1e-9)  # optax computes in float32.
   gap = np.abs(ours_lr - mmengine_lrs(poly.end)[steps])
   assert gap.max() < 1.5e-6 and gap[-1] == gap.max()
+
+
+@functools.lru_cache
+def mmengine_warmup_poly_lrs(lr, linear, poly, steps):
+  """The lr of each of `steps` iterations under mmengine's LinearLR then PolyLR (their
+  config items as sorted tuples; cached: every SegFormer recipe has the same ones)."""
+  torch = mmseg_oracle.require("torch")
+  from mmengine.optim import LinearLR, PolyLR
+  linear, poly = dict(linear), dict(poly)
+  parameter = torch.nn.Parameter(torch.zeros(1))
+  optimizer = torch.optim.AdamW([parameter], lr=lr)
+  schedulers = [LinearLR(optimizer, start_factor=linear["start_factor"], begin=linear["begin"],
+                         end=linear["end"], by_epoch=False),
+                PolyLR(optimizer, eta_min=poly["eta_min"], power=poly["power"],
+                       begin=poly["begin"], end=poly["end"], by_epoch=False)]
+  lrs = np.empty(steps)
+  for i in range(steps):  # The lr step i's update uses; the optimizer never steps (no grads).
+    lrs[i] = optimizer.param_groups[0]["lr"]
+    for scheduler in schedulers:
+      scheduler.step()
+  return lrs
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")  # Schedulers without optimizer steps.
+@pytest.mark.parametrize("name", SEGFORMER)
+def test_segformer_recipe_optimizer_and_schedule_are_mmsegs(name):
+  """AdamW and paramwise_cfg from the config (the rules that implement them are proven on
+  one mmseg step in test_parity_segformer_step.py, with b0-ADE's paramwise_cfg, which every
+  SegFormer config equals); the lr at each of the 160k steps from mmengine's schedulers."""
+  from jaxseg import optim
+  from jaxseg.models.segformer import MMSEG_RECIPE_OPTIM
+
+  mm, ours = mmseg_config(name), build_config(name)
+  reference = mmseg_config("ade20k_segformer_b0")
+  adamw = mm.optim_wrapper.optimizer
+  assert (adamw.type, ours.optim.name) == ("AdamW", "adamw")
+  assert (adamw.lr, tuple(adamw.betas), adamw.weight_decay) == (
+      ours.optim.lr, (ours.optim.b1, ours.optim.b2), ours.optim.weight_decay)
+  assert mm.optim_wrapper.paramwise_cfg == reference.optim_wrapper.paramwise_cfg == dict(
+      custom_keys={"pos_block": dict(decay_mult=0.0), "norm": dict(decay_mult=0.0),
+                   "head": dict(lr_mult=10.0)})
+  assert {k: ours.optim[k] for k in MMSEG_RECIPE_OPTIM} == MMSEG_RECIPE_OPTIM
+  assert mm.optim_wrapper.get("clip_grad") is None and ours.optim.clip_grad_norm == 0
+  linear, poly = mm.param_scheduler
+  assert (linear.type, poly.type) == ("LinearLR", "PolyLR") and not linear.by_epoch
+  assert linear.end == poly.begin == ours.optim.warmup_steps and linear.begin == 0
+  assert linear.start_factor == ours.optim.warmup_start_factor
+  assert (poly.power, poly.eta_min) == (ours.optim.poly_power, ours.optim.end_lr)
+  assert mm.train_cfg.max_iters == poly.end == ours.train.steps
+  expected = mmengine_warmup_poly_lrs(adamw.lr, tuple(sorted(linear.items())),
+                                      tuple(sorted(poly.items())), ours.train.steps)
+  schedule = optim.build_schedule(ours.optim, ours.train.steps)
+  steps = np.arange(ours.train.steps)
+  # optax computes in float32: 1 - t/T carries ~1e-7 absolute error, i.e. 1e-7 * lr
+  # (which, near the end where lr -> 0, is the whole difference).
+  np.testing.assert_allclose(np.asarray(schedule(steps), np.float64), expected, rtol=2e-6,
+                             atol=1e-7 * adamw.lr)
+  assert expected[0] == adamw.lr * linear.start_factor and expected[-1] == 0.0

@@ -11,10 +11,10 @@ import pytest
 from jaxseg.config import build_config
 from jaxseg.data import datasets
 from tests.mmseg_oracle import config_path, require
-from tests.test_parity_loss import MMSEG_CONFIGS
+from tests.test_parity_loss import MMSEG_CONFIGS, SEGFORMER
 
 # VOC's pipeline and preprocessor are checked draw by draw in tests/test_parity_augment.py.
-NEW = ["ade20k_deeplabv3plus", "cityscapes_deeplabv3plus"]
+NEW = ["ade20k_deeplabv3plus", "cityscapes_deeplabv3plus"] + SEGFORMER
 DATASET_CLASSES = {"voc_seg": 21, "ade20k": 150, "cityscapes": 19}
 # Datasets whose builder stores labels as LoadAnnotations(reduce_zero_label=True) gives them.
 REDUCED_ZERO_LABEL = {"ade20k"}
@@ -60,7 +60,8 @@ def test_train_pipeline_and_preprocessor_are_mmsegs(name):
 @pytest.mark.parametrize("name", sorted(MMSEG_CONFIGS))
 def test_dataset_classes_and_label_reduction_are_mmsegs(name):
   mm, ours = _config(name), build_config(name)
-  assert mm.model.decode_head.num_classes == mm.model.auxiliary_head.num_classes
+  if mm.model.get("auxiliary_head"):
+    assert mm.model.decode_head.num_classes == mm.model.auxiliary_head.num_classes
   assert mm.model.decode_head.num_classes == DATASET_CLASSES[ours.data.name]
   builder_cls = datasets.DATASETS.get(ours.data.name)
   assert builder_cls.__name__.lower().replace("seg", "") in mm.dataset_type.lower()
@@ -77,15 +78,45 @@ def test_schedule_batch_and_test_protocol_are_mmsegs(name):
   assert per_gpu == mm.train_dataloader.batch_size and gpus * per_gpu == ours.train.batch_size
   assert mm.train_cfg.max_iters == ours.train.steps
   assert mm.train_cfg.val_interval == ours.train.eval_every
-  assert mm.model.test_cfg.mode == ours.eval.mode == "whole"
+  test_cfg = mm.model.test_cfg
+  assert test_cfg.mode == ours.eval.mode in ("whole", "slide")
+  if test_cfg.mode == "slide":  # mmseg's (h, w) window and stride, as jaxseg's.
+    assert tuple(test_cfg.crop_size) == tuple(ours.eval.crop_size)
+    assert tuple(test_cfg.stride) == tuple(ours.eval.stride)
   resize = next(t for t in mm.test_pipeline if t["type"] == "Resize")
   assert resize["keep_ratio"] and ours.eval.protocol == "resize"
   assert tuple(resize["scale"]) == tuple(ours.eval.resize_scale)
   assert mm.val_evaluator.iou_metrics == ["mIoU"]
 
 
-@pytest.mark.parametrize("name", ["ade20k_deeplabv3plus", "cityscapes_deeplabv3plus"])
+@pytest.mark.parity
+@pytest.mark.parametrize("name", SEGFORMER)
+def test_segformer_model_is_mmsegs(name):
+  """MiT size, SegformerHead width, dropout and drop path of each config; the model itself
+  (layers, LayerNorm eps, parameter counts) is checked in tests/test_parity_segformer.py."""
+  from jaxseg.models.mit import MIT_SIZES, NUM_HEADS, PATCH_SIZES, SR_RATIOS
+
+  mm, ours = _config(name), build_config(name)
+  backbone, head = mm.model.backbone, mm.model.decode_head
+  size = ours.model.name.removeprefix("segformer_")
+  embed_dims, depths = MIT_SIZES[size]
+  assert backbone.type == "MixVisionTransformer" and head.type == "SegformerHead"
+  assert size == re.search(r"mit-(b\d)_", MMSEG_CONFIGS[name]).group(1)
+  assert tuple(backbone.embed_dims * h for h in backbone.num_heads) == embed_dims
+  assert tuple(backbone.num_layers) == depths and tuple(backbone.num_heads) == NUM_HEADS
+  assert tuple(backbone.sr_ratios) == SR_RATIOS and tuple(backbone.patch_sizes) == PATCH_SIZES
+  assert (backbone.drop_rate, backbone.attn_drop_rate) == (0.0, 0.0) and backbone.qkv_bias
+  assert backbone.drop_path_rate == ours.model.drop_path_rate
+  assert tuple(head.in_channels) == embed_dims and head.in_index == [0, 1, 2, 3]
+  assert ours.model.head == "mmseg" and head.channels == ours.model.head_channels
+  assert head.dropout_ratio == ours.model.dropout and not head.align_corners
+  assert mm.model.get("auxiliary_head") is None
+
+
+@pytest.mark.parametrize("name", ["ade20k_deeplabv3plus", "cityscapes_deeplabv3plus",
+                                  "ade20k_segformer_b0", "cityscapes_segformer_b5"])
 def test_smoke_variant_runs_on_embedded_data(name):
   full, smoke = build_config(name), build_config(f"{name}:smoke")
-  assert smoke.model.name == full.model.name == "mmseg_deeplabv3plus_resnet50"
+  assert smoke.model.name == full.model.name
   assert smoke.data.name == "shapes" and smoke.train.steps <= 4
+  assert smoke.model.backbone_weights == "none" and smoke.eval.mode == full.eval.mode

@@ -202,6 +202,7 @@ def test_recipes_default_to_the_weights_their_number_assumes():
 
 
 def test_urls_are_mmengines_hub_tables():
+  """open-mmlab:// and torchvision:// names are mmengine's (mit_b*: the next test)."""
   mmengine = pytest.importorskip("mmengine")
   hub = os.path.join(os.path.dirname(mmengine.__file__), "hub")
   tables = {"open-mmlab": json.load(open(os.path.join(hub, "openmmlab.json"))),

@@ -2,7 +2,8 @@
 
 Names are mmcv/mmengine's (`open-mmlab://resnet50_v1c`, `torchvision://resnet50`);
 their URLs are those of mmengine's hub tables (mmengine/hub/openmmlab.json and
-torchvision_0.12.json). Each file name carries the first hex digits of the file's
+torchvision_0.12.json). `open-mmlab://mit_b0`.. (segformer_weights.py) name the URLs mmseg's SegFormer configs load.
+Each file name carries the first hex digits of the file's
 sha256 (`resnet50-0676ba61.pth`, as torch.hub and mmcv's publish_model write them),
 which every download and every cached file is checked against.
 

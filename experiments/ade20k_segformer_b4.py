@@ -1,0 +1,9 @@
+"""SegFormer-B4 on ADE20K: mmseg's segformer_mit-b4_8xb2-160k_ade20k-512x512
+(experiments/_segformer.py; its target: docs/data.md).
+"""
+
+from experiments import _segformer
+
+
+def get_config(variant: str = ""):
+  return _segformer.experiment("ade20k", "b4", variant)

@@ -1,0 +1,9 @@
+"""SegFormer-B4 on Cityscapes: mmseg's segformer_mit-b4_8xb1-160k_cityscapes-1024x1024
+(experiments/_segformer.py; its target: docs/data.md).
+"""
+
+from experiments import _segformer
+
+
+def get_config(variant: str = ""):
+  return _segformer.experiment("cityscapes", "b4", variant)
