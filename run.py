@@ -131,8 +131,9 @@ def main(argv=None) -> int:
   # tfds' info chatter would break the progress bar, and orbax logs every failed
   # write before raising it: the one-line error below says it all (--debug: shown).
   logging.set_verbosity(logging.ERROR if args.debug else logging.FATAL)
-  from jaxseg import distributed
+  from jaxseg import compile_cache, distributed
 
+  compile_cache.enable()  # Before anything compiles: eval/predict/resume reuse programs.
   distributed.initialize()  # Before any jax backend starts (multi-process runs only).
   if args.list:
     _list()

@@ -37,7 +37,7 @@ __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeC
 RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.tensorboard",
                   "train.skip_nonfinite", "data.dir", "data.manual_dir", "data.worker_count",
-                  "model.weights_dir")
+                  "model.weights_dir", "train.profile_steps")
 RESUMABLE_PREFIXES = ("eval.",)
 
 
