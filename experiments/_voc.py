@@ -22,6 +22,7 @@ from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
 from jaxseg.config import parse_variant
 
 VARIANT_FLAGS = {"smoke"}
+RESNET_VARIANT_FLAGS = VARIANT_FLAGS | {"tv"}  # The ResNet experiments' (resnet_experiment).
 
 
 def mmseg_voc_augment() -> dict:
@@ -104,7 +105,7 @@ def resnet_experiment(model_name: str, variant: str) -> ml_collections.ConfigDic
   `--set model.backbone_weights=none` (from scratch, on purpose). `tv` keeps
   torchvision's heads and 7x7 stem instead and starts from torchvision://resnet50.
   """
-  flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
+  flags, options = parse_variant(variant, known_flags=RESNET_VARIANT_FLAGS,
                                  known_keys=LOSS_VARIANT)
   c = voc_config()
   c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"

@@ -10,8 +10,13 @@ from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
 from jaxseg.config import parse_variant
 
 
+# What `--exp demo:VARIANT` takes (comma-separated); `python run.py --list` shows them.
+VARIANT_FLAGS = {"smoke", "seed"}
+VARIANT_OPTIONS = LOSS_VARIANT
+
+
 def get_config(variant: str = ""):
-  flags, options = parse_variant(variant, known_flags={"smoke", "seed"}, known_keys=LOSS_VARIANT)
+  flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS, known_keys=VARIANT_OPTIONS)
   c = get_base_config()
   c.data.name = "shapes"
   c.augment.preset = "flip"

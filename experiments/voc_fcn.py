@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from experiments import _voc
 
+# What `--exp voc_fcn:VARIANT` takes (read by resnet_experiment); `run.py --list` shows them.
+VARIANT_FLAGS = _voc.RESNET_VARIANT_FLAGS
+VARIANT_OPTIONS = _voc.LOSS_VARIANT
+
 
 def get_config(variant: str = ""):
   return _voc.resnet_experiment("fcn_resnet50", variant)
