@@ -122,3 +122,32 @@ def test_interval_values_time_the_steps_and_the_data():
   assert values["img_per_s"] == pytest.approx(16 / values["step_time_s"])
   assert values["tflops_per_device"] == pytest.approx(1e9 / values["step_time_s"] / 1e12)
   assert "mfu" not in values and "device_memory_in_use_bytes" not in values
+
+
+def test_measuring_the_train_step_compiles_it_once(rbg_keys):
+  """train.py counts the step's FLOPs before its first call: that call must reuse the
+  executable, not compile the step a second time."""
+  from jax._src import monitoring
+
+  from jaxseg.config import build_config
+  from jaxseg.sharding import global_batch
+  from tests.stepkit import build_step, fixed_batch
+
+  compiles = []
+
+  def listener(name, _, **kw):
+    if name.endswith("backend_compile_duration"):
+      compiles.append(name)
+
+  cfg = build_config("demo:seed,smoke", ["model.width=4"])
+  mesh, state, step, _ = build_step(cfg, size=32)
+  batch = global_batch(mesh, fixed_batch(n=16, size=32))
+  monitoring.register_event_duration_secs_listener(listener)
+  try:
+    cost = step_cost.measure(step, state, batch, cfg)
+    assert len(compiles) == 1 and cost.batch_per_device == 2
+    assert cost.params == step_cost.param_count(state.params) > 0
+    jax.block_until_ready(step(state, batch))
+    assert len(compiles) == 1
+  finally:
+    monitoring.unregister_event_duration_listener(listener)
