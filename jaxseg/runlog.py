@@ -104,8 +104,8 @@ def log_line(step: int, total: int, values: dict) -> str:
            f"img/s {values['img_per_s']:.1f}", f"step {values['step_time_s']:.3f}s",
            f"data {values['data_time_s']:.3f}s", f"eta {_eta(values['eta_s'])}"]
   if "device_memory_in_use_bytes" in values:
-    parts.append(f"mem {values['device_memory_in_use_bytes'] / GIB:.2f}"
-                 f"/{values['device_memory_peak_bytes'] / GIB:.2f} GiB (peak)")
+    parts.append(f"mem {values['device_memory_in_use_bytes'] / GIB:.2f} GiB"
+                 f" (peak {values['device_memory_peak_bytes'] / GIB:.2f})")
   if "tflops_per_device" in values:
     parts.append(f"{values['tflops_per_device']:.3g} TFLOP/s/device")
   if "mfu" in values:

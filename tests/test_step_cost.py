@@ -105,7 +105,7 @@ def test_log_line_names_every_value_it_has():
                                           tflops_per_device=12.5, mfu=0.25))
   assert line == ("step 40/800  loss 1.2500 (cross_entropy 1.0000, aux 0.6250)  lr 1.000e-02  "
                   "grad_norm 2.000  img/s 32.0  step 0.500s  data 0.125s  eta 1:02:05  "
-                  "mem 1.00/3.00 GiB (peak)  12.5 TFLOP/s/device  MFU 25.0%")
+                  "mem 1.00 GiB (peak 3.00)  12.5 TFLOP/s/device  MFU 25.0%")
   # CPU: no memory statistics, no peak; nothing printed for them.
   assert runlog.log_line(40, 800, _values()).endswith("eta 1:02:05")
   assert runlog.device_memory() is None
