@@ -134,7 +134,7 @@ def slide_logits(apply_fn, x_BHWC, size_B2, crop_HW, stride_HW) -> jax.Array:
   return sums / jnp.maximum(counts, 1.0)  # Count 0 only in padding beyond every image.
 
 
-def test_time_views(eval_cfg: ml_collections.ConfigDict) -> tuple[tuple[float, ...], bool]:
+def averaged_views(eval_cfg: ml_collections.ConfigDict) -> tuple[tuple[float, ...], bool]:
   """(scales, flip) that `eval.mode` averages: `aug`'s eval.scales and eval.flip;
   (1.0,) and no flip otherwise. Evaluation records name them."""
   if eval_cfg.mode == "aug":
@@ -169,7 +169,7 @@ def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict
   to a multiple of `eval.size_divisor`), its logits resized back to the canvas.
   """
   B, H, W, _ = x_BHWC.shape
-  scales, flip = test_time_views(eval_cfg)
+  scales, flip = averaged_views(eval_cfg)
   flips = (False, True) if flip else (False,)
   valid_BHW = valid_mask(size_B2, (H, W))
   total = 0.0

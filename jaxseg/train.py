@@ -73,7 +73,7 @@ def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
   out = (os.path.join(workdir, "reports") if checkpoint is None
          else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
   record = {f"eval/{k}": v for k, v in result.summary.items()}
-  scales, flip = inference.test_time_views(run.cfg.eval)
+  scales, flip = inference.averaged_views(run.cfg.eval)
   record.update({"eval/mode": run.cfg.eval.mode, "eval/protocol": run.cfg.eval.protocol,
                  "eval/scales": list(scales), "eval/flip": flip,
                  "eval/run": "train" if checkpoint is None else "eval"})

@@ -34,9 +34,11 @@ def _records(workdir):
 def tiny_run(shapes_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("outputs") / "run")
   common = ["--exp", "demo:smoke", "--workdir", workdir, "--set", f"data.dir={shapes_dir}"]
+  # Its evaluations run aug at two scales with flip, to check what their records say.
   proc = _run([*common, "--set", f"train.steps={STEPS}", "--set", "train.log_every=2",
                "--set", "train.eval_every=2", "--set", "train.profile_steps=(2,4)",
-               "--set", "model.width=4", "--set", "train.tensorboard=false"])
+               "--set", "model.width=4", "--set", "train.tensorboard=false",
+               "--set", "eval.mode=aug", "--set", "eval.scales=(0.75,1.0)"])
   return workdir, common, proc
 
 
@@ -87,13 +89,23 @@ def test_profile_steps_write_a_trace(tiny_run):
 
 @pytest.mark.slow
 def test_eval_records_name_their_scales_and_flip(tiny_run):
-  workdir, common, _ = tiny_run
-  train_evals = [r for r in _records(workdir) if "eval/miou" in r]
-  assert [r["step"] for r in train_evals] == [2, 4]
-  assert all(r["eval/scales"] == [1.0] and r["eval/flip"] is False for r in train_evals)
-  _run([*common, "--mode", "eval", "--set", "eval.mode=aug", "--set", "eval.scales=(0.75,1.0)"])
-  aug = _records(workdir)[-1]
-  assert aug["eval/mode"] == "aug" and aug["eval/scales"] == [0.75, 1.0] and aug["eval/flip"]
+  workdir, _, _ = tiny_run
+  evals = [r for r in _records(workdir) if "eval/miou" in r]
+  assert [r["step"] for r in evals] == [2, 4]
+  for r in evals:
+    assert r["eval/mode"] == "aug" and r["eval/scales"] == [0.75, 1.0] and r["eval/flip"] is True
+
+
+def test_whole_and_slide_record_one_scale_and_no_flip():
+  from jaxseg.config import build_config
+  from jaxseg.inference import averaged_views
+
+  for mode in ("whole", "slide"):
+    assert averaged_views(build_config("demo", [f"eval.mode={mode}"]).eval) == ((1.0,), False)
+  # The demo trains at one scale: its test-time augmentation is flip alone.
+  assert averaged_views(build_config("demo", ["eval.mode=aug"]).eval) == ((1.0,), True)
+  assert averaged_views(build_config("voc_fcn", ["eval.mode=aug"]).eval) == (
+      (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True)
 
 
 @pytest.mark.slow
@@ -116,8 +128,11 @@ def test_second_predict_loads_its_program_from_the_cache(tiny_run, tmp_path):
   assert sorted(os.listdir(tmp_path / "cache" / "jaxseg" / "xla")) == sorted(entries)
 
 
-def test_list_shows_each_experiments_variants():
-  out = _run(["--list"]).stdout
+def test_list_shows_each_experiments_variants(capsys):
+  import run
+
+  assert run.main(["--list"]) == 0
+  out = capsys.readouterr().out
   assert "  demo: seed, smoke, loss=LOSS" in out
   assert "  voc_fcn: smoke, tv, loss=LOSS" in out and "  voc_fcn8s: smoke, loss=LOSS" in out
 
