@@ -66,6 +66,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.resize_bucket = 256
   c.eval.crop_size = (512, 512)  # slide: window (H, W).
   c.eval.stride = (341, 341)  # slide: window step (H, W).
+  # slide: windows of each image run through the model together; memory grows with it.
+  c.eval.windows_per_step = 1
   c.eval.scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # aug: input resize factors.
   c.eval.flip = True  # aug: also average each scale's horizontally flipped view.
   c.eval.size_divisor = 32  # Rescaled / predicted inputs are padded to multiples of this.

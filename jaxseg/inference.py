@@ -54,6 +54,7 @@ def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
   c.count("resize_bucket")
   for key in ("crop_size", "stride"):
     c.ints(key, (2,), "two positive ints (H, W)", min=1)
+  c.count("windows_per_step")
   c.numbers("scales", range(1, 1 << 16), "one or more resize factors > 0", above=0)
   c.count("size_divisor")
   c.count("report_images", min=0)
@@ -88,49 +89,94 @@ def flip_valid(x_BHWC, size_B2) -> jax.Array:
 
 
 def _num_windows(size, crop, stride):
-  """mmseg's grid: ceil((size - crop) / stride) + 1 windows along one axis."""
-  return jnp.maximum((size - crop + stride - 1) // stride, 0) + 1
+  """mmseg's grid: max(size - crop + stride - 1, 0) // stride + 1 windows along one axis."""
+  return jnp.maximum(size - crop + stride - 1, 0) // stride + 1
 
 
-def slide_logits(apply_fn, x_BHWC, size_B2, crop_HW, stride_HW) -> jax.Array:
-  """Sliding-window logits, overlaps averaged by a count map (mmseg `slide_inference`).
+_STRIDE_PROBE = 512  # Side of the input whose head shape gives the head's stride.
 
-  The static grid covers the canvas; each image uses only the windows its own
-  size needs, shifted inside it (last window flush with its bottom/right edge).
-  A window larger than the canvas shrinks to it, which is whole-image inference.
+
+def head_stride(head_fn, channels: int) -> tuple[int, int]:
+  """(input pixels per head-logit pixel, classes) of `head_fn`, from its output shape at a
+  probe size (abstract evaluation: nothing runs). A window need not be a multiple of it."""
+  probe = jax.eval_shape(head_fn, jax.ShapeDtypeStruct((1, _STRIDE_PROBE, _STRIDE_PROBE, channels),
+                                                       jnp.float32),
+                         jax.ShapeDtypeStruct((1, _STRIDE_PROBE, _STRIDE_PROBE), jnp.bool_))
+  rows, cols, classes = probe.shape[1:]
+  if rows != cols or _STRIDE_PROBE % rows:
+    raise ValueError(f"a {_STRIDE_PROBE}x{_STRIDE_PROBE} input gives {rows}x{cols} logits: "
+                     "not one whole output stride")
+  return _STRIDE_PROBE // rows, classes
+
+
+def slide_logits(head_fn, x_BHWC, size_B2, crop_HW, stride_HW, windows_per_step: int = 1
+                 ) -> jax.Array:
+  """mmseg's `EncoderDecoder.slide_inference` on a padded canvas: (B, H, W, K) float32 logits.
+
+  `head_fn(x_BhwC, valid_Bhw)` gives a window's logits at the head's resolution
+  (`head_logits`; or at the input's, stride 1). Per image, from its own size: a
+  grid of max(h - crop + stride - 1, 0) // stride + 1 windows per axis, window i
+  at min(i * stride, h - crop) so the last is flush with the image's edge; an
+  image smaller than the window is one window covering it (mmseg crops it smaller,
+  here the window's rest is masked padding, which `valid_BHW` keeps out of every
+  conv). Each window's logits are resized, as mmseg's decode head does, from the
+  ceil(v / stride) head pixels of its v real pixels to v (bilinear,
+  align_corners=False), summed in place, and divided by the count of windows
+  covering each pixel.
+
+  Memory: one `lax.scan` step runs `windows_per_step` windows of every image of
+  the batch through the model, so peak memory is the two (B, H, W, K+1)
+  accumulators plus one step's activations, whatever the grid size
+  (tests/test_slide_inference.py measures it).
   """
-  B, H, W, _ = x_BHWC.shape
+  B, H, W, C = x_BHWC.shape
   ch, cw = min(crop_HW[0], H), min(crop_HW[1], W)
   sh, sw = stride_HW
-  grid = [(i * sh, j * sw, i, j) for i in range(max(math.ceil((H - ch) / sh), 0) + 1)
-          for j in range(max(math.ceil((W - cw) / sw), 0) + 1)]
-  K = jax.eval_shape(apply_fn, jax.ShapeDtypeStruct((B, ch, cw, x_BHWC.shape[-1]), x_BHWC.dtype),
-                     jax.ShapeDtypeStruct((B, ch, cw), jnp.bool_)).shape[-1]
+  rows, cols = (max(-(-(n - c) // s), 0) + 1 for n, c, s in ((H, ch, sh), (W, cw, sw)))
+  grid = [(i * sh, j * sw, i, j) for i in range(rows) for j in range(cols)]
+  n = max(1, min(windows_per_step, len(grid)))
+  grid += [(0, 0, rows, cols)] * (-len(grid) % n)  # Inactive filler: no image has row `rows`.
+  stride, K = head_stride(head_fn, C)
   valid_BHW = valid_mask(size_B2, (H, W))
   rows_B = _num_windows(size_B2[:, 0], ch, sh)
   cols_B = _num_windows(size_B2[:, 1], cw, sw)
+  # Each image's real part of any of its windows: the window, or all of a smaller image.
+  inside_B2 = jnp.minimum(size_B2, jnp.asarray([ch, cw], size_B2.dtype))
+  head_HW = (-(-ch // stride), -(-cw // stride))
+  to_window = resample.matrices(-(-inside_B2 // stride), inside_B2, head_HW, (ch, cw))
+  crop = jax.vmap(lambda img, t, l: jax.lax.dynamic_slice(img, (t, l, 0), (ch, cw, img.shape[-1])))
 
-  def add_window(carry, cell_4):
+  def accumulate(total, value, t, l, on):
+    old = jax.lax.dynamic_slice(total, (t, l, 0), value.shape)
+    return jax.lax.dynamic_update_slice(total, old + on * value, (t, l, 0))
+
+  add = jax.vmap(accumulate)
+
+  def add_windows(carry, cells_N4):
     sums_BHWK, counts_BHW1 = carry
-    top_B = jnp.clip(size_B2[:, 0] - ch, 0, cell_4[0])  # min(i*sh, max(h - ch, 0))
-    left_B = jnp.clip(size_B2[:, 1] - cw, 0, cell_4[1])
-    active_B = ((cell_4[2] < rows_B) & (cell_4[3] < cols_B)).astype(jnp.float32)
-    crop = jax.vmap(lambda img, t, l: jax.lax.dynamic_slice(img, (t, l, 0), (ch, cw, img.shape[-1])))
-    window_valid = crop(valid_BHW[..., None], top_B, left_B)[..., 0]
-    logits = apply_fn(crop(x_BHWC, top_B, left_B), window_valid).astype(jnp.float32)
-
-    def accumulate(total, value, t, l, on):
-      old = jax.lax.dynamic_slice(total, (t, l, 0), value.shape)
-      return jax.lax.dynamic_update_slice(total, old + on * value, (t, l, 0))
-
-    add = jax.vmap(accumulate)
-    sums_BHWK = add(sums_BHWK, logits, top_B, left_B, active_B)
-    counts_BHW1 = add(counts_BHW1, jnp.ones((B, ch, cw, 1)), top_B, left_B, active_B)
+    # min(i*sh, max(h - ch, 0)), per image.
+    tops = [jnp.clip(size_B2[:, 0] - ch, 0, cell[0]) for cell in cells_N4]
+    lefts = [jnp.clip(size_B2[:, 1] - cw, 0, cell[1]) for cell in cells_N4]
+    # Windows stacked image-major, (B, n) -> B*n: a batch-sharded canvas stays sharded.
+    x_Bn = jnp.stack([crop(x_BHWC, t, l) for t, l in zip(tops, lefts)], 1)
+    valid_Bn = jnp.stack([crop(valid_BHW[..., None], t, l)[..., 0] for t, l in zip(tops, lefts)],
+                         1)
+    head = head_fn(x_Bn.reshape(B * n, ch, cw, C), valid_Bn.reshape(B * n, ch, cw))
+    head = head.astype(jnp.float32)
+    if stride > 1:  # At stride 1 the resize is the identity: skip its matmuls.
+      head = resample.apply(head, *(jnp.repeat(m, n, axis=0) for m in to_window))
+    logits_Bn = head.reshape(B, n, ch, cw, -1)
+    for k, cell in enumerate(cells_N4):
+      active_B = ((cell[2] < rows_B) & (cell[3] < cols_B)).astype(jnp.float32)
+      sums_BHWK = add(sums_BHWK, logits_Bn[:, k], tops[k], lefts[k], active_B)
+      counts_BHW1 = add(counts_BHW1, valid_Bn[:, k, ..., None].astype(jnp.float32),
+                        tops[k], lefts[k], active_B)
     return (sums_BHWK, counts_BHW1), None
 
   init = (jnp.zeros((B, H, W, K), jnp.float32), jnp.zeros((B, H, W, 1), jnp.float32))
-  # scan, not a Python loop: the model is traced and compiled once for all windows.
-  (sums, counts), _ = jax.lax.scan(add_window, init, jnp.asarray(grid, jnp.int32))
+  # scan, not a Python loop: the model is traced and compiled once for every window.
+  steps = jnp.asarray(grid, jnp.int32).reshape(-1, n, 4)
+  (sums, counts), _ = jax.lax.scan(add_windows, init, steps)
   return sums / jnp.maximum(counts, 1.0)  # Count 0 only in padding beyond every image.
 
 
@@ -159,14 +205,17 @@ def _rescaled_logits(apply_fn, x_BHWC, valid_BHW, scale: float, divisor: int) ->
   return resize_bilinear(logits_BhwK, (H, W))
 
 
-def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict) -> jax.Array:
+def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict,
+                  head_fn=None) -> jax.Array:
   """Softmax probabilities (B, H, W, K) on the canvas under `eval.mode`.
 
   `aug` averages every scale of `eval.scales`, each also flipped when `eval.flip`.
 
   `apply_fn(x_BHWC, valid_BHW) -> logits_BHWK` at the input resolution. In `aug` mode
   each scale is a whole-image pass on the canvas resized by the scale (then padded
-  to a multiple of `eval.size_divisor`), its logits resized back to the canvas.
+  to a multiple of `eval.size_divisor`), its logits resized back to the canvas. `slide`
+  windows use `head_fn` (logits at the head's resolution, resized per window as
+  mmseg does: `slide_logits`), or `apply_fn` when it is None.
   """
   B, H, W, _ = x_BHWC.shape
   scales, flip = averaged_views(eval_cfg)
@@ -176,8 +225,8 @@ def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict
   for scale, flip in itertools.product(scales, flips):
     x = flip_valid(x_BHWC, size_B2) if flip else x_BHWC
     if eval_cfg.mode == "slide":
-      logits = slide_logits(apply_fn, x, size_B2, tuple(eval_cfg.crop_size),
-                            tuple(eval_cfg.stride))
+      logits = slide_logits(head_fn or apply_fn, x, size_B2, tuple(eval_cfg.crop_size),
+                            tuple(eval_cfg.stride), eval_cfg.windows_per_step)
     elif eval_cfg.mode == "aug" and scale != 1.0:
       logits = _rescaled_logits(apply_fn, x, valid_BHW, scale, eval_cfg.size_divisor)
     else:
@@ -222,12 +271,17 @@ def _apply_fn(model, variables):
   return lambda x, valid: model.apply(variables, x, train=False, valid_BHW=valid)[0]
 
 
+def _head_fn(model, variables):
+  return lambda x, valid: head_logits(model, variables, x, valid)
+
+
 def native_probs(model, variables, image_BHW3, size_B2, cfg: ml_collections.ConfigDict
                  ) -> jax.Array:
   """(B, H, W, K) probabilities of uint8 canvases, each image at its own size
   (eval.protocol='native'), under `eval.mode`; `--mode predict` stitches tiles of these."""
   x, _ = model_input(image_BHW3, size_B2, cfg.augment.mean, cfg.augment.std)
-  return predict_probs(_apply_fn(model, variables), x, size_B2, cfg.eval)
+  return predict_probs(_apply_fn(model, variables), x, size_B2, cfg.eval,
+                       head_fn=_head_fn(model, variables))
 
 
 def native_labels(model, variables, image_BHW3, size_B2, cfg: ml_collections.ConfigDict
@@ -254,7 +308,8 @@ def predict_labels(model, variables, batch, cfg: ml_collections.ConfigDict) -> j
     scores = _resized_whole_logits(model, variables, x, valid_BHW, resized_B2, size_B2, label_HW)
   elif cfg.eval.mode == "slide":  # mmseg: slide on the resized image, then resize its logits.
     scores = resample.resize_within(
-        slide_logits(apply_fn, x, resized_B2, tuple(cfg.eval.crop_size), tuple(cfg.eval.stride)),
+        slide_logits(_head_fn(model, variables), x, resized_B2, tuple(cfg.eval.crop_size),
+                     tuple(cfg.eval.stride), cfg.eval.windows_per_step),
         resized_B2, size_B2, label_HW)
   else:  # aug: jaxseg's scales x flips on the resized image, probabilities resized back.
     scores = resample.resize_within(predict_probs(apply_fn, x, resized_B2, cfg.eval),

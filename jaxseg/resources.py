@@ -69,7 +69,9 @@ def eval_keys(cfg, canvas_HW=None) -> str:
   canvas = "the eval canvas" if canvas_HW is None else "the {}x{} canvas".format(*canvas_HW)
   smaller_batch = f"lower eval.batch_size (now {e.batch_size})"
   if e.mode == "slide":
-    return f"{smaller_batch}, or a smaller eval.crop_size (now {tuple(e.crop_size)})"
+    fewer = (f"eval.windows_per_step=1 (now {e.windows_per_step}), "
+             if e.windows_per_step > 1 else "")
+    return f"{smaller_batch}, {fewer}or a smaller eval.crop_size (now {tuple(e.crop_size)})"
   if e.mode == "aug":
     return (f"{smaller_batch}, drop large eval.scales (now {tuple(e.scales)}), or "
             f"--set eval.mode=slide with eval.crop_size below {canvas}")

@@ -25,7 +25,10 @@ GOLDEN = {
     "voc_fcn:smoke": (2.2014616, 1.5865268, 2.1791003, 1.4581012, 2.1678338, 1.3974539),
 }
 STEPS = 3
-RTOL = 1e-5  # Float32 noise is ~1e-7 here; any real change moves these far more.
+# XLA:CPU's float32 code differs between CPUs (vector width, FMA contraction): step 3
+# of demo:smoke measured 1.62668 on the CI machine and 1.62683 on an AMD EPYC (AVX2),
+# 9e-5 apart. A real change (init, loss, optimizer detail) moves these far more.
+RTOL = 5e-4
 SIZE = {"demo:smoke": 64, "voc_fcn:smoke": 32}  # The configs' own crop sizes.
 
 

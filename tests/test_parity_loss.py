@@ -108,7 +108,11 @@ def test_voc_recipes_train_with_mmseg_denominator_and_base_keeps_torch_mean():
 MMSEG_CONFIGS = {"voc_fcn": "fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py",
                  "voc_deeplabv3": "deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py",
                  "voc_deeplabv3plus":
-                     "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py"}
+                     "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py",
+                 "ade20k_deeplabv3plus":
+                     "deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py",
+                 "cityscapes_deeplabv3plus":
+                     "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py"}
 
 
 @pytest.mark.parametrize("name", sorted(MMSEG_CONFIGS))

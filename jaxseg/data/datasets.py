@@ -17,7 +17,7 @@ from jaxseg.checks import Checker
 from jaxseg.config import ConfigError
 
 # Every module that registers a builder, imported here once so DATASETS is complete.
-from jaxseg.data.builders import folder, shapes, voc_seg  # noqa: F401
+from jaxseg.data.builders import ade20k, cityscapes, folder, shapes, voc_seg  # noqa: F401
 from jaxseg.data.builders.registry import DATASETS
 # Re-exported: callers catch them as `datasets.DatasetError`.
 from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401

@@ -70,6 +70,15 @@ def displayed_size(image: Image.Image) -> tuple[int, int]:
   return image.height, image.width
 
 
+def header_size(stream, where: str) -> tuple[int, int]:
+  """(H, W) as displayed, from an image's header alone (the pixels are not decoded)."""
+  try:
+    with Image.open(stream) as image:
+      return displayed_size(image)
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise DatasetError(f"{where}: not a readable image ({e})") from e
+
+
 def _orientation(image: Image.Image) -> int:
   return image.getexif().get(_EXIF_ORIENTATION, 1)
 

@@ -1,7 +1,7 @@
 """Source archives for the builders: find them in manual_dir (or download), read members.
 
-A member is read straight out of the archive (no 2 GB extraction); an already
-extracted copy in manual_dir works too. Every failure names the file.
+A member is read straight out of the archive, tar or zip (no multi-GB extraction);
+an already extracted copy in manual_dir works too. Every failure names the file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import socket
 import tarfile
 import urllib.parse
 import urllib.request
+import zipfile
 import zlib
 from typing import Callable, Iterator
 
@@ -25,9 +26,16 @@ _DEMO_HINT = "No data at hand? `python run.py` trains the embedded demo dataset 
 class Archive:
   filename: str  # As published; what to put in manual_dir.
   url: str
-  size: int  # Bytes, as published.
+  # Bytes, as published; a str ("11 GB") where only a rounded size is published.
+  size: int | str
   sha256: str | None  # None where no published checksum could be confirmed.
   extracted: str  # Top-level directory inside, accepted in manual_dir instead.
+  # False where the host needs a login (Cityscapes): only the manual route is offered.
+  downloadable: bool = True
+
+  @property
+  def size_text(self) -> str:
+    return f"{self.size:,} bytes" if isinstance(self.size, int) else f"about {self.size}"
 
 
 def locate(archive: Archive, dl_manager, allow_download: bool, needed_by: str) -> str:
@@ -40,9 +48,11 @@ def locate(archive: Archive, dl_manager, allow_download: bool, needed_by: str) -
     if os.path.exists(path):
       return path
   where = os.path.join(manual_dir, archive.filename)
-  message = (f"{needed_by} needs {archive.filename} ({archive.size:,} bytes, from "
+  message = (f"{needed_by} needs {archive.filename} ({archive.size_text}, from "
              f"{archive.url}): put it at {where} (data.manual_dir={manual_dir}; the "
              f"extracted {archive.extracted}/ directory works too)")
+  if not archive.downloadable:
+    raise DatasetMissingError(f"{message}. {_DEMO_HINT}")
   if not allow_download:
     raise DatasetMissingError(f"{message}, or set data.download=True to fetch it. {_DEMO_HINT}")
   # tfds retries a failed connection with backoff for minutes; one probe fails in seconds.
@@ -86,28 +96,44 @@ def _bad_archive(path: str, e: Exception) -> DatasetError:
                       "download it again")
 
 
-_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)
 
 
 class Members:
-  """Random access to the files of an uncompressed tar or an extracted directory.
+  """Random access to the files of an uncompressed tar, a zip, or an extracted directory.
 
   Names are archive paths ('VOCdevkit/VOC2012/...'); `where(name)` is what errors print.
+  A zip is told by its name (`.zip`), so a damaged one reads as a damaged zip.
   """
 
   def __init__(self, path: str, top: str):
+    del top  # The names carry it; kept so every archive opens the same way.
     self.path = path
     self._is_dir = os.path.isdir(path)
+    self._is_zip = not self._is_dir and path.lower().endswith(".zip")
+    self._handle = None  # The open tar or zip, opened on the first read.
     if self._is_dir:  # `path` is <manual_dir>/<top>: names are relative to its parent.
       self._root = os.path.dirname(path.rstrip(os.sep))
-      self._names = None
       return
     try:
-      with tarfile.open(path) as tar:  # Header scan only: tarfile seeks past the data.
-        self._infos = {m.name: m for m in tar.getmembers() if m.isfile()}
+      if self._is_zip:  # The central directory only: no member is decompressed.
+        with zipfile.ZipFile(path) as archive:
+          self._infos = {i.filename: i for i in archive.infolist() if not i.is_dir()}
+      else:
+        with tarfile.open(path) as tar:  # Header scan only: tarfile seeks past the data.
+          self._infos = {m.name: m for m in tar.getmembers() if m.isfile()}
     except _ARCHIVE_ERRORS as e:
       raise _bad_archive(path, e) from e
-    self._tar = None
+
+  def names(self) -> list[str]:
+    """Every file's archive name, sorted."""
+    if not self._is_dir:
+      return sorted(self._infos)
+    found = []
+    for dirpath, _, files in os.walk(self.path):
+      found += [os.path.relpath(os.path.join(dirpath, f), self._root).replace(os.sep, "/")
+                for f in files]
+    return sorted(found)
 
   def exists(self, name: str) -> bool:
     if self._is_dir:
@@ -125,16 +151,35 @@ class Members:
       with open(os.path.join(self._root, name), "rb") as f:
         return f.read()
     try:
-      if self._tar is None:
-        self._tar = tarfile.open(self.path)  # TarInfos from the scan stay valid: same file.
-      return self._tar.extractfile(self._infos[name]).read()
+      if self._is_zip:  # zipfile checks each member's CRC as it reads it.
+        if self._handle is None:
+          self._handle = zipfile.ZipFile(self.path)
+        return self._handle.read(self._infos[name])
+      if self._handle is None:
+        self._handle = tarfile.open(self.path)  # TarInfos from the scan stay valid: same file.
+      return self._handle.extractfile(self._infos[name]).read()
+    except _ARCHIVE_ERRORS as e:
+      raise _bad_archive(self.where(name), e) from e
+
+  def open(self, name: str):
+    """A binary stream of one file, for readers that need only its start (image headers)."""
+    if not self.exists(name):
+      raise DatasetError(f"{self.where(name)}: missing")
+    if self._is_dir:
+      return open(os.path.join(self._root, name), "rb")
+    try:
+      if self._handle is None:
+        self._handle = (zipfile.ZipFile if self._is_zip else tarfile.open)(self.path)
+      if self._is_zip:
+        return self._handle.open(self._infos[name])
+      return self._handle.extractfile(self._infos[name])
     except _ARCHIVE_ERRORS as e:
       raise _bad_archive(self.where(name), e) from e
 
   def close(self) -> None:
-    if not self._is_dir and self._tar is not None:
-      self._tar.close()
-      self._tar = None
+    if self._handle is not None:
+      self._handle.close()
+      self._handle = None
 
 
 def stream(path: str) -> Iterator[tuple[str, str, Callable[[], bytes]]]:

@@ -1,0 +1,123 @@
+"""mmsegmentation 1.2.2's recipe pieces shared by the voc_*, ade20k_* and cityscapes_* experiments.
+
+Its R50-D8 configs differ between datasets only in the data, crop, rescale base,
+iterations, batch and test Resize; everything else is common: the train pipeline
+(RandomResize 0.5-2.0 of the base size, RandomCrop with cat_max_ratio 0.75,
+RandomFlip 0.5, PhotoMetricDistortion, padding to the crop), SGD lr 0.01 momentum
+0.9 weight decay 5e-4 with poly decay (power 0.9) to 1e-4, the decode head's CE
+(weight 1) plus an FCN aux head's (0.4) summed over every pixel, and the test
+protocol: each image resized keep-ratio within the test scale, whole inference,
+logits resized back to the original size (eval.protocol=resize).
+
+Variants shared by every such experiment:
+  `smoke`: the same model and step, on the embedded `shapes` data at 32x32, for a
+           few steps, so the whole path runs on a CPU in seconds (no dataset needed);
+  `tv`: torchvision's heads and 7x7 stem (ResNet experiments);
+  `loss=NAME`: train with another registered loss.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
+from jaxseg.config import parse_variant
+
+VARIANT_FLAGS = {"smoke"}
+RESNET_VARIANT_FLAGS = VARIANT_FLAGS | {"tv"}  # Those of resnet_experiment's experiments.
+
+
+def train_augment(crop_size: tuple, base_size: tuple) -> dict:
+  """`augment` values of mmseg's train pipeline (configs/_base_/datasets/*.py): the `voc`
+  preset (mmseg's standard pipeline, the same for every dataset), RandomResize(scale=
+  base_size, ratio_range=(0.5, 2.0)), RandomCrop(crop_size, cat_max_ratio=0.75),
+  RandomFlip 0.5, PhotoMetricDistortion's defaults, and the data preprocessor's padding
+  (mean colour: 0 once normalised)."""
+  return dict(preset="voc", crop_size=tuple(crop_size), base_size=tuple(base_size),
+              scale_range=(0.5, 2.0), cat_max_ratio=0.75, flip_prob=0.5, image_pad="mean",
+              brightness_delta=32.0, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
+              hue_delta=18)
+
+
+def recipe(*, data_name: str, crop_size: tuple, base_size: tuple, steps: int, batch_size: int,
+           eval_every: int, test_scale: tuple, eval_batch_size: int
+           ) -> ml_collections.ConfigDict:
+  """A config with mmseg's shared settings and the dataset's own (see the module doc)."""
+  c = get_base_config()
+  c.data.name = data_name
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.worker_count = 8  # Image decoding + rescale at these crops needs parallel workers.
+  c.augment.update(train_augment(crop_size, base_size))
+  c.model.output_stride = 8
+  c.model.aux_head = True
+  c.model.dropout = 0.1
+  c.loss.aux_weight = 0.4  # mmseg's auxiliary FCNHead loss_weight (decode head: 1.0).
+  # mmseg 1.x CrossEntropyLoss(avg_non_ignore=False): the summed CE over every pixel.
+  c.loss.ce_avg_non_ignore = False
+  c.optim.name = "sgd"
+  c.optim.lr = 0.01
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.optim.schedule = "poly"
+  c.optim.poly_power = 0.9
+  c.optim.end_lr = 1e-4
+  c.optim.warmup_steps = 0
+  c.train.steps = steps
+  c.train.batch_size = batch_size  # The config name's GPUs x per-GPU batch.
+  c.train.log_every = 50
+  c.train.eval_every = eval_every  # mmseg's val_interval.
+  c.train.checkpoint_every = eval_every
+  c.eval.batch_size = eval_batch_size
+  c.eval.mode = "whole"  # mmseg's test_cfg=dict(mode='whole').
+  c.eval.protocol = "resize"  # The test_pipeline's Resize(scale, keep_ratio=True).
+  c.eval.resize_scale = tuple(test_scale)
+  return c
+
+
+def apply_smoke(c: ml_collections.ConfigDict) -> None:
+  """Shrinks a recipe to seconds on a CPU: same model, shapes data, tiny crops."""
+  c.data.name = "shapes"
+  c.data.config = ""
+  c.data.eval_split = "validation[:32]"
+  c.data.worker_count = 0
+  c.augment.preset = "scale_crop_flip"  # The same ops (no photometric) at a tiny size.
+  c.augment.crop_size = (32, 32)
+  c.augment.base_size = ()  # Rescale relative to the 64x64 original.
+  c.augment.cat_max_ratio = 1.0
+  c.model.backbone_weights = "none"  # Offline: no ImageNet weights for a smoke run.
+  c.model.weights = ""
+  c.train.steps = 2
+  c.train.batch_size = 8
+  c.train.log_every = 1
+  c.train.eval_every = 0
+  c.train.checkpoint_every = 2
+  c.eval.batch_size = 16
+  c.eval.resize_scale = (128, 48)  # The resize protocol still runs: 64x64 -> 48x48 ...
+  c.eval.resize_bucket = 32  # ... on a 64x64 canvas.
+
+
+def resnet_experiment(c: ml_collections.ConfigDict, model_name: str, variant: str
+                      ) -> ml_collections.ConfigDict:
+  """`c` with a ResNet-50-v1c segmentor; variants `smoke`, `tv`, `loss=NAME`.
+
+  `model_name` is the torchvision-style name (`fcn_resnet50`); the recipe trains
+  `mmseg_<model_name>`, mmsegmentation's heads (jaxseg/models/mmseg_heads.py).
+  The backbone starts from mmsegmentation's ImageNet weights, open-mmlab://resnet50_v1c
+  (its `stem.0/3/6` keys map onto the deep stem), downloaded once into
+  `model.weights_dir`; without them the run refuses to start, unless
+  `--set model.backbone_weights=none` (from scratch, on purpose). `tv` keeps
+  torchvision's heads and 7x7 stem instead and starts from torchvision://resnet50.
+  """
+  flags, options = parse_variant(variant, known_flags=RESNET_VARIANT_FLAGS,
+                                 known_keys=LOSS_VARIANT)
+  c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
+  c.model.deep_stem = "tv" not in flags
+  # mmseg's ResNet zero-inits each block's last BN when it starts from scratch.
+  c.model.zero_init_residual = "tv" not in flags
+  c.model.backbone_weights = ("open-mmlab://resnet50_v1c" if c.model.deep_stem
+                              else "torchvision://resnet50")
+  apply_loss_variant(c, options)
+  if "smoke" in flags:
+    apply_smoke(c)
+  return c

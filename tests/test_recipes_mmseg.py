@@ -1,0 +1,91 @@
+"""Each mmseg recipe's data side equals mmseg 1.2.2's shipped config: train pipeline, data
+preprocessor, classes, label reduction, iterations, batch and test protocol.
+
+Loss, optimizer and schedule of the same recipes: tests/test_parity_loss.py (MMSEG_CONFIGS).
+"""
+
+import re
+
+import pytest
+
+from jaxseg.config import build_config
+from jaxseg.data import datasets
+from tests.mmseg_oracle import config_path, require
+from tests.test_parity_loss import MMSEG_CONFIGS
+
+# VOC's pipeline and preprocessor are checked draw by draw in tests/test_parity_augment.py.
+NEW = ["ade20k_deeplabv3plus", "cityscapes_deeplabv3plus"]
+DATASET_CLASSES = {"voc_seg": 21, "ade20k": 150, "cityscapes": 19}
+# Datasets whose builder stores labels as LoadAnnotations(reduce_zero_label=True) gives them.
+REDUCED_ZERO_LABEL = {"ade20k"}
+
+
+def _config(name):
+  require("mmseg")
+  from mmengine.config import Config
+
+  return Config.fromfile(config_path(MMSEG_CONFIGS[name]))
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("name", NEW)
+def test_train_pipeline_and_preprocessor_are_mmsegs(name):
+  mm, ours = _config(name), build_config(name)
+  from mmseg.datasets.transforms import PhotoMetricDistortion
+
+  a = ours.augment
+  assert mm.train_dataloader.dataset.pipeline == mm.train_pipeline  # The one trained with.
+  steps = {t["type"]: t for t in mm.train_pipeline}
+  assert list(steps) == ["LoadImageFromFile", "LoadAnnotations", "RandomResize", "RandomCrop",
+                         "RandomFlip", "PhotoMetricDistortion", "PackSegInputs"]
+  assert a.preset == "voc"  # mmseg's standard pipeline, the same ops for every dataset.
+  resize, crop = steps["RandomResize"], steps["RandomCrop"]
+  assert tuple(resize["scale"]) == tuple(a.base_size) and resize["keep_ratio"]
+  assert tuple(resize["ratio_range"]) == tuple(a.scale_range)
+  assert tuple(crop["crop_size"]) == tuple(a.crop_size) == tuple(mm.crop_size)
+  assert crop["cat_max_ratio"] == a.cat_max_ratio and steps["RandomFlip"]["prob"] == a.flip_prob
+  photo = PhotoMetricDistortion(**{k: v for k, v in steps["PhotoMetricDistortion"].items()
+                                   if k != "type"})
+  assert photo.brightness_delta == a.brightness_delta and photo.hue_delta == a.hue_delta
+  assert (photo.contrast_lower, photo.contrast_upper) == tuple(a.contrast_range)
+  assert (photo.saturation_lower, photo.saturation_upper) == tuple(a.saturation_range)
+  pre = mm.model.data_preprocessor
+  assert tuple(pre["size"]) == tuple(a.crop_size) and pre["seg_pad_val"] == 255
+  assert pre["pad_val"] == 0 and a.image_pad == "mean"  # 0 after normalising = the mean colour.
+  assert tuple(pre["mean"]) == tuple(a.mean) and tuple(pre["std"]) == tuple(a.std)
+  assert pre["bgr_to_rgb"]  # mmseg loads BGR; jaxseg's images are RGB throughout.
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("name", sorted(MMSEG_CONFIGS))
+def test_dataset_classes_and_label_reduction_are_mmsegs(name):
+  mm, ours = _config(name), build_config(name)
+  assert mm.model.decode_head.num_classes == mm.model.auxiliary_head.num_classes
+  assert mm.model.decode_head.num_classes == DATASET_CLASSES[ours.data.name]
+  builder_cls = datasets.DATASETS.get(ours.data.name)
+  assert builder_cls.__name__.lower().replace("seg", "") in mm.dataset_type.lower()
+  for pipeline in (mm.train_pipeline, mm.test_pipeline):
+    load = next(t for t in pipeline if t["type"] == "LoadAnnotations")
+    assert bool(load.get("reduce_zero_label", False)) == (ours.data.name in REDUCED_ZERO_LABEL)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("name", sorted(MMSEG_CONFIGS))
+def test_schedule_batch_and_test_protocol_are_mmsegs(name):
+  mm, ours = _config(name), build_config(name)
+  gpus, per_gpu = map(int, re.search(r"_(\d+)xb(\d+)-", MMSEG_CONFIGS[name]).groups())
+  assert per_gpu == mm.train_dataloader.batch_size and gpus * per_gpu == ours.train.batch_size
+  assert mm.train_cfg.max_iters == ours.train.steps
+  assert mm.train_cfg.val_interval == ours.train.eval_every
+  assert mm.model.test_cfg.mode == ours.eval.mode == "whole"
+  resize = next(t for t in mm.test_pipeline if t["type"] == "Resize")
+  assert resize["keep_ratio"] and ours.eval.protocol == "resize"
+  assert tuple(resize["scale"]) == tuple(ours.eval.resize_scale)
+  assert mm.val_evaluator.iou_metrics == ["mIoU"]
+
+
+@pytest.mark.parametrize("name", ["ade20k_deeplabv3plus", "cityscapes_deeplabv3plus"])
+def test_smoke_variant_runs_on_embedded_data(name):
+  full, smoke = build_config(name), build_config(f"{name}:smoke")
+  assert smoke.model.name == full.model.name == "mmseg_deeplabv3plus_resnet50"
+  assert smoke.data.name == "shapes" and smoke.train.steps <= 4
