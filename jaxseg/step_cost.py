@@ -75,8 +75,14 @@ def measure(jitted_step, state, batch, cfg) -> StepCost:
   """Compiles `jitted_step` for (state, batch) and reads its cost. jax keeps the
   executable, so the step's first call runs it without compiling again."""
   compiled = jitted_step.lower(state, batch).compile()
+  flops = compiled_flops(compiled)
+  if flops is not None and cfg.train.grad_accum_steps > 1:
+    # XLA counts a loop's body once: the micro-batch scan's body is one micro-batch's
+    # forward and backward. Scaled by the trips, the optimizer update (counted as many
+    # times then) is a rounding error next to them.
+    flops *= cfg.train.grad_accum_steps
   num_devices = jax.device_count()
   dtype = cfg.model.dtype if "dtype" in cfg.model else "float32"
-  return StepCost(params=param_count(state.params), flops_per_device=compiled_flops(compiled),
+  return StepCost(params=param_count(state.params), flops_per_device=flops,
                   batch_per_device=cfg.train.batch_size // num_devices,
                   num_devices=num_devices, device_kind=jax.devices()[0].device_kind, dtype=dtype)

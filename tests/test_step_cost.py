@@ -151,3 +151,25 @@ def test_measuring_the_train_step_compiles_it_once(rbg_keys):
     assert len(compiles) == 1
   finally:
     monitoring.unregister_event_duration_listener(listener)
+
+
+def test_micro_batch_loops_count_every_trip():
+  """XLA's cost analysis counts a loop body once; a step of 4 micro-batches does 4x the work."""
+  import flax
+  import ml_collections
+
+  @flax.struct.dataclass
+  class State:
+    params: jax.Array
+
+  def step(state, batch_ANN):
+    body = lambda total, x_NN: (total + jnp.sum(x_NN @ state.params), None)
+    return jax.lax.scan(body, 0.0, batch_ANN)[0]
+
+  state, batch = State(jnp.ones((32, 32))), jnp.ones((4, 32, 32))
+  cfg = ml_collections.ConfigDict({"train": {"batch_size": 32, "grad_accum_steps": 4},
+                                   "model": {}})
+  assert step_cost.compiled_flops(jax.jit(step).lower(state, batch).compile()) < 2 * 2 * 32**3
+  cost = step_cost.measure(jax.jit(step), state, batch, cfg)
+  # Per trip: the matmul, the sum's 1024 adds and the carry's add (and the counter's).
+  assert cost.flops_per_device == 4 * (2 * 32**3 + 32 * 32 + 2)
