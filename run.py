@@ -45,7 +45,7 @@ def _parse_args(argv):
 
 def _list() -> None:
   from jaxseg import losses, optim
-  from jaxseg.config import experiment_names
+  from jaxseg.config import experiment_names, experiment_variants
   from jaxseg.data.datasets import dataset_names
   from jaxseg.data.augment import AUGMENTATIONS
   from jaxseg.models import model_names
@@ -56,6 +56,9 @@ def _list() -> None:
               "augmentations": AUGMENTATIONS.names()}
   for title, names in sections.items():
     print(f"{title}: {', '.join(names)}")
+  print("variants (--exp NAME:VARIANT,...; LOSS = one of losses):")
+  for name in experiment_names():
+    print(f"  {name}: {experiment_variants(name) or '(none declared)'}")
 
 
 class NotWritableError(OSError):
@@ -143,9 +146,12 @@ def main(argv=None) -> int:
   # tfds' info chatter would break the progress bar, and orbax logs every failed
   # write before raising it: the one-line error below says it all (--debug: shown).
   logging.set_verbosity(logging.ERROR if args.debug else logging.FATAL)
-  from jaxseg import distributed
+  from jaxseg import compile_cache, distributed
 
+  compile_cache.enable()  # Before anything compiles: eval/predict/resume reuse programs.
   distributed.initialize()  # Before any jax backend starts (multi-process runs only).
+  if distributed.jax.distributed.is_initialized():  # Several processes: gloo's chatter.
+    distributed.silence_native_stdout()
   if args.list:
     _list()
     return 0

@@ -3,7 +3,8 @@
 Times the jitted step functions the trainer uses, after compilation, on
 device-resident synthetic batches, with block_until_ready and the median of
 repeated timings. Prints img/s, step time, peak device memory, FLOPs per image
-(XLA cost analysis) and MFU against --peak-tflops. Optionally: the largest
+(XLA cost analysis) and MFU against --peak-tflops (default: jaxseg/peak_flops.py's
+figure for the device). Optionally: the largest
 train batch that fits (--max-batch), img/s of the whole evaluation loop over a
 VOC-val-sized split (--voc-eval), and extra XLA flags (--xla-flags).
 
@@ -30,6 +31,7 @@ from benchmarks import max_batch, torch_reference_bench, voc_eval  # noqa: E402
 from jaxseg.build import build, synthetic_meta  # noqa: E402
 from jaxseg.config import build_config  # noqa: E402
 from jaxseg.models import MODELS  # noqa: E402
+from jaxseg.peak_flops import peak_flops  # noqa: E402
 from jaxseg.sharding import global_batch, make_mesh  # noqa: E402
 
 
@@ -44,7 +46,8 @@ def _args(argv=None):
   p.add_argument("--iters", type=int, default=20, help="timed iterations")
   p.add_argument("--warmup", type=int, default=3)
   p.add_argument("--peak-tflops", type=float, default=0.0,
-                 help="device peak (dense bf16 TFLOP/s) for MFU; 0 = not reported")
+                 help="device peak (dense TFLOP/s of --dtype) for MFU; 0 = jaxseg/peak_flops.py's "
+                      "figure for this device kind (not reported if it has none)")
   p.add_argument("--set", dest="overrides", action="append", default=[],
                  help="extra config overrides, as run.py --set")
   p.add_argument("--compare-torch", action="store_true",
@@ -208,6 +211,8 @@ def main(argv=None) -> dict:
   if a.xla_flags:
     print(f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')}"
           + ("" if flags_applied else "  (--xla-flags not applied)"))
+  if not a.peak_tflops:
+    a.peak_tflops = (peak_flops(device.device_kind, a.dtype) or 0.0) / 1e12
   setup = Setup(a)
   r = bench_jax(setup)
   rows = []

@@ -25,6 +25,7 @@ from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
 from jaxseg.config import parse_variant
 
 VARIANT_FLAGS = {"smoke"}
+RESNET_VARIANT_FLAGS = VARIANT_FLAGS | {"tv"}  # Those of resnet_experiment's experiments.
 
 
 def train_augment(crop_size: tuple, base_size: tuple) -> dict:
@@ -116,7 +117,7 @@ def resnet_experiment(c: ml_collections.ConfigDict, model_name: str, variant: st
   `--set model.backbone_weights=none` (from scratch, on purpose). `tv` keeps
   torchvision's heads and 7x7 stem instead and starts from torchvision://resnet50.
   """
-  flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS | {"tv"},
+  flags, options = parse_variant(variant, known_flags=RESNET_VARIANT_FLAGS,
                                  known_keys=LOSS_VARIANT)
   resnet_recipe(c)
   c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"

@@ -10,7 +10,12 @@ Variants `smoke`, `tv`, `loss=NAME`, and pretrained weights: see
 
 from __future__ import annotations
 
-from experiments import _ade20k
+from experiments import _ade20k, _mmseg
+from experiments.base import LOSS_VARIANT
+
+# The variants get_config takes (resnet_experiment parses them); `run.py --list` shows them.
+VARIANT_FLAGS = _mmseg.RESNET_VARIANT_FLAGS
+VARIANT_OPTIONS = LOSS_VARIANT
 
 
 def get_config(variant: str = ""):

@@ -49,6 +49,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.skip_nonfinite = False
   c.train.debug_nan_at_step = 0  # Testing only: make the loss NaN at this step (0 = never).
   c.train.tensorboard = True  # Also write TensorBoard event files to <workdir>/tensorboard.
+  # (start, end): a jax.profiler trace of steps start..end-1 into <workdir>/profile/
+  # (TensorBoard or ui.perfetto.dev); () = none. E.g. --set train.profile_steps=(10,15).
+  c.train.profile_steps = ()
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.

@@ -19,9 +19,13 @@ from experiments.base import LOSS_VARIANT, apply_loss_variant
 from jaxseg.config import parse_variant
 
 
+# What `--exp voc_fcn8s:VARIANT` takes; `python run.py --list` shows them.
+VARIANT_FLAGS = _voc.VARIANT_FLAGS
+VARIANT_OPTIONS = LOSS_VARIANT
+
+
 def get_config(variant: str = ""):
-  flags, options = parse_variant(variant, known_flags=_voc.VARIANT_FLAGS,
-                                 known_keys=LOSS_VARIANT)
+  flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS, known_keys=VARIANT_OPTIONS)
   c = _voc.voc_config()
   c.model.name = "fcn8s"
   c.model.output_stride = 32

@@ -79,6 +79,16 @@ def _experiment_module(name: str):
     raise ConfigError(experiment_errors.load_error(e, path, "importing it")) from e
 
 
+def experiment_variants(name: str) -> str | None:
+  """'smoke, seed, loss=LOSS': the variants experiment `name` declares (its module's
+  VARIANT_FLAGS and VARIANT_OPTIONS, which its get_config parses); None if undeclared."""
+  module = _experiment_module(name)
+  if not hasattr(module, "VARIANT_FLAGS"):
+    return None
+  options = getattr(module, "VARIANT_OPTIONS", {})
+  return ", ".join([*sorted(module.VARIANT_FLAGS), *(f"{k}={k.upper()}" for k in sorted(options))])
+
+
 def parse_variant(variant: str, known_flags: set[str], known_keys: dict[str, set[str] | None]
                   ) -> tuple[set[str], dict[str, str]]:
   """Splits 'smoke,loss=dice' into flags {'smoke'} and options {'loss': 'dice'}.

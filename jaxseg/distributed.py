@@ -9,7 +9,9 @@ the second time) for callers that skip run.py.
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 
 import jax
 
@@ -65,3 +67,18 @@ def initialize(env=None) -> None:
 def is_main_process() -> bool:
   """Process 0 alone writes metrics, TensorBoard, reports, the config and the progress bar."""
   return jax.process_index() == 0
+
+
+def silence_native_stdout() -> None:
+  """Sends what native code writes to file descriptor 1 to /dev/null, while Python's
+  sys.stdout keeps the real stdout: gloo (CPU collectives across processes) prints
+  '[Gloo] Rank 0 is connected to 3 peer ranks...' with std::cout and has no switch
+  to stop it, so stdout would not hold jaxseg's lines alone. Native libraries log
+  to stderr, which is untouched. For run.py (a test process keeps its stdout)."""
+  sys.stdout.flush()
+  real_stdout = os.dup(1)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 1)
+  os.close(devnull)
+  sys.stdout = io.TextIOWrapper(io.FileIO(real_stdout, "w"), encoding=sys.stdout.encoding,
+                                errors=sys.stdout.errors, line_buffering=sys.stdout.line_buffering)

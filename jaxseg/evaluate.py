@@ -9,9 +9,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
-from jaxseg import inference, metrics, resources
+from jaxseg import inference, metrics, resources, runlog
 from jaxseg.data import pipeline, transforms
 from jaxseg.sharding import batch_sharded, global_batch, replicated
 from jaxseg.state import state_shardings
@@ -54,8 +53,9 @@ def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
   total = math.ceil(math.ceil(len(source) / jax.process_count()) / per_process)
   want = cfg.eval.report_images if jax.process_count() == 1 else 0
   batch_confs, kept = [], []
-  bar = tqdm.tqdm(pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
-                  total=total, desc="eval", leave=False, disable=jax.process_index() != 0)
+  bar = runlog.progress_bar(
+      iterable=pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
+      total=total, desc="eval", leave=False)
   # Dispatch is asynchronous: an out-of-memory error may surface at the fetch.
   with resources.memory_hint("in evaluation", resources.eval_keys(cfg, meta.eval_canvas_HW)):
     for batch in bar:

@@ -180,6 +180,31 @@ def slide_logits(head_fn, x_BHWC, size_B2, crop_HW, stride_HW, windows_per_step:
   return sums / jnp.maximum(counts, 1.0)  # Count 0 only in padding beyond every image.
 
 
+def averaged_views(eval_cfg: ml_collections.ConfigDict) -> tuple[tuple[float, ...], bool]:
+  """(scales, flip) that `eval.mode` averages: `aug`'s eval.scales and eval.flip;
+  (1.0,) and no flip otherwise. Evaluation records name them."""
+  if eval_cfg.mode == "aug":
+    return tuple(float(s) for s in eval_cfg.scales), bool(eval_cfg.flip)
+  return (1.0,), False
+
+
+def _rescaled_logits(apply_fn, x_BHWC, valid_BHW, scale: float, divisor: int) -> jax.Array:
+  """Logits of the canvas resized by exactly `scale`, back at the canvas size.
+
+  The resized canvas is padded (0, masked) up to a multiple of `divisor` rather
+  than stretched to it: on small canvases stretching would change the scale
+  itself (64 px x 0.75 = 48, rounded up to 64 by 32 = scale 1.0).
+  """
+  B, H, W, _ = x_BHWC.shape
+  h, w = max(round(H * scale), 1), max(round(W * scale), 1)
+  pad = ((0, 0), (0, round_up(h, divisor) - h), (0, round_up(w, divisor) - w))
+  x = jnp.pad(resize_bilinear(x_BHWC, (h, w)), (*pad, (0, 0)))
+  valid = jnp.pad(jax.image.resize(valid_BHW.astype(jnp.float32), (B, h, w), "nearest") > 0.5,
+                  pad)
+  logits_BhwK = apply_fn(x, valid)[:, :h, :w].astype(jnp.float32)
+  return resize_bilinear(logits_BhwK, (H, W))
+
+
 def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict,
                   head_fn=None) -> jax.Array:
   """Softmax probabilities (B, H, W, K) on the canvas under `eval.mode`.
@@ -187,14 +212,14 @@ def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict
   `aug` averages every scale of `eval.scales`, each also flipped when `eval.flip`.
 
   `apply_fn(x_BHWC, valid_BHW) -> logits_BHWK` at the input resolution. In `aug` mode
-  each scale is a whole-image pass on the canvas resized by the scale (rounded
-  up to `eval.size_divisor`), its logits resized back to the canvas. `slide`
+  each scale is a whole-image pass on the canvas resized by the scale (then padded
+  to a multiple of `eval.size_divisor`), its logits resized back to the canvas. `slide`
   windows use `head_fn` (logits at the head's resolution, resized per window as
   mmseg does: `slide_logits`), or `apply_fn` when it is None.
   """
   B, H, W, _ = x_BHWC.shape
-  scales = tuple(eval_cfg.scales) if eval_cfg.mode == "aug" else (1.0,)
-  flips = (False, True) if eval_cfg.mode == "aug" and eval_cfg.flip else (False,)
+  scales, flip = averaged_views(eval_cfg)
+  flips = (False, True) if flip else (False,)
   valid_BHW = valid_mask(size_B2, (H, W))
   total = 0.0
   for scale, flip in itertools.product(scales, flips):
@@ -203,11 +228,7 @@ def predict_probs(apply_fn, x_BHWC, size_B2, eval_cfg: ml_collections.ConfigDict
       logits = slide_logits(head_fn or apply_fn, x, size_B2, tuple(eval_cfg.crop_size),
                             tuple(eval_cfg.stride), eval_cfg.windows_per_step)
     elif eval_cfg.mode == "aug" and scale != 1.0:
-      scaled_HW = tuple(round_up(round(n * scale), eval_cfg.size_divisor) for n in (H, W))
-      scaled_valid = jax.image.resize(valid_BHW.astype(jnp.float32), (B, *scaled_HW),
-                                      "nearest") > 0.5
-      logits = resize_bilinear(apply_fn(resize_bilinear(x, scaled_HW), scaled_valid)
-                               .astype(jnp.float32), (H, W))
+      logits = _rescaled_logits(apply_fn, x, valid_BHW, scale, eval_cfg.size_divisor)
     else:
       logits = apply_fn(x, valid_BHW).astype(jnp.float32)
     if flip:

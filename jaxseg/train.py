@@ -6,13 +6,12 @@ import collections
 import json
 import os
 import sys
-import time
 
 import jax
 import ml_collections
-import tqdm
 
-from jaxseg import distributed, force_resume, paths, report, runinfo
+from jaxseg import (distributed, force_resume, inference, paths, profiling, report, runinfo,
+                    runlog, step_cost)
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import (Checkpointer, DamagedCheckpointError, check_resume_config,
                                config_changes)
@@ -60,6 +59,7 @@ def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
   c.number("ema_decay", min=0, below=1)
   if train_cfg.batch_size % train_cfg.grad_accum_steps:
     c.fail("batch_size", f"a multiple of train.grad_accum_steps={train_cfg.grad_accum_steps}")
+  profiling.validate_config(train_cfg)
 
 
 def _checkpointer(cfg, workdir: str) -> Checkpointer:
@@ -75,7 +75,9 @@ def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
   out = (os.path.join(workdir, "reports") if checkpoint is None
          else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
   record = {f"eval/{k}": v for k, v in result.summary.items()}
+  scales, flip = inference.averaged_views(run.cfg.eval)
   record.update({"eval/mode": run.cfg.eval.mode, "eval/protocol": run.cfg.eval.protocol,
+                 "eval/scales": list(scales), "eval/flip": flip,
                  "eval/run": "train" if checkpoint is None else "eval"})
   if checkpoint is not None:
     record.update({"eval/checkpoint": checkpoint, "eval/reports": out})
@@ -226,38 +228,48 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
     return int(jax.device_get(state.first_nonfinite_step))
 
   skipped_said = int(jax.device_get(state.nonfinite_steps))  # Said before a resume.
-  bar = tqdm.tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
-                  disable=not distributed.is_main_process(), dynamic_ncols=True)
-  last_time, last_step = time.perf_counter(), start
+  bar = runlog.progress_bar(total=cfg.train.steps, initial=start, desc="train", unit="step")
+  clock, cost = runlog.StepClock(start), None
+  profiler = profiling.StepProfiler(cfg.train.profile_steps, workdir)
   in_flight = collections.deque()
   with StopRequest(ckpt) as stop:
     for step in range(start + 1, cfg.train.steps + 1):
+      with clock.waiting_for_data():
+        batch = next(batches)
+      if cost is None:  # Compiles the step (its first call reuses it) to count its FLOPs.
+        cost = step_cost.measure(run.train_step, state, batch, cfg)
+        if distributed.is_main_process():
+          runlog.say("cost: " + ", ".join(cost.fields()))
+        clock.restart(step - 1)  # Compile time is not step time.
       # No transfer to the host here but at log, eval and checkpoint points.
-      state, step_metrics = run.train_step(state, next(batches))
+      with profiler.step(step) as outputs:
+        state, step_metrics = run.train_step(state, batch)
+        outputs.append(step_metrics)
       in_flight.append(step_metrics["loss"])
       if len(in_flight) > MAX_STEPS_IN_FLIGHT:
         in_flight.popleft().block_until_ready()
       bar.update(1)
       if step % cfg.train.log_every == 0 or step == cfg.train.steps:
         values = to_host(step_metrics)  # The one host sync per log interval.
-        now = time.perf_counter()
-        values["step_time_s"] = (now - last_time) / (step - last_step)
-        values["img_per_s"] = cfg.train.batch_size / values["step_time_s"]
-        last_time, last_step = now, step
+        values.update(runlog.interval_values(clock, step, cfg.train.steps,
+                                             cfg.train.batch_size, cost))
         writer.write(step, values)
+        if distributed.is_main_process():
+          runlog.say(runlog.log_line(step, cfg.train.steps, values))
         _stop_if_nonfinite(cfg, values["first_nonfinite_step"], step, ckpt)
         skipped_said = _say_skipped(values, step, skipped_said, bar)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['img_per_s']:.0f}")
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         summary, _ = _evaluate_and_log(run, state, eval_source, step, writer)
         ckpt.save_if_best(step, state.for_eval(), config, meta_json, summary["miou"])
         if distributed.is_main_process():
-          bar.write(f"step {step}: val mIoU {summary['miou']:.4f}")
+          runlog.say(f"step {step}: evaluation\n{report.summary_table(summary, meta.class_names)}")
+        clock.restart(step)  # Evaluation time is not step time.
       if step % cfg.train.checkpoint_every == 0 and step != cfg.train.steps:
-        _stop_if_nonfinite(cfg, first_bad(), step, ckpt)  # Never checkpoint a bad state.
+        _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         ckpt.save(step, state, batches, config, meta_json)
       if step != cfg.train.steps and stop.should_stop(step):
+        profiler.stop()
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         if ckpt.latest_step() != step:
           ckpt.save(step, state, batches, config, meta_json)
@@ -267,6 +279,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
         raise Preempted(f"{stop.signal_name}: saved a checkpoint at step {step} in "
                         f"{ckpt.directory}; run the same command again to resume")
   bar.close()
+  profiler.stop()
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
     ckpt.save(cfg.train.steps, state, batches, config, meta_json)

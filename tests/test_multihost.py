@@ -141,6 +141,8 @@ def test_two_processes_train_like_one(runs):
   # Process 0 alone reports: the summary table, the config, one metrics file.
   (stdout_0, _), (stdout_1, _) = outputs
   assert "mIoU" in stdout_0 and "mIoU" not in stdout_1
+  # gloo's '[Gloo] Rank 0 is connected to ...' (std::cout) is silenced: stdout is jaxseg's.
+  assert "Gloo" not in stdout_0 + stdout_1
   assert os.path.exists(os.path.join(workdirs["two"], "config.json"))
 
 
