@@ -49,12 +49,17 @@ def dataset_config(dataset: str, flags: set[str]) -> ml_collections.ConfigDict:
   return c
 
 
+def variants(dataset: str, size: str) -> tuple[set[str], dict]:
+  """(flags, options) the `dataset` x `size` experiment takes (shown by --list)."""
+  extra = {"640x640"} if (dataset, size) == ("ade20k", "b5") else set()
+  return _mmseg.VARIANT_FLAGS | extra, LOSS_VARIANT
+
+
 def experiment(dataset: str, size: str, variant: str) -> ml_collections.ConfigDict:
   """SegFormer-`size` with mmseg's recipe on `dataset` (see the module doc)."""
   assert dataset in DATASETS and size in SIZES, (dataset, size)
-  extra = {"640x640"} if (dataset, size) == ("ade20k", "b5") else set()
-  flags, options = parse_variant(variant, known_flags=_mmseg.VARIANT_FLAGS | extra,
-                                 known_keys=LOSS_VARIANT)
+  known_flags, known_keys = variants(dataset, size)
+  flags, options = parse_variant(variant, known_flags=known_flags, known_keys=known_keys)
   c = dataset_config(dataset, flags)
   c.model.name = f"segformer_{size}"
   c.model.head = "mmseg"

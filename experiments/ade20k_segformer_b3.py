@@ -4,6 +4,8 @@
 
 from experiments import _segformer
 
+VARIANT_FLAGS, VARIANT_OPTIONS = _segformer.variants("ade20k", "b3")
+
 
 def get_config(variant: str = ""):
   return _segformer.experiment("ade20k", "b3", variant)

@@ -6,6 +6,8 @@ rescale base and test scale (2048, 640)).
 
 from experiments import _segformer
 
+VARIANT_FLAGS, VARIANT_OPTIONS = _segformer.variants("ade20k", "b5")
+
 
 def get_config(variant: str = ""):
   return _segformer.experiment("ade20k", "b5", variant)

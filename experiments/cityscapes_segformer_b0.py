@@ -4,6 +4,8 @@
 
 from experiments import _segformer
 
+VARIANT_FLAGS, VARIANT_OPTIONS = _segformer.variants("cityscapes", "b0")
+
 
 def get_config(variant: str = ""):
   return _segformer.experiment("cityscapes", "b0", variant)

@@ -59,7 +59,7 @@ def test_cli_errors_name_the_closest_choice(tmp_path):
 
 def test_list_shows_every_registry():
   out = _run(["--list"]).stdout
-  for expected in ("experiments: ", "demo", "models: ", "seed_cnn", "unet", "datasets: folder, shapes",
+  for expected in ("experiments: ", "demo", "models: ", "seed_cnn", "unet", "datasets: ade20k, cityscapes, folder, shapes",
                    "losses: binary_cross_entropy, cross_entropy", "optimizers: adam, adamw, sgd"):
     assert expected in out
 

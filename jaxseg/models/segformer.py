@@ -101,7 +101,7 @@ def segformer(variant: str, num_classes: int, *, head: str, head_channels: int, 
 
 
 def _register(variant: str):
-  def build(num_classes: int, *, dtype: str = "float32", head: str = "hf",
+  def build(num_classes: int, *, dtype: str = "auto", head: str = "hf",
             head_channels: int = HEAD_CHANNELS[variant], dropout: float = 0.1,
             drop_path_rate: float = 0.1) -> Segmentor:
     """SegFormer on MiT-{variant}.
