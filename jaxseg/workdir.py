@@ -82,6 +82,8 @@ def check_claim(workdir: str) -> None:
   if (root / MARKER).exists():
     return
   entries = sorted(root.iterdir(), key=lambda p: p.name) if root.is_dir() else []
+  if any(e.name == MARKER for e in entries):  # Another process of this run marked it meanwhile.
+    return
   # Lock files alone say nothing (another process of this run may have just made one).
   entries = [e for e in entries if not e.name.startswith(".lock")]
   foreign = [e for e in entries if not _is_own_name(e.name)]

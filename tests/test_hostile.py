@@ -206,7 +206,7 @@ def saved_run(tmp_path_factory):
 FORCED = [
     ("model.width=8", "the train state this config builds differs from checkpoint "),
     ("model.width=8", "params/"),
-    ("optim.name=sgd", "(changed: optim.name ('adamw' -> 'sgd'))"),
+    ("optim.name=sgd", "optim.name ('adamw' -> 'sgd'))"),
     ("train.ema_decay=0.5", "ema_params/"),
     ("train.batch_size=16", "train.batch_size changed (8 -> 16) and the saved data position "
                             "counts batches of the old size"),
