@@ -84,8 +84,9 @@ def check_claim(workdir: str) -> None:
   entries = sorted(root.iterdir(), key=lambda p: p.name) if root.is_dir() else []
   if any(e.name == MARKER for e in entries):  # Another process of this run marked it meanwhile.
     return
-  # Lock files alone say nothing (another process of this run may have just made one).
-  entries = [e for e in entries if not e.name.startswith(".lock")]
+  # Lock files and a marker being written say nothing: another process of this run
+  # may have just made them.
+  entries = [e for e in entries if not e.name.startswith((".lock", f".{MARKER}."))]
   foreign = [e for e in entries if not _is_own_name(e.name)]
   if entries and (foreign or not _from_before_the_marker(root)):
     example = (foreign or entries)[0]
