@@ -18,7 +18,7 @@ from jaxseg import checkpoint, dataset_fit, evaluate, losses, optim, steps
 from jaxseg.checkpoint_config import config_from_checkpoint
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
-from jaxseg.models import build_model, convert
+from jaxseg.models import build_model, pretrained as pretrained_weights
 from jaxseg.sharding import make_mesh
 from jaxseg.state import TrainState, abstract_train_state, create_train_state
 
@@ -56,12 +56,13 @@ def build(cfg: ml_collections.ConfigDict, meta: DatasetMeta, mesh: jax.sharding.
   return Run(cfg, mesh, meta, model, tx, state, train_step, eval_step)
 
 
-def load_pretrained(state: TrainState, pretrained: convert.Pretrained | None) -> TrainState:
+def load_pretrained(state: TrainState,
+                    pretrained: pretrained_weights.Pretrained | None) -> TrainState:
   """The initial state with `pretrained` (models/pretrained.resolve: `model.weights` or
   the backbone's, read and checked before the data) loaded over it; None: unchanged."""
   if pretrained is None:
     return state
-  variables, report = convert.load_pretrained_state(state.variables(), pretrained)
+  variables, report = pretrained_weights.load_pretrained_state(state.variables(), pretrained)
   if jax.process_index() == 0:
     print(report.summary())
   state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])

@@ -169,7 +169,8 @@ class WorkdirLock:
     if paths.is_url(self.workdir):
       try:
         paths.resolve(self.path).unlink()
-      except OSError:
-        pass  # Said by whoever runs next; never hide the error that ended this run.
+      except OSError as e:  # Warn, never raise: that would hide the error that ended this run.
+        print(f"warning: could not remove the lock object {self.path} ({e}); the next run "
+              "on another machine will warn about it", file=sys.stderr, flush=True)
     os.close(self._fd)  # Closing drops the lock; a local lock file stays (harmless).
     self._fd = None

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from jaxseg.models import SECTION, build_model
-from jaxseg.models.convert import apply_pretrained, load_into, load_state_dict
+from jaxseg.models.convert import load_into, load_state_dict
+from jaxseg.models.pretrained import apply_pretrained
 from tests.mmseg_oracle import require
 
 KEY = jax.random.PRNGKey(0)

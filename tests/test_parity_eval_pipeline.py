@@ -34,7 +34,7 @@ from PIL import Image
 from jaxseg import evaluate, optim
 from jaxseg.config import build_config
 from jaxseg.data import datasets
-from jaxseg.models import build_model, convert
+from jaxseg.models import build_model, pretrained
 from jaxseg.sharding import make_mesh
 from jaxseg.state import create_train_state
 from tests import mmseg_oracle
@@ -90,7 +90,7 @@ def _jaxseg_labels(name, checkpoint, images_HW3, tmp_path):
   model = build_model(cfg.model, 21)
   tx, _ = optim.build_optimizer(cfg.optim, cfg.train.steps)
   state = create_train_state(model, tx, (64, 64, 3), 0, mesh)
-  variables = convert.apply_pretrained(cfg.model, state.variables(), backbone=False)
+  variables = pretrained.apply_pretrained(cfg.model, state.variables(), backbone=False)
   state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
   step = evaluate.jit_eval_step(evaluate.make_eval_step(model, cfg, 21, 255), state, mesh)
   records = [{"image": im, "label": np.zeros((*im.shape[:2], 1), np.uint8)} for im in images_HW3]

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models import SECTION, build_model
-from jaxseg.models.convert import apply_pretrained
+from jaxseg.models.pretrained import apply_pretrained
 from tests import mmseg_oracle
 
 pytestmark = pytest.mark.parity

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxseg.config import build_config
-from jaxseg.models import convert, pretrained
+from jaxseg.models import pretrained
 from jaxseg.models.weights import WeightsMismatchError
 from tests.mmseg_oracle import require
 
@@ -49,11 +49,11 @@ def test_converted_params_equal_those_of_torchs_reader(resnet50_v1c):
   cfg = smoke_config(path)
   ours = pretrained.resolve(cfg)  # Read by pth.py, checked against the model.
   theirs_state = torch.load(path, weights_only=True)["state_dict"]
-  theirs = convert.Pretrained(path, {k: v.numpy() for k, v in theirs_state.items()}, whole=False)
+  theirs = pretrained.Pretrained(path, {k: v.numpy() for k, v in theirs_state.items()}, whole=False)
   assert sorted(ours.state) == sorted(theirs.state)
   like = pretrained.abstract_variables(cfg.model, 21, (32, 32, 3))
   zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like)
-  (a, report), (b, _) = (convert.load_pretrained_state(zeros, p) for p in (ours, theirs))
+  (a, report), (b, _) = (pretrained.load_pretrained_state(zeros, p) for p in (ours, theirs))
   assert report.missing == [] and report.unused == []
   assert len(report.loaded) == len([k for k in theirs_state if "num_batches" not in k])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):

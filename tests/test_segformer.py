@@ -11,7 +11,8 @@ import pytest
 
 from jaxseg.inference import head_logits
 from jaxseg.models import SECTION, build_model, model_names
-from jaxseg.models.convert import apply_pretrained, flat_variables
+from jaxseg.models.convert import flat_variables
+from jaxseg.models.pretrained import apply_pretrained
 from jaxseg.models.convert_segformer import canonical_state, load_segformer, torch_key
 from jaxseg.models.segformer import MMSEG_RECIPE_OPTIM
 
@@ -68,7 +69,7 @@ def test_hf_names_of_transformers_5_load_like_the_published_ones(tmp_path):
              for k, v in state.items()}
   assert renamed != state and canonical_state(renamed, "hf").keys() == state.keys()
   a, _ = load_segformer(shapes, state, path="a", whole=True)
-  # Through model.weights, as a run loads it (convert.apply_pretrained's SegFormer branch).
+  # Through model.weights, as a run loads it (pretrained.load_pretrained_state's SegFormer branch).
   path = str(tmp_path / "segformer.npz")
   np.savez(path, **state)
   cfg = SECTION.config(name="segformer_b0", head="hf", head_channels=8, weights=path)

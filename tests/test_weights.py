@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxseg.config import ConfigError, build_config
-from jaxseg.models import SECTION, convert, segformer_weights, weights
+from jaxseg.models import SECTION, pretrained, segformer_weights, weights
 
 NAME = "open-mmlab://resnet50_v1c"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +104,7 @@ def test_name_downloads_once_then_loads_from_cache(tmp_path, monkeypatch, no_pro
     path = weights.backbone_path(cfg)
     assert path == str(tmp_path / "cache" / filename)
     assert open(path, "rb").read() == body and os.listdir(tmp_path / "cache") == [filename]
-    variables = convert.apply_pretrained(cfg, tiny_variables(), verbose=False)
+    variables = pretrained.apply_pretrained(cfg, tiny_variables(), verbose=False)
     weights._verified.clear()  # A new process: the cached file is re-hashed, not re-fetched.
     assert weights.backbone_path(cfg) == path
     assert server.requests == [filename]
@@ -173,8 +173,8 @@ def test_none_paths_and_whole_checkpoints_never_download(tmp_path, monkeypatch):
   # A whole segmentation checkpoint holds the backbone: the recipe's name is not fetched.
   assert weights.backbone_path(model_cfg(tmp_path, NAME, weights="seg.pth")) == ""
   variables = tiny_variables()
-  assert convert.apply_pretrained(model_cfg(tmp_path, "none"), variables) is variables
-  assert convert.apply_pretrained(model_cfg(tmp_path), variables, backbone=False) is variables
+  assert pretrained.apply_pretrained(model_cfg(tmp_path, "none"), variables) is variables
+  assert pretrained.apply_pretrained(model_cfg(tmp_path), variables, backbone=False) is variables
   with pytest.raises(weights.WeightsError, match=r"missing\.pth.*no such file"):
     weights.backbone_path(model_cfg(tmp_path, str(tmp_path / "missing.pth")))
   local = tmp_path / "mine.npz"
