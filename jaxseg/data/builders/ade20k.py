@@ -21,7 +21,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders import imagefiles, sources
+from jaxseg.data.builders import features, imagefiles, sources
 from jaxseg.data.builders.ade20k_classes import CLASS_NAMES, PALETTE
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError
@@ -65,21 +65,10 @@ class Ade20k(tfds.core.GeneratorBasedBuilder):
     return {"allow_download": bool(download)}
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-            "id": tfds.features.Text(),
-        }),
-        metadata=tfds.core.MetadataDict(
-            class_names=list(CLASS_NAMES),
-            palette=[list(rgb) for rgb in PALETTE],
-            ignore_index=imagefiles.IGNORE_INDEX,
-            eval_canvas=[0, 0],  # Set from the images' sizes in _split_generators.
-        ),
-        homepage="http://sceneparsing.csail.mit.edu/",
-    )
+    return features.segmentation_info(
+        self, description=__doc__, image_format="jpeg", class_names=CLASS_NAMES,
+        palette=PALETTE, eval_canvas=(0, 0),  # Set from the images' sizes in _split_generators.
+        homepage="http://sceneparsing.csail.mit.edu/")
 
   def _split_generators(self, dl_manager):
     path = sources.locate(ADE, dl_manager, self._allow_download, "ade20k")

@@ -21,7 +21,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders import imagefiles, sources
+from jaxseg.data.builders import features, imagefiles, sources
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError, DatasetMissingError
 
@@ -73,21 +73,10 @@ class Cityscapes(tfds.core.GeneratorBasedBuilder):
       f"Put {IMAGES.filename} and {LABELS.filename} in manual_dir; see docs/data.md.")
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-            "label": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-            "id": tfds.features.Text(),
-        }),
-        metadata=tfds.core.MetadataDict(
-            class_names=list(CLASS_NAMES),
-            palette=[list(rgb) for _, _, _, rgb in TRAIN_CLASSES],
-            ignore_index=imagefiles.IGNORE_INDEX,
-            eval_canvas=list(CANVAS_HW),
-        ),
-        homepage="https://www.cityscapes-dataset.com/",
-    )
+    return features.segmentation_info(
+        self, description=__doc__, image_format="png", class_names=CLASS_NAMES,
+        palette=[rgb for _, _, _, rgb in TRAIN_CLASSES], eval_canvas=CANVAS_HW,
+        homepage="https://www.cityscapes-dataset.com/")
 
   def _split_generators(self, dl_manager):
     _require_all(dl_manager)

@@ -28,7 +28,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders import fingerprint, folder_labels, imagefiles
+from jaxseg.data.builders import features, fingerprint, folder_labels, imagefiles
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError, DatasetMissingError
 
@@ -100,19 +100,10 @@ class Folder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     names, colors = folder_labels.class_table(self.builder_config.root)
     palette = colors.tolist() if colors is not None else imagefiles.voc_palette(len(names))
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            # JPEGs stay JPEG and PNGs PNG: no second lossy pass over user images.
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "label": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-            "id": tfds.features.Text(),
-        }),
-        metadata=tfds.core.MetadataDict(
-            class_names=names, palette=palette, ignore_index=imagefiles.IGNORE_INDEX,
-            eval_canvas=[0, 0],  # Set from the validation images while preparing.
-        ),
-    )
+    # JPEGs stay JPEG and PNGs PNG (image_format None): no second lossy pass.
+    return features.segmentation_info(
+        self, description=__doc__, image_format=None, class_names=names, palette=palette,
+        eval_canvas=(0, 0))  # Set from the validation images while preparing.
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders import imagefiles, sources
+from jaxseg.data.builders import features, imagefiles, sources
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError
 
@@ -77,22 +77,11 @@ class VocSeg(tfds.core.GeneratorBasedBuilder):
     return {"allow_download": bool(download)}
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-            "id": tfds.features.Text(),
-        }),
-        metadata=tfds.core.MetadataDict(
-            class_names=list(CLASS_NAMES),
-            palette=imagefiles.voc_palette(len(CLASS_NAMES)),
-            ignore_index=imagefiles.IGNORE_INDEX,
-            # Every VOC image fits in 500x500; 512 is the usual padded canvas.
-            eval_canvas=[512, 512],
-        ),
-        homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
-    )
+    return features.segmentation_info(
+        self, description=__doc__, image_format="jpeg", class_names=CLASS_NAMES,
+        palette=imagefiles.voc_palette(len(CLASS_NAMES)),
+        # Every VOC image fits in 500x500; 512 is the usual padded canvas.
+        eval_canvas=(512, 512), homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/")
 
   def _split_generators(self, dl_manager):
     needed_by = f"voc_seg/{self.builder_config.name}"
