@@ -25,14 +25,13 @@ import os
 
 import jax
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from jaxseg import inference, report
 from jaxseg.checks import Checker
 from jaxseg.config import ConfigError, validate_batch_sizes
-from jaxseg.data.builders import imagefiles
-from jaxseg.data.errors import DatasetError
 from jaxseg.paths import is_url, local_copy, resolve, write_bytes
+from jaxseg.predict_inputs import InputError, list_inputs, load_image, readable_sizes
 from jaxseg.sharding import batch_sharded
 from jaxseg.state import state_shardings
 
@@ -58,16 +57,6 @@ def validate_config(predict_cfg) -> None:
     c.fail("tile_size", f"tiles within predict.max_pixels_per_device="
                         f"{predict_cfg.max_pixels_per_device} (rounded up to predict.bucket="
                         f"{predict_cfg.bucket} these have {tile_pixels} pixels)")
-
-
-def list_inputs(path: str) -> list[str]:
-  """The file itself, or every file directly in the folder (sorted)."""
-  if os.path.isfile(path):
-    return [path]
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"--input {path} is neither a file nor a folder")
-  return sorted(os.path.join(path, n) for n in os.listdir(path)
-                if os.path.isfile(os.path.join(path, n)))
 
 
 def output_paths(out_dir: str, path: str) -> tuple[str, str]:
@@ -98,63 +87,6 @@ def check_output(input_path: str, paths: list[str], out_dir: str) -> None:
     raise OutputError(f"--output {out_dir} already holds {len(clashes)} of the files this "
                       f"run would write (e.g. {clashes[0]}); nothing written: remove them or "
                       "choose another --output")
-
-
-class InputError(OSError):
-  """--input holds no image that can be read (run.py: one line, status 1)."""
-
-
-def header_problem(path: str) -> str | None:
-  """Why `path` is no image PIL can read, from its header alone; None if it is one."""
-  try:
-    with Image.open(path) as img:
-      imagefiles.displayed_size(img)
-  except UnidentifiedImageError:
-    return "not an image format PIL knows, or its header is corrupt"
-  except OSError as e:
-    return e.strerror or str(e) or type(e).__name__
-  return None
-
-
-def readable_inputs(input_path: str) -> list[str]:
-  """The files of `input_path` whose image header reads (a warning for each other
-  one); InputError when there is none, before any model is built."""
-  paths = list_inputs(input_path)
-  if not paths:
-    raise InputError(f"--input {input_path} is an empty folder; expected image files "
-                     "(.jpg, .png or any format PIL reads)")
-  problems = {p: problem for p in paths if (problem := header_problem(p))}
-  if len(problems) == len(paths):
-    first, why = next(iter(problems.items()))
-    what = (f"--input {input_path}" if paths == [input_path] else
-            f"--input {input_path}: none of its {len(paths)} files is a readable image ("
-            f"e.g. {first}")
-    raise InputError(f"{what}: {why}" + ("" if paths == [input_path] else ")"))
-  for path, why in problems.items():
-    print(f"warning: skipping {path}: not a readable image ({why})", flush=True)
-  return [p for p in paths if p not in problems]
-
-
-def image_size(path: str) -> tuple[int, int] | None:
-  """(H, W) from the header alone, or None (with a warning) for a file PIL cannot read."""
-  try:
-    with Image.open(path) as img:
-      # As displayed: load_image applies the EXIF rotation, as training data does.
-      return imagefiles.displayed_size(img)
-  except (UnidentifiedImageError, OSError) as e:
-    print(f"warning: skipping {path}: not a readable image ({type(e).__name__})", flush=True)
-    return None
-
-
-def load_image(path: str) -> np.ndarray | None:
-  """RGB uint8 (H, W, 3) decoded as training decodes (EXIF orientation applied, 16-bit
-  scaled), or None (with a warning) when decoding fails (e.g. truncated)."""
-  try:
-    with open(path, "rb") as f:
-      return imagefiles.rgb_pixels(f.read(), path)
-  except (UnidentifiedImageError, OSError, DatasetError) as e:
-    print(f"warning: skipping {path}: cannot be decoded ({e})", flush=True)
-    return None
 
 
 def make_predict_fns(model, cfg, state, mesh):
@@ -226,13 +158,14 @@ def write_outputs(out_dir: str, path: str, image_HW3, mask_HW, palette_K3, alpha
   _write_png(overlay_path, Image.fromarray(report.overlay(image_HW3, mask_HW, palette_K3, alpha)))
 
 
-def predict_paths(run, state, paths: list[str], out_dir: str) -> dict[str, tuple[int, int]]:
-  """Predicts every readable image of `paths`; returns {file name: (H, W)} of those written."""
+def predict_paths(run, state, sizes: dict[str, tuple[int, int]], out_dir: str
+                  ) -> dict[str, tuple[int, int]]:
+  """Predicts every image of `sizes` ({path: (H, W)}: predict_inputs.readable_sizes);
+  returns {file name: (H, W)} of those written."""
   cfg, mesh = run.cfg, run.mesh
   validate_batch_sizes(cfg, "predict", mesh.size, jax.process_count())
   state = state.for_eval()
   labels_fn, probs_fn = make_predict_fns(run.model, cfg, state, mesh)
-  sizes = {p: s for p in paths if (s := image_size(p)) is not None}
   groups = plan(sizes, cfg.predict)
   tiles_of = collections.Counter(p.path for g in groups.values() for p in g if p.tiled)
   loaded: dict[str, np.ndarray] = {}  # The images of the current batch only.
@@ -295,15 +228,16 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
   # A URL --input is read from a local copy (names kept: they name the outputs).
   with local_copy(input_path, "--input") as local_input:
     # Before building anything: a wrong path, or one without any image, fails fast.
-    paths = readable_inputs(local_input)
-    check_output(local_input, paths, out_dir)
+    files = list_inputs(local_input)
+    sizes = readable_sizes(local_input, files)
+    check_output(local_input, list(sizes), out_dir)
     # No pretrained weights are read: the checkpoint holds the model's.
     run, state, step, _ = build_from_checkpoint(cfg, workdir, overrides)
-    written = predict_paths(run, state, paths, out_dir)
+    written = predict_paths(run, state, sizes, out_dir)
     if not written:  # Every header read, yet no image decoded (e.g. all truncated).
       raise InputError(f"--input {input_path}: no image could be decoded (warnings above); "
                        "nothing written")
-    skipped = len(list_inputs(local_input)) - len(written)
+    skipped = len(files) - len(written)
   print(f"checkpoint step {step}: wrote {len(written)} masks and overlays to "
         f"{os.path.join(out_dir, 'masks')} and {os.path.join(out_dir, 'overlays')} "
         f"({skipped} files skipped)")

@@ -42,7 +42,7 @@ def test_eval_needs_no_training_flags_and_refuses_model_changes(workdir, capsys)
 
 
 def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
-  from jaxseg import predict
+  from jaxseg import predict, predict_inputs
   from jaxseg.build import build_from_checkpoint
   from jaxseg.config import build_config
   from jaxseg.data import datasets
@@ -56,7 +56,9 @@ def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
   inputs.mkdir()
   for k, sample in enumerate(result.samples):  # Images as eval saw them, cropped to size.
     Image.fromarray(sample["image"]).save(inputs / f"{k}.png")
-  predict.predict_paths(run, state, predict.list_inputs(str(inputs)), str(tmp_path / "out"))
+  files = predict_inputs.list_inputs(str(inputs))
+  predict.predict_paths(run, state, predict_inputs.readable_sizes(str(inputs), files),
+                        str(tmp_path / "out"))
   preds = [sample["pred"] for sample in result.samples]
   assert len(preds) == 8 and len(np.unique(np.stack(preds))) > 1  # Not a constant model.
   for k, pred in enumerate(preds):
