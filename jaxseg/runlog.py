@@ -113,3 +113,14 @@ def log_line(step: int, total: int, values: dict) -> str:
   if values.get("nonfinite_steps"):
     parts.append(f"nonfinite_steps {values['nonfinite_steps']}")
   return "  ".join(parts)
+
+
+def say_skipped(values: dict, step: int, said: int, bar) -> int:
+  """One console line when updates were skipped (train.skip_nonfinite) since the last
+  one said; returns the count said."""
+  count = int(values["nonfinite_steps"])
+  if count > said and jax.process_index() == 0:
+    bar.write(f"warning: skipped {count - said} non-finite update(s) by step {step} "
+              f"({count} in all, the first at step {int(values['first_nonfinite_step'])}); "
+              "train.skip_nonfinite=true", file=sys.stderr)
+  return count

@@ -101,17 +101,6 @@ def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> No
       "optim.clip_grad_norm, or --set train.skip_nonfinite=true to skip such updates")
 
 
-def _say_skipped(values: dict, step: int, said: int, bar) -> int:
-  """One console line when updates were skipped (train.skip_nonfinite) since the last
-  one said; returns the count said."""
-  count = int(values["nonfinite_steps"])
-  if count > said and distributed.is_main_process():
-    bar.write(f"warning: skipped {count - said} non-finite update(s) by step {step} "
-              f"({count} in all, the first at step {int(values['first_nonfinite_step'])}); "
-              "train.skip_nonfinite=true", file=sys.stderr)
-  return count
-
-
 def _resume_check(cfg, force: bool, changes: dict):
   """accept(step, config) for restore: refuses a checkpoint past `train.steps` (its
   state is not that of any step this run reaches) and refused config changes."""
@@ -257,7 +246,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
         if distributed.is_main_process():
           runlog.say(runlog.log_line(step, cfg.train.steps, values))
         _stop_if_nonfinite(cfg, values["first_nonfinite_step"], step, ckpt)
-        skipped_said = _say_skipped(values, step, skipped_said, bar)
+        skipped_said = runlog.say_skipped(values, step, skipped_said, bar)
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
         summary, _ = _evaluate_and_log(run, state, eval_source, step, writer)
