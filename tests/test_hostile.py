@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import run
-from jaxseg import train
+from jaxseg import runinfo, train
 from jaxseg.build import build, synthetic_meta
 from jaxseg.checkpoint import Checkpointer
 from jaxseg.config import build_config
@@ -198,7 +198,8 @@ def saved_run(tmp_path_factory):
   state = jax.tree.map(lambda s: jax.device_put(np.zeros(s.shape, s.dtype), s.sharding),
                        abstract)
   ckpt = Checkpointer(str(workdir / "checkpoints"), 3)
-  ckpt.save(2, state, None, cfg.to_dict(), meta.to_json())
+  # As a run saves it: with model.dtype resolved (runinfo.with_resolved_dtype).
+  ckpt.save(2, state, None, runinfo.with_resolved_dtype(cfg).to_dict(), meta.to_json())
   ckpt.close()
   return str(workdir)
 
@@ -206,7 +207,7 @@ def saved_run(tmp_path_factory):
 FORCED = [
     ("model.width=8", "the train state this config builds differs from checkpoint "),
     ("model.width=8", "params/"),
-    ("optim.name=sgd", "optim.name ('adamw' -> 'sgd'))"),
+    ("optim.name=sgd", "(changed: optim.name ('adamw' -> 'sgd'))"),
     ("train.ema_decay=0.5", "ema_params/"),
     ("train.batch_size=16", "train.batch_size changed (8 -> 16) and the saved data position "
                             "counts batches of the old size"),
