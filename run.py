@@ -93,46 +93,36 @@ def _check_writable(path: str, what: str, read_only_ok: bool = False) -> None:
 
 def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int, str] | None:
   """(exit status, one line) for an error a user can fix; None for a bug."""
-  from jaxseg import resources, train
-  from jaxseg.config import ConfigError
-  from jaxseg.checkpoint import CheckpointError
-  from jaxseg.data.datasets import DatasetError
-  from jaxseg.models.weights import WeightsMismatchError
-  from jaxseg.paths import PathError
-  from jaxseg.registry import UnknownNameError
-  from jaxseg.workdir import WorkdirBusyError
+  from jaxseg import resources
+  from jaxseg.errors import EXIT_IO, EXIT_PREEMPTED, USER_ERRORS
 
-  if isinstance(e, train.Preempted):
-    return 3, f"stopped: {e}"
-  if isinstance(e, train.NonFiniteError):
-    return 4, f"error: {e}"
-  # E.g. resuming with changed settings, weights that do not fit the configured model,
-  # or a URL scheme jaxseg cannot use.
-  if isinstance(e, (ConfigError, UnknownNameError, WeightsMismatchError, PathError)):
-    return 2, f"error: {e}"
+  # A bad value or flag, weights that do not fit, preemption, a non-finite loss.
+  if isinstance(e, USER_ERRORS) and e.exit_status != EXIT_IO:
+    return e.exit_status, f"{'stopped' if e.exit_status == EXIT_PREEMPTED else 'error'}: {e}"
   if resources.disk_full(e):
     path = resources.failed_path(e)
     if path is None:  # A plain write() names no file: name every place the run writes.
       places = " or ".join(f"{what} {p}" for what, p in paths.items())
-      return 1, f"error: disk full; free space on {places}, or choose another"
+      return EXIT_IO, f"error: disk full; free space on {places}, or choose another"
     under = sorted(((len(p), f"{what} {p}") for what, p in paths.items()
                     if os.path.abspath(path).startswith(os.path.join(os.path.abspath(p), ""))),
                    reverse=True)  # The most specific: --output inside --workdir names --output.
     where = f"{under[0][1]}, or choose another" if under else "that disk"
-    return 1, f"error: disk full writing {path}; free space on {where}"
+    return EXIT_IO, f"error: disk full writing {path}; free space on {where}"
   if isinstance(e, resources.OutOfMemoryError):
-    return 1, f"error: {e}"
+    return EXIT_IO, f"error: {e}"
   if resources.out_of_memory(e):
     keys = {"train": resources.train_keys, "eval": resources.eval_keys,
             "predict": resources.predict_keys}[args.mode]
-    return 1, f"error: out of memory in --mode {args.mode}; {keys(cfg)}"
-  # A bad dataset, an unwritable path, a damaged checkpoint, a workdir in use.
-  if isinstance(e, (DatasetError, NotWritableError, CheckpointError, WorkdirBusyError)):
-    return 1, f"error: {e}"
+    return EXIT_IO, f"error: out of memory in --mode {args.mode}; {keys(cfg)}"
+  # A dataset or checkpoint that cannot be used, a workdir in use, an unwritable path
+  # (after the checks above: a full disk under them is named as such).
+  if isinstance(e, (*USER_ERRORS, NotWritableError)):
+    return EXIT_IO, f"error: {e}"
   if isinstance(e, OSError):  # A missing or unreadable file: name it.
     if e.errno is None or not e.filename:
-      return 1, f"error: {e}"
-    return 1, f"error: {e.strerror}: {e.filename}"
+      return EXIT_IO, f"error: {e}"
+    return EXIT_IO, f"error: {e.strerror}: {e.filename}"
   return None
 
 

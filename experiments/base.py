@@ -1,9 +1,6 @@
-"""Shared defaults of the run-level sections; the component sections start from their choices.
+"""What experiment files share: the base config every one starts from (the library's,
+jaxseg/run_sections.py) and the `loss=NAME` variant option.
 
-`data`, `augment`, `model`, `loss` and `optim` are component sections: here they
-hold only their choice keys (`model.name`, ...); the config loader fills in the
-keys the chosen components take, with the defaults of their signatures
-(jaxseg/sections.py), so each component's keys and defaults live with its code.
 `python run.py --exp NAME --print_config` shows a run's whole config.
 """
 
@@ -12,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxseg import losses
+from jaxseg.run_sections import get_base_config  # noqa: F401  (experiment files' import)
 
 # Variant options shared by experiments: `--exp NAME:loss=dice` trains with that loss.
 LOSS_VARIANT = {"loss": set(losses.LOSSES.names())}
@@ -21,68 +19,3 @@ def apply_loss_variant(cfg: ml_collections.ConfigDict, options: dict[str, str]) 
   """Applies the `loss=NAME` variant option (parsed with LOSS_VARIANT) to `cfg`."""
   if "loss" in options:
     cfg.loss.terms = options["loss"]
-
-
-def get_base_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.experiment = ""  # Filled in by the loader with 'name[:variant]'.
-  c.seed = 0
-
-  # Component sections: their choices; the keys those take come from jaxseg/sections.py.
-  c.data = ml_collections.ConfigDict({"name": "shapes"})  # python run.py --list
-  c.augment = ml_collections.ConfigDict({"preset": "flip"})
-  c.model = ml_collections.ConfigDict({"name": "unet"})
-  c.loss = ml_collections.ConfigDict({"terms": "cross_entropy"})
-  c.optim = ml_collections.ConfigDict({"name": "sgd", "schedule": "poly"})
-
-  c.train = ml_collections.ConfigDict()
-  c.train.steps = 1000
-  c.train.batch_size = 16  # Global batch over all devices and hosts.
-  c.train.log_every = 50
-  c.train.eval_every = 0  # 0 = only at the end.
-  c.train.checkpoint_every = 500
-  c.train.keep_checkpoints = 3  # The last N; the best-by-mIoU is kept apart (checkpoints_best/).
-  c.train.grad_accum_steps = 1  # Micro-batches per step (batch_size is the sum of them).
-  c.train.ema_decay = 0.0  # EMA of params, used for evaluation (0 = off).
-  # A NaN/Inf loss or gradient: False stops the run (exit 4) naming the last good
-  # checkpoint; True skips that update (params unchanged) and counts it.
-  c.train.skip_nonfinite = False
-  c.train.debug_nan_at_step = 0  # Testing only: make the loss NaN at this step (0 = never).
-  c.train.tensorboard = True  # Also write TensorBoard event files to <workdir>/tensorboard.
-  # (start, end): a jax.profiler trace of steps start..end-1 into <workdir>/profile/
-  # (TensorBoard or ui.perfetto.dev); () = none. E.g. --set train.profile_steps=(10,15).
-  c.train.profile_steps = ()
-
-  c.eval = ml_collections.ConfigDict()
-  c.eval.batch_size = 16  # Global; the last batch is padded and masked, never dropped.
-  c.eval.mode = "whole"  # whole | slide | aug (multi-scale + flip); docs/losses_metrics.md.
-  # native: each image at its own size on the dataset's canvas. resize: mmseg's test
-  # pipeline: the image resized keep-ratio within resize_scale (cv2 bilinear, on the
-  # host), logits resized back to the label's original size before the argmax.
-  c.eval.protocol = "native"
-  c.eval.resize_scale = (2048, 512)  # resize: (long, short) bound; mmseg's VOC/ADE value.
-  # resize: each batch's canvas has sides rounded up to this (a multiple of the model's
-  # output stride): one compile per distinct canvas; padding is masked, never counted.
-  c.eval.resize_bucket = 256
-  c.eval.crop_size = (512, 512)  # slide: window (H, W).
-  c.eval.stride = (341, 341)  # slide: window step (H, W).
-  # slide: windows of each image run through the model together; memory grows with it.
-  c.eval.windows_per_step = 1
-  c.eval.scales = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # aug: input resize factors.
-  c.eval.flip = True  # aug: also average each scale's horizontally flipped view.
-  c.eval.size_divisor = 32  # Rescaled / predicted inputs are padded to multiples of this.
-  c.eval.checkpoint = ""  # --mode eval/predict: '' = latest, a step, 'best', or a path.
-  c.eval.report_images = 8  # First N val images shown in the report's prediction grid.
-
-  c.predict = ml_collections.ConfigDict()
-  c.predict.overlay_alpha = 0.5  # Weight of the class colours in overlays (predict, reports).
-  c.predict.batch_size = 8  # Global; divisible by the device count.
-  # Images are padded to sides rounded up to this (a multiple of the model's stride),
-  # so a folder of varied sizes compiles once per bucket; outputs keep the original size.
-  c.predict.bucket = 64
-  # Memory bound of one device call: canvas pixels per device (batches shrink to fit);
-  # an image whose canvas alone exceeds it is predicted in overlapping tiles.
-  c.predict.max_pixels_per_device = 2048 * 2048
-  c.predict.tile_size = (1024, 1024)  # (H, W) of those tiles ...
-  c.predict.tile_stride = (768, 768)  # ... and their step; overlaps average probabilities.
-  return c

@@ -28,7 +28,8 @@ import orbax.checkpoint as ocp
 from jaxseg import paths
 from jaxseg.checkpoint_damage import (CheckpointError, DamagedCheckpointError, damaged_file,
                                       pending_reads_drained)
-from jaxseg.config import ConfigError, flat_dict
+from jaxseg.config import flat_dict
+from jaxseg.errors import ConfigError
 
 __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeConfigError"]
 

@@ -11,9 +11,11 @@ import sys
 
 import ml_collections
 
-from jaxseg.config import (ConfigError, apply_overrides, component_sections, fill_sections,
+from jaxseg.config import (apply_overrides, component_sections, fill_sections,
                            flat_dict, flat_keys, load_experiment, validate)
+from jaxseg.errors import ConfigError
 from jaxseg.registry import UnknownNameError
+from jaxseg.run_sections import get_base_config
 
 # What `--set` may change when eval or predict rebuild a run from its checkpoint:
 # how to infer and where the data lives. Anything else would describe another
@@ -51,8 +53,6 @@ def config_from_checkpoint(saved: dict, overrides: list[str] = (), requested: st
   try:
     cfg = load_experiment(saved.get("experiment", ""))
   except (ConfigError, UnknownNameError):  # Renamed or removed since: the shared defaults.
-    from experiments.base import get_base_config
-
     cfg = get_base_config()
   # A component section is the checkpoint's (over the experiment's values, so a key
   # added since takes the experiment's value or its default); elsewhere only keys

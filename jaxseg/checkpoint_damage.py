@@ -16,6 +16,7 @@ import json
 import os
 import re
 
+from jaxseg.errors import CheckpointError
 from jaxseg.resources import exception_chain
 
 # Files orbax and grain write as JSON (by name, or under array_metadatas/).
@@ -26,10 +27,6 @@ _MISSING_FILE = re.compile(r"File (\S+) does not exist")
 _ARRAY_KEY = re.compile(r'Error reading "([^"/]+)/')
 # tensorstore status codes that mean the bytes on disk are not what was written.
 _DAMAGE_CODES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "Error decoding")
-
-
-class CheckpointError(Exception):
-  """A checkpoint cannot be used (run.py: one line, status 1)."""
 
 
 class DamagedCheckpointError(CheckpointError):

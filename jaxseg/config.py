@@ -11,11 +11,11 @@ import pkgutil
 import ml_collections
 
 from jaxseg import experiment_errors
+from jaxseg.errors import ConfigError
 from jaxseg.registry import UnknownNameError, unknown_name_message
+from jaxseg.run_sections import get_base_config
 
-
-class ConfigError(ValueError):
-  """A bad experiment name, variant or override; the message says what is valid."""
+EXPERIMENTS_PACKAGE = "experiments"  # Next to jaxseg; `--exp NAME` imports its modules.
 
 
 def experiment_names() -> list[str]:
@@ -23,10 +23,10 @@ def experiment_names() -> list[str]:
 
   `experiments` is a top-level package next to `jaxseg`, in the repository and
   in an installed copy alike (pyproject packages both), so experiment files and
-  the user's own ones import `experiments.base` wherever they run.
+  the user's own ones import `experiments.base` wherever they run. Found by name,
+  as plugins are: the library never depends on an experiment.
   """
-  import experiments
-
+  experiments = importlib.import_module(EXPERIMENTS_PACKAGE)
   return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__)
                 if m.name != "base" and not m.name.startswith("_"))
 
@@ -70,10 +70,9 @@ def _experiment_module(name: str):
   if name not in names:
     raise ConfigError(unknown_name_message("experiment", name, names) +
                       " (or a path to an experiment file, path/to/my_exp.py)")
-  import experiments
-
+  experiments = importlib.import_module(EXPERIMENTS_PACKAGE)
   try:
-    return importlib.import_module(f"experiments.{name}")
+    return importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{name}")
   except Exception as e:  # noqa: BLE001  (a broken experiment file: one line, exit 2)
     path = os.path.join(os.path.dirname(experiments.__file__), f"{name}.py")
     raise ConfigError(experiment_errors.load_error(e, path, "importing it")) from e
@@ -128,8 +127,6 @@ def load_experiment(spec: str) -> ml_collections.ConfigDict:
     raise ConfigError(experiment_errors.load_error(e, path, "in get_config")) from e
   problem = experiment_errors.bad_result(cfg, path)
   if problem is None:  # Run-level keys no run reads (`c.train.stepz = 3`) are typos.
-    from experiments.base import get_base_config
-
     problem = experiment_errors.unknown_key(
         cfg, get_base_config(), {s.name for s in component_sections()}, path)
   if problem:
@@ -250,7 +247,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every section's values (names, enums, shapes, ranges), so a bad value
   stops the run at load, before any data preparation; each section's checks live
   with the component that reads it."""
-  from jaxseg import inference, losses, models, optim, predict, train
+  from jaxseg import losses, models, optim, run_sections
   from jaxseg.checks import check_representable
   from jaxseg.data import augment, datasets
   from jaxseg.models import weights
@@ -258,8 +255,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   checks = [("data", datasets.validate_config), ("augment", augment.validate_config),
             ("model", models.validate_config), ("model", weights.validate_config),
             ("loss", losses.validate_config), ("optim", optim.validate_config),
-            ("train", train.validate_config), ("eval", inference.validate_config),
-            ("predict", predict.validate_config)]
+            ("train", run_sections.validate_train), ("eval", run_sections.validate_eval),
+            ("predict", run_sections.validate_predict)]
   try:
     check_representable(flat_dict(cfg.to_dict()))  # Every number, whatever reads it.
     for section, validate_section in checks:

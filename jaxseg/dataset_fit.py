@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.config import ConfigError
+from jaxseg.errors import ConfigError
 from jaxseg.data.datasets import DatasetMeta
-from jaxseg.inference import round_up
+from jaxseg.run_sections import round_up
 from jaxseg.models import build_model
 
 

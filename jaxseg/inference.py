@@ -29,39 +29,14 @@ align_corners=False, as one fused per-example resize (`jaxseg.resample`).
 from __future__ import annotations
 
 import itertools
-import math
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from jaxseg import resample
-from jaxseg.checks import Checker
 from jaxseg.models.layers import resize_bilinear
-
-MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
-# native: the image at its own size on the dataset's canvas; resize: mmseg's test pipeline.
-PROTOCOLS = ("native", "resize")
-
-
-def validate_config(eval_cfg: ml_collections.ConfigDict) -> None:
-  """Fails at config load (not mid-run) on a bad `eval` section."""
-  c = Checker(eval_cfg, "eval")
-  c.choice("mode", MODES)
-  c.choice("protocol", PROTOCOLS)
-  c.count("batch_size")
-  c.ints("resize_scale", (2,), "two positive ints (long, short), mmseg's Resize scale", min=1)
-  c.count("resize_bucket")
-  for key in ("crop_size", "stride"):
-    c.ints(key, (2,), "two positive ints (H, W)", min=1)
-  c.count("windows_per_step")
-  c.numbers("scales", range(1, 1 << 16), "one or more resize factors > 0", above=0)
-  c.count("size_divisor")
-  c.count("report_images", min=0)
-
-
-def round_up(n: int, divisor: int) -> int:
-  return math.ceil(n / divisor) * divisor
+from jaxseg.run_sections import round_up
 
 
 def valid_mask(size_B2, HW: tuple[int, int]) -> jax.Array:

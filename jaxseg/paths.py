@@ -27,6 +27,8 @@ os.environ.setdefault("EPATH_USE_TF", "false")
 
 from etils import epath  # noqa: E402
 
+from jaxseg.errors import PathError  # noqa: E402
+
 # gcsfs asks for a bucket's type (zonal or not) on every filesystem it makes, and logs a
 # warning each time that query is not allowed (hundreds per run): it falls back to the
 # standard bucket API, which is what jaxseg uses. Its other warnings stay.
@@ -40,10 +42,6 @@ SCHEMES = ("gs", "s3", "az")
 _CHUNK = 1 << 20
 _UMASK = os.umask(0o022)  # Read once (umask can only be read by setting it), then restored.
 os.umask(_UMASK)
-
-
-class PathError(ValueError):
-  """A URL of a scheme jaxseg cannot use (run.py: one line, status 2)."""
 
 
 class StorageError(OSError):

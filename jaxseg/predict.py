@@ -28,8 +28,8 @@ import numpy as np
 from PIL import Image
 
 from jaxseg import inference, report
-from jaxseg.checks import Checker
-from jaxseg.config import ConfigError, validate_batch_sizes
+from jaxseg.config import validate_batch_sizes
+from jaxseg.errors import ConfigError
 from jaxseg.paths import is_url, local_copy, resolve, write_bytes
 from jaxseg.predict_inputs import InputError, list_inputs, load_image, readable_sizes
 from jaxseg.sharding import batch_sharded
@@ -38,25 +38,6 @@ from jaxseg.state import state_shardings
 
 class OutputError(ConfigError):
   """An --output that would replace or mix with files (run.py: exit 2, one line)."""
-
-
-def validate_config(predict_cfg) -> None:
-  """Fails at config load (not mid-run) on a bad `predict` section."""
-  c = Checker(predict_cfg, "predict")
-  c.count("batch_size")
-  c.count("bucket")
-  c.number("overlay_alpha", min=0, max=1)
-  c.count("max_pixels_per_device")
-  c.ints("tile_size", (2,), "two positive ints (H, W)", min=1)
-  c.ints("tile_stride", (2,), "two positive ints (H, W)", min=1)
-  if any(s > t for s, t in zip(predict_cfg.tile_stride, predict_cfg.tile_size)):
-    c.fail("tile_stride", f"steps no larger than predict.tile_size="
-                          f"{tuple(predict_cfg.tile_size)} (larger ones leave gaps)")
-  tile_pixels = math.prod(inference.round_up(n, predict_cfg.bucket) for n in predict_cfg.tile_size)
-  if tile_pixels > predict_cfg.max_pixels_per_device:
-    c.fail("tile_size", f"tiles within predict.max_pixels_per_device="
-                        f"{predict_cfg.max_pixels_per_device} (rounded up to predict.bucket="
-                        f"{predict_cfg.bucket} these have {tile_pixels} pixels)")
 
 
 def output_paths(out_dir: str, path: str) -> tuple[str, str]:

@@ -12,22 +12,6 @@ import contextlib
 import os
 
 import jax
-import ml_collections
-
-from jaxseg.checks import Checker
-
-
-def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
-  """() = off, or two ints 1 <= start < end <= train.steps (end excluded)."""
-  steps = train_cfg.profile_steps
-  if steps == () or steps is None:
-    return
-  Checker(train_cfg, "train").ints(
-      "profile_steps", (2,), f"() or two ints (start, end), 1 <= start < end <= "
-      f"train.steps={train_cfg.steps}, e.g. (10, 15) for steps 10..14", min=1,
-      max=train_cfg.steps)
-  if steps[0] >= steps[1]:
-    Checker(train_cfg, "train").fail("profile_steps", "start < end, e.g. (10, 15)")
 
 
 class StepProfiler:

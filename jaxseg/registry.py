@@ -6,6 +6,8 @@ import difflib
 import inspect
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
+from jaxseg.errors import UnknownNameError  # noqa: F401  (raised here; importers find it here too)
+
 T = TypeVar("T")
 
 
@@ -28,13 +30,6 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
   near = closest(name, choices)
   hint = f"did you mean {', '.join(repr(c) for c in near)}? " if near else ""
   return f"unknown {kind} {name!r}; {hint}valid: {', '.join(choices) or '(none)'}"
-
-
-class UnknownNameError(KeyError):
-  """A registry or config lookup of a name that does not exist."""
-
-  def __str__(self) -> str:  # KeyError would repr() the message.
-    return str(self.args[0])
 
 
 def config_params(obj: Callable) -> dict[str, Any]:

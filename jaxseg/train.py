@@ -15,8 +15,8 @@ from jaxseg import (distributed, force_resume, inference, paths, profiling, repo
 from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
 from jaxseg.checkpoint import (Checkpointer, DamagedCheckpointError, check_resume_config,
                                config_changes)
-from jaxseg.checks import Checker
-from jaxseg.config import ConfigError, validate_batch_sizes
+from jaxseg.config import validate_batch_sizes
+from jaxseg.errors import ConfigError, NonFiniteError, Preempted
 from jaxseg.data import datasets
 from jaxseg.evaluate import evaluate_split
 from jaxseg.models import pretrained as pretrained_weights
@@ -36,30 +36,8 @@ DEVICE_PREFETCH = 2
 MAX_STEPS_IN_FLIGHT = 2
 
 
-class Preempted(Exception):
-  """Stopped by a signal after saving a checkpoint at the step reached (run.py: status 3)."""
-
-
-class NonFiniteError(Exception):
-  """A NaN/Inf loss or gradient with train.skip_nonfinite off (run.py: status 4)."""
-
-
 class PastTheEndError(ConfigError):
   """train.steps is below the step of the checkpoint to resume (run.py: status 2)."""
-
-
-def validate_config(train_cfg: ml_collections.ConfigDict) -> None:
-  """Fails at config load (not mid-run) on a bad `train` section."""
-  c = Checker(train_cfg, "train")
-  for key in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints",
-              "grad_accum_steps"):
-    c.count(key)
-  c.count("eval_every", min=0)  # 0 = only at the end.
-  c.count("debug_nan_at_step", min=0)
-  c.number("ema_decay", min=0, below=1)
-  if train_cfg.batch_size % train_cfg.grad_accum_steps:
-    c.fail("batch_size", f"a multiple of train.grad_accum_steps={train_cfg.grad_accum_steps}")
-  profiling.validate_config(train_cfg)
 
 
 def _checkpointer(cfg, workdir: str) -> Checkpointer:

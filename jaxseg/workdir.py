@@ -39,7 +39,7 @@ import sys
 import jax
 
 from jaxseg import paths
-from jaxseg.config import ConfigError
+from jaxseg.errors import ConfigError, WorkdirBusyError
 
 MARKER = ".jaxseg-workdir"
 # The top-level names jaxseg writes in a workdir (run.py, train.py, writer.py, report.py,
@@ -51,10 +51,6 @@ OWN_NAMES = (MARKER, ".lock", ".lock.process*", "config.json", "metrics.jsonl",
              f".{MARKER}.*.tmp", ".config.json.*.tmp", ".metrics.jsonl.*.tmp",
              "metrics.jsonl.tmp*")
 _HOLDER = re.compile(r"^pid \d+ on \S+")
-
-
-class WorkdirBusyError(Exception):
-  """Another process holds the workdir's lock (run.py: one line, status 1)."""
 
 
 class ForeignWorkdirError(ConfigError):

@@ -1,10 +1,11 @@
-"""One registration mechanism and no import cycles, checked from the source.
+"""One registration mechanism and layers that point one way, checked from the source.
 
 Every registry entry is an `@REGISTRY.register("name")` (or `REGISTRY.register(
 "name")(obj)`) call at its definition site, and the module that owns the
 registry imports every module that registers into it. So a new model or loss
-in a file nobody imports, or an import cycle (read from the source with ast),
-fails here rather than at somebody's run.
+in a file nobody imports, an import cycle (read from the source with ast, imports
+inside functions included), the library importing an experiment, or config
+loading importing the code that runs, fails here rather than at somebody's run.
 """
 
 import ast
@@ -30,22 +31,23 @@ def _modules() -> dict[str, pathlib.Path]:
   return found
 
 
-def _top_level_imports(name: str, path: pathlib.Path, modules) -> set[str]:
-  """Internal modules `name` imports while it is itself being imported.
+def _imports(name: str, path: pathlib.Path, modules) -> set[str]:
+  """Internal modules `name` imports anywhere in its source, function bodies included.
 
-  Imports inside functions run later and cannot form an import-time cycle; the
-  implicit import of a module's parent package is not an edge (Python finishes
-  a package's __init__ importing its children before anything else runs).
+  A function-level import is still a dependency: it only hides a cycle until the
+  function runs. The implicit import of a module's parent package is not an edge
+  (Python finishes a package's __init__ importing its children before anything
+  else runs).
   """
   is_package = path.name == "__init__.py"
   edges = set()
-  nodes = list(ast.parse(path.read_text()).body)
-  while nodes:
-    node = nodes.pop()
-    if isinstance(node, (ast.If, ast.Try)):  # Still module level.
-      nodes.extend(ast.iter_child_nodes(node))
-    elif isinstance(node, ast.Import):
-      edges.update(a.name for a in node.names if a.name in modules)
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      for alias in node.names:
+        target = alias.name
+        while target and target not in modules:  # `import a.b.c` depends on a.b.c's module.
+          target = target.rpartition(".")[0]
+        edges.add(target)
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
@@ -59,7 +61,7 @@ def _top_level_imports(name: str, path: pathlib.Path, modules) -> set[str]:
 
 def test_no_import_cycles():
   modules = _modules()
-  graph = {name: _top_level_imports(name, path, modules) for name, path in modules.items()}
+  graph = {name: _imports(name, path, modules) for name, path in modules.items()}
   done, stack = set(), []
 
   def visit(name):
@@ -81,6 +83,36 @@ def test_no_import_cycles():
   assert "jaxseg.models.fcn" in graph["jaxseg.models"]
   assert "jaxseg.region_losses" in graph["jaxseg.losses"]
   assert "jaxseg.data.builders.voc_seg" in graph["jaxseg.data.datasets"]
+
+
+def test_the_library_never_imports_an_experiment():
+  """Experiments depend on jaxseg; jaxseg finds them by name (config.EXPERIMENTS_PACKAGE)."""
+  modules = _modules()
+  upward = sorted(f"{name} -> {target}" for name, path in modules.items()
+                  if name.startswith("jaxseg") for target in _imports(name, path, modules)
+                  if target.startswith("experiments"))
+  assert not upward, upward
+
+
+# Builds every experiment's config in a fresh interpreter and prints the jaxseg
+# modules that loaded: config loading must stay below the run.
+_CONFIG_ONLY = """
+import json, sys
+from jaxseg.config import build_config, experiment_names
+for name in experiment_names():
+  build_config(name)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("jaxseg", "orbax", "grain")))))
+"""
+RUN_MODULES = ("jaxseg.train", "jaxseg.predict", "jaxseg.build", "jaxseg.checkpoint",
+               "jaxseg.workdir", "jaxseg.evaluate", "jaxseg.inference", "jaxseg.steps", "orbax",
+               "grain")
+
+
+def test_config_loading_imports_no_run_code():
+  loaded = json.loads(subprocess.run([sys.executable, "-c", _CONFIG_ONLY], cwd=ROOT, check=True,
+                                     capture_output=True, text=True).stdout)
+  assert "jaxseg.models" in loaded and "jaxseg.losses" in loaded  # The probe saw the loads.
+  assert not [m for m in loaded if m.startswith(RUN_MODULES)], loaded
 
 
 def _registry_variables_in_source() -> set[str]:

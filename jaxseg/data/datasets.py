@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxseg import paths
 from jaxseg.checks import Checker
-from jaxseg.config import ConfigError
+from jaxseg.errors import ConfigError
 from jaxseg.data import remote
 
 # Every module that registers a builder, imported here once so DATASETS is complete.

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 
-class DatasetError(ValueError):
-  """A dataset that cannot be prepared; the message names the file at fault."""
+from jaxseg.errors import DatasetError
 
 
 class DatasetMissingError(DatasetError, FileNotFoundError):

@@ -18,6 +18,7 @@ import numpy as np
 from etils import epath
 from flax import traverse_util
 
+from jaxseg.errors import WeightsMismatchError
 from jaxseg.models import pth, weights
 
 # Readable head-module names -> indices in torchvision's head Sequentials.
@@ -193,16 +194,16 @@ def load_into(variables, state: dict[str, np.ndarray], *, path: str, prefix: str
   chosen = {k: v for k, v in flat.items() if not prefix or k[1] == prefix}
   match = match_state(chosen, state, key_of, ignore)
   if match.mismatched:
-    raise weights.WeightsMismatchError(
+    raise WeightsMismatchError(
         f"{path} does not fit the model: {len(match.mismatched)} shape mismatch(es): "
         + "; ".join(list(match.mismatched.values())[:10]))
   if prefix and match.missing:  # Backbone weights: every backbone variable from the file.
     listed = ", ".join(key or name for key, name in match.missing[:5])
-    raise weights.WeightsMismatchError(
+    raise WeightsMismatchError(
         f"{path} does not fit the model's {prefix}: it lacks {len(match.missing)} of its "
         f"tensors: {listed}{' ...' * (len(match.missing) > 5)} (another depth or stem?)")
   if not match.used:
-    raise weights.WeightsMismatchError(
+    raise WeightsMismatchError(
         f"no tensor of {path} matches the model (prefix={prefix!r}); "
         f"file keys start with {sorted(state)[:5]}")
   return replaced(variables, flat, match.updates), LoadReport(

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state,
                                    replaced, unused_keys)
-from jaxseg.models.weights import WeightsMismatchError
+from jaxseg.errors import WeightsMismatchError
 
 # jaxseg's Segmentor fields -> mmseg's EncoderDecoder attributes.
 TOP_LEVEL = {"backbone": "backbone", "classifier": "decode_head",

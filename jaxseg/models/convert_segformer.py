@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from jaxseg.models import weights
+from jaxseg.errors import WeightsMismatchError
 from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state,
                                    replaced, unused_keys)
 
@@ -163,7 +163,7 @@ def load_segformer(variables, state: dict[str, np.ndarray], *, path: str, whole:
                                    ("file tensors the model has no place for",
                                     unused_keys(state, match))) if names]
   if problems:
-    raise weights.WeightsMismatchError(
+    raise WeightsMismatchError(
         f"{path} ({head}-style SegFormer weights) does not fit this model (another size? "
         "model.head, or mmseg's head_channels=256?): " + "; ".join(problems))
   return replaced(variables, flat, match.updates), LoadReport(

@@ -57,11 +57,6 @@ class WeightsError(FileNotFoundError):
   """
 
 
-class WeightsMismatchError(ValueError):
-  """A weights file that does not fit the configured model (its keys or shapes):
-  a config problem (model.depth, deep_stem, the weights named), so run.py exits 2."""
-
-
 # Schemes of weight *names*; any other URL (gs://bucket/x.pth, ...) is a file epath reads.
 NAME_SCHEMES = ("open-mmlab", "torchvision")
 

@@ -1,0 +1,78 @@
+"""The errors a user can fix, and the exit status each ends a run with.
+
+A leaf module: it imports nothing of jaxseg, so every layer (config loading, data,
+models, the run) can raise these without importing another layer. `run.py` turns
+each into one line on stderr and `exit_status` (README's table); an error that is
+not one of these (or an OSError, a full disk, out of memory) is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_IO = 1  # A file, dataset, checkpoint or workdir that cannot be used; out of memory.
+EXIT_CONFIG = 2  # A bad experiment, --set value, flag, or weights that do not fit.
+EXIT_PREEMPTED = 3  # Stopped by a signal after saving a checkpoint: rerun to resume.
+EXIT_NON_FINITE = 4  # A NaN/Inf loss or gradient with train.skip_nonfinite off.
+
+
+class ConfigError(ValueError):
+  """A bad experiment name, variant, key or value; the message says what is valid."""
+
+  exit_status = EXIT_CONFIG
+
+
+class UnknownNameError(KeyError):
+  """A registry or config lookup of a name that does not exist."""
+
+  exit_status = EXIT_CONFIG
+
+  def __str__(self) -> str:  # KeyError would repr() the message.
+    return str(self.args[0])
+
+
+class PathError(ValueError):
+  """A URL of a scheme jaxseg cannot use."""
+
+  exit_status = EXIT_CONFIG
+
+
+class WeightsMismatchError(ValueError):
+  """A weights file that does not fit the configured model (its keys or shapes):
+  a config problem (model.depth, deep_stem, the weights named)."""
+
+  exit_status = EXIT_CONFIG
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be prepared or read; the message names the file at fault."""
+
+  exit_status = EXIT_IO
+
+
+class CheckpointError(Exception):
+  """A checkpoint cannot be used."""
+
+  exit_status = EXIT_IO
+
+
+class WorkdirBusyError(Exception):
+  """Another process holds the workdir's lock."""
+
+  exit_status = EXIT_IO
+
+
+class Preempted(Exception):
+  """Stopped by a signal after saving a checkpoint at the step reached."""
+
+  exit_status = EXIT_PREEMPTED
+
+
+class NonFiniteError(Exception):
+  """A NaN/Inf loss or gradient with train.skip_nonfinite off."""
+
+  exit_status = EXIT_NON_FINITE
+
+
+# Each class above, for run.py: `isinstance(e, USER_ERRORS)` -> `e.exit_status`.
+USER_ERRORS = (ConfigError, UnknownNameError, PathError, WeightsMismatchError, DatasetError,
+               CheckpointError, WorkdirBusyError, Preempted, NonFiniteError)
