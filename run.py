@@ -44,10 +44,11 @@ def _parse_args(argv):
 
 
 def _list() -> None:
-  from jaxseg import losses, optim
-  from jaxseg.config import experiment_names, experiment_variants
-  from jaxseg.data.datasets import dataset_names
+  from jaxseg import losses
+  from jaxseg import optim
+  from jaxseg.config.loading import experiment_names, experiment_variants
   from jaxseg.data.augment import AUGMENTATIONS
+  from jaxseg.data.datasets import dataset_names
   from jaxseg.models import model_names
 
   sections = {"experiments": experiment_names(), "models": model_names(),
@@ -93,14 +94,14 @@ def _check_writable(path: str, what: str, read_only_ok: bool = False) -> None:
 
 def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int, str] | None:
   """(exit status, one line) for an error a user can fix; None for a bug."""
-  from jaxseg import resources
   from jaxseg.errors import EXIT_IO, EXIT_PREEMPTED, USER_ERRORS
+  from jaxseg.runtime import failures
 
   # A bad value or flag, weights that do not fit, preemption, a non-finite loss.
   if isinstance(e, USER_ERRORS) and e.exit_status != EXIT_IO:
     return e.exit_status, f"{'stopped' if e.exit_status == EXIT_PREEMPTED else 'error'}: {e}"
-  if resources.disk_full(e):
-    path = resources.failed_path(e)
+  if failures.disk_full(e):
+    path = failures.failed_path(e)
     if path is None:  # A plain write() names no file: name every place the run writes.
       places = " or ".join(f"{what} {p}" for what, p in paths.items())
       return EXIT_IO, f"error: disk full; free space on {places}, or choose another"
@@ -109,11 +110,11 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
                    reverse=True)  # The most specific: --output inside --workdir names --output.
     where = f"{under[0][1]}, or choose another" if under else "that disk"
     return EXIT_IO, f"error: disk full writing {path}; free space on {where}"
-  if isinstance(e, resources.OutOfMemoryError):
+  if isinstance(e, failures.OutOfMemoryError):
     return EXIT_IO, f"error: {e}"
-  if resources.out_of_memory(e):
-    keys = {"train": resources.train_keys, "eval": resources.eval_keys,
-            "predict": resources.predict_keys}[args.mode]
+  if failures.out_of_memory(e):
+    keys = {"train": failures.train_keys, "eval": failures.eval_keys,
+            "predict": failures.predict_keys}[args.mode]
     return EXIT_IO, f"error: out of memory in --mode {args.mode}; {keys(cfg)}"
   # A dataset or checkpoint that cannot be used, a workdir in use, an unwritable path
   # (after the checks above: a full disk under them is named as such).
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
   # tfds' info chatter would break the progress bar, and orbax logs every failed
   # write before raising it: the one-line error below says it all (--debug: shown).
   logging.set_verbosity(logging.ERROR if args.debug else logging.FATAL)
-  from jaxseg import compile_cache, distributed
+  from jaxseg.runtime import compile_cache, distributed
 
   compile_cache.enable()  # Before anything compiles: eval/predict/resume reuse programs.
   distributed.initialize()  # Before any jax backend starts (multi-process runs only).
@@ -147,12 +148,13 @@ def main(argv=None) -> int:
     return 0
   cfg, paths = None, {}
   try:
-    from jaxseg.config import build_config, run_name
+    from jaxseg.config.loading import run_name
+    from jaxseg.config.resolve import build_config
 
     explicit_exp, args.exp = args.exp is not None, args.exp or "demo"
     cfg = build_config(args.exp, args.overrides)
     if args.print_config:
-      from jaxseg.config import flat_dict
+      from jaxseg.config.overrides import flat_dict
 
       print("\n".join(f"{k} = {v!r}" for k, v in flat_dict(cfg.to_dict()).items()))
       return 0
@@ -180,7 +182,7 @@ def main(argv=None) -> int:
 def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
   import jax
 
-  from jaxseg.config import validate_batch_sizes
+  from jaxseg.config.resolve import validate_batch_sizes
 
   # Before any data preparation: the batch must split over this machine's devices.
   validate_batch_sizes(cfg, args.mode, jax.device_count(), jax.process_count())
@@ -192,13 +194,13 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
     paths.clear()  # Predict reads --workdir and never data.dir: it writes --output alone.
     paths["--output"] = output
     _check_writable(output, "--output")
-    from jaxseg import predict
+    from jaxseg.prediction import predict
 
     predict.predict(cfg, workdir, args.input, output, args.overrides)
     return 0
   _check_writable(workdir, "--workdir")
   _check_writable(cfg.data.dir, "data.dir", read_only_ok=True)
-  from jaxseg import train
+  from jaxseg.training import train
 
   if args.mode == "train":
     train.train_and_evaluate(cfg, workdir, force=args.force)

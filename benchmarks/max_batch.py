@@ -16,7 +16,7 @@ import gc
 import jax
 import numpy as np
 
-from jaxseg.sharding import batch_sharded
+from jaxseg.runtime.sharding import batch_sharded
 
 
 def search(fits, start: int, unit: int, limit: int) -> tuple[int, int | None, dict]:

@@ -80,7 +80,7 @@ def main() -> None:
   from absl import flags
 
   from experiments import _voc
-  from jaxseg.config import build_config
+  from jaxseg.config.resolve import build_config
   from jaxseg.data import pipeline
 
   flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags.

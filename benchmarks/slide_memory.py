@@ -17,8 +17,8 @@ import argparse
 import jax
 import jax.numpy as jnp
 
-from jaxseg import inference
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.evaluation import inference
 from jaxseg.models import build_model
 
 

@@ -3,7 +3,7 @@
 Times the jitted step functions the trainer uses, after compilation, on
 device-resident synthetic batches, with block_until_ready and the median of
 repeated timings. Prints img/s, step time, peak device memory, FLOPs per image
-(XLA cost analysis) and MFU against --peak-tflops (default: jaxseg/peak_flops.py's
+(XLA cost analysis) and MFU against --peak-tflops (default: jaxseg/runtime/peak_flops.py's
 figure for the device). Optionally: the largest
 train batch that fits (--max-batch), img/s of the whole evaluation loop over a
 VOC-val-sized split (--voc-eval), and extra XLA flags (--xla-flags).
@@ -28,11 +28,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import max_batch, torch_reference_bench, voc_eval  # noqa: E402
-from jaxseg.build import build, synthetic_meta  # noqa: E402
-from jaxseg.config import build_config  # noqa: E402
+from jaxseg.config.resolve import build_config  # noqa: E402
 from jaxseg.models import MODELS  # noqa: E402
-from jaxseg.peak_flops import peak_flops  # noqa: E402
-from jaxseg.sharding import global_batch, make_mesh  # noqa: E402
+from jaxseg.runtime.build import build, synthetic_meta  # noqa: E402
+from jaxseg.runtime.peak_flops import peak_flops  # noqa: E402
+from jaxseg.runtime.sharding import global_batch, make_mesh  # noqa: E402
 
 
 def _args(argv=None):
@@ -46,7 +46,7 @@ def _args(argv=None):
   p.add_argument("--iters", type=int, default=20, help="timed iterations")
   p.add_argument("--warmup", type=int, default=3)
   p.add_argument("--peak-tflops", type=float, default=0.0,
-                 help="device peak (dense TFLOP/s of --dtype) for MFU; 0 = jaxseg/peak_flops.py's "
+                 help="device peak (dense TFLOP/s of --dtype) for MFU; 0 = jaxseg/runtime/peak_flops.py's "
                       "figure for this device kind (not reported if it has none)")
   p.add_argument("--set", dest="overrides", action="append", default=[],
                  help="extra config overrides, as run.py --set")

@@ -13,9 +13,9 @@ import time
 import jax
 import numpy as np
 
-from jaxseg import evaluate
-from jaxseg.build import synthetic_meta
-from jaxseg.sharding import global_batch
+from jaxseg.evaluation import evaluate
+from jaxseg.runtime.build import synthetic_meta
+from jaxseg.runtime.sharding import global_batch
 
 VOC_VAL_IMAGES = 1449
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
-from jaxseg.config import parse_variant
+from jaxseg.config.loading import parse_variant
 
 VARIANT_FLAGS = {"smoke"}
 RESNET_VARIANT_FLAGS = VARIANT_FLAGS | {"tv"}  # Those of resnet_experiment's experiments.

@@ -28,7 +28,7 @@ import ml_collections
 
 from experiments import _ade20k, _cityscapes, _mmseg
 from experiments.base import LOSS_VARIANT, apply_loss_variant
-from jaxseg.config import parse_variant
+from jaxseg.config.loading import parse_variant
 from jaxseg.models.segformer import MMSEG_RECIPE_OPTIM
 
 SIZES = ("b0", "b1", "b2", "b3", "b4", "b5")

@@ -1,5 +1,5 @@
 """What experiment files share: the base config every one starts from (the library's,
-jaxseg/run_sections.py) and the `loss=NAME` variant option.
+jaxseg/config/run_sections.py) and the `loss=NAME` variant option.
 
 `python run.py --exp NAME --print_config` shows a run's whole config.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxseg import losses
-from jaxseg.run_sections import get_base_config  # noqa: F401  (experiment files' import)
+from jaxseg.config.run_sections import get_base_config  # noqa: F401  (experiment files' import)
 
 # Variant options shared by experiments: `--exp NAME:loss=dice` trains with that loss.
 LOSS_VARIANT = {"loss": set(losses.LOSSES.names())}

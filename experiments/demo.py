@@ -7,7 +7,7 @@ Variants: `smoke` (a few steps, for tests), `seed` (the seed CNN instead of U-Ne
 from __future__ import annotations
 
 from experiments.base import LOSS_VARIANT, apply_loss_variant, get_base_config
-from jaxseg.config import parse_variant
+from jaxseg.config.loading import parse_variant
 
 
 # What `--exp demo:VARIANT` takes (comma-separated); `python run.py --list` shows them.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from experiments import _voc
 from experiments.base import LOSS_VARIANT, apply_loss_variant
-from jaxseg.config import parse_variant
+from jaxseg.config.loading import parse_variant
 
 
 # What `--exp voc_fcn8s:VARIANT` takes; `python run.py --list` shows them.

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules, chosen by `optim.name` and `optim.schedule`.
 
 Each registered optimizer and schedule declares its own `optim` keys as
-keyword-only parameters (jaxseg/sections.py); `SECTION` lists the keys read
+keyword-only parameters (jaxseg/config/sections.py); `SECTION` lists the keys read
 here for every choice.
 """
 
@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxseg.checks import Checker
+from jaxseg.config.checks import Checker
+from jaxseg.config.sections import Choice, Section
 from jaxseg.registry import Registry
-from jaxseg.sections import Choice, Section
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxseg.build import build, synthetic_meta
-from jaxseg.sharding import make_mesh
+from jaxseg.runtime.build import build, synthetic_meta
+from jaxseg.runtime.sharding import make_mesh
 
 NUM_CLASSES = 6
 

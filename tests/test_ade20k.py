@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets, pipeline
 from jaxseg.data.builders import ade20k
 from tests import fabricate_zips

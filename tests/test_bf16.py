@@ -8,10 +8,10 @@ init) and the two runs differ only by bf16 rounding in the forward and backward 
 import jax
 import numpy as np
 
-from jaxseg import steps
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.models import build_model
-from jaxseg.sharding import global_batch
+from jaxseg.runtime.sharding import global_batch
+from jaxseg.training import steps
 from tests.stepkit import NUM_CLASSES, build_step, fixed_batch
 
 def _loss_curve(dtype: str, n_steps: int) -> list[float]:
@@ -75,7 +75,7 @@ def test_resnet_forward_bf16_matches_float32():
 
 
 def test_auto_is_every_experiments_default_and_resolves_per_backend():
-  from jaxseg.config import experiment_names
+  from jaxseg.config.loading import experiment_names
   from jaxseg.models.layers import compute_dtype, resolve_dtype
 
   for name in experiment_names():
@@ -87,7 +87,7 @@ def test_auto_is_every_experiments_default_and_resolves_per_backend():
 
 
 def _train(workdir, shapes_dir, steps, capsys):
-  from jaxseg import train
+  from jaxseg.training import train
 
   cfg = build_config("demo:smoke,seed", [f"data.dir={shapes_dir}", f"train.steps={steps}",
                                          "train.checkpoint_every=1", "model.width=8",
@@ -104,8 +104,8 @@ def test_checkpoint_of_auto_stores_the_resolved_dtype_and_resumes(tmp_path, shap
   saying the compute dtype changed (the state is float32 either way)."""
   import json
 
-  from jaxseg.checkpoint import Checkpointer
   from jaxseg.models import layers
+  from jaxseg.runtime.checkpoint import Checkpointer
 
   monkeypatch.setitem(layers.AUTO_DTYPES, "cpu", "bfloat16")
   out = _train(tmp_path, shapes_dir, 1, capsys)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import run
-from jaxseg import train
-from jaxseg.checkpoint import CheckpointError, Checkpointer
-from jaxseg.workdir import WorkdirBusyError, WorkdirLock
-from jaxseg.writer import MetricsWriter
+from jaxseg.runtime.checkpoint import CheckpointError, Checkpointer
+from jaxseg.runtime.workdir import WorkdirBusyError, WorkdirLock
+from jaxseg.runtime.writer import MetricsWriter
+from jaxseg.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

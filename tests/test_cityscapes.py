@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets, pipeline
 from jaxseg.data.builders import cityscapes
 from tests import fabricate_zips

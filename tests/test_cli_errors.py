@@ -10,9 +10,11 @@ import jax
 import pytest
 
 import run
-from jaxseg import train, writer
-from jaxseg.config import ConfigError, build_config, validate_batch_sizes
+from jaxseg.config.resolve import build_config, validate_batch_sizes
 from jaxseg.data import datasets
+from jaxseg.errors import ConfigError
+from jaxseg.runtime import writer
+from jaxseg.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A seed CNN at 32x32 crops: one compile of a tiny train step.
@@ -147,7 +149,7 @@ def test_checkpoint_on_a_full_disk_names_the_file_and_the_flag(tmp_path):
 
 def test_out_of_memory_in_evaluation_names_the_eval_keys(shapes_dir, tmp_path, capsys,
                                                          monkeypatch):
-  from jaxseg import evaluate
+  from jaxseg.evaluation import evaluate
 
   def oom(*_):  # What XLA raises when a batch does not fit on the device.
     raise jax.errors.JaxRuntimeError(

@@ -132,7 +132,7 @@ def _run(args, env, **kw):
 
 
 def _loss_steps(workdir):
-  from jaxseg.writer import read_records
+  from jaxseg.runtime.writer import read_records
 
   return [r["step"] for r in read_records(f"{workdir}/metrics.jsonl") if "loss" in r]
 

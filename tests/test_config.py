@@ -7,7 +7,9 @@ import sys
 import ml_collections
 import pytest
 
-from jaxseg.config import ConfigError, apply_overrides, build_config, experiment_names, run_name
+from jaxseg.config.loading import experiment_names, run_name
+from jaxseg.config.resolve import apply_overrides, build_config
+from jaxseg.errors import ConfigError
 
 
 def test_overrides_are_typed():
@@ -113,7 +115,8 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
                  check=True, capture_output=True)
   elsewhere.mkdir()
   (elsewhere / "my_exp.py").write_text(_MY_EXPERIMENT)
-  code = ("import experiments, jaxseg; from jaxseg.config import build_config, experiment_names; "
+  code = ("import experiments, jaxseg; from jaxseg.config.loading import experiment_names; "
+          "from jaxseg.config.resolve import build_config; "
           f"assert jaxseg.__file__.startswith({str(site)!r}), jaxseg.__file__; "
           f"assert experiments.__file__.startswith({str(site)!r}), experiments.__file__; "
           "assert 'voc_fcn' in experiment_names(); "

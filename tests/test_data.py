@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import augment, datasets, pipeline
 from jaxseg.data.builders import shapes_render
 

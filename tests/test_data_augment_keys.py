@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from experiments import _voc
-from jaxseg.checkpoint_config import config_from_checkpoint
-from jaxseg.config import ConfigError, build_config, flat_dict
+from jaxseg.config.from_checkpoint import config_from_checkpoint
+from jaxseg.config.overrides import flat_dict
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets
 from jaxseg.data import augment as A
 from jaxseg.data import transforms as T
+from jaxseg.errors import ConfigError
 
 # A value other than the default for every key a preset may take.
 ALTERNATIVES = {"flip_prob": 1.0, "cat_max_ratio": 0.5, "image_pad": "mean",

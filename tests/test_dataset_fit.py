@@ -1,12 +1,13 @@
 """Values checked against the dataset's meta and the model before anything compiles
-(jaxseg/dataset_fit.py, run first by build.build)."""
+(jaxseg/data/dataset_fit.py, run first by build.build)."""
 
 import pytest
 
-from jaxseg import dataset_fit
-from jaxseg.build import build, synthetic_meta
-from jaxseg.config import ConfigError, build_config
-from jaxseg.sharding import make_mesh
+from jaxseg.config.resolve import build_config
+from jaxseg.data import dataset_fit
+from jaxseg.errors import ConfigError
+from jaxseg.runtime.build import build, synthetic_meta
+from jaxseg.runtime.sharding import make_mesh
 
 META = synthetic_meta(6, (64, 64))  # 6 classes, a 64x64 eval canvas.
 
@@ -41,7 +42,7 @@ def test_misfits_are_config_errors_naming_the_key(overrides, message):
 
 
 def test_build_checks_before_it_compiles(monkeypatch):
-  from jaxseg import build as build_module
+  from jaxseg.runtime import build as build_module
 
   def no_init(*_, **__):
     raise AssertionError("the state was initialised before the check")

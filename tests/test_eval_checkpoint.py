@@ -16,11 +16,11 @@ TRAINED_WITH = ["model.width=4", "model.depth=2", "eval.batch_size=104", "eval.r
 @pytest.fixture(scope="module")
 def workdir(shapes_dir, tmp_path_factory):
   """A workdir whose checkpoint holds a freshly initialised width-4 U-Net (no training)."""
-  from jaxseg.build import build
-  from jaxseg.checkpoint import Checkpointer
-  from jaxseg.config import build_config
+  from jaxseg.config.resolve import build_config
   from jaxseg.data import datasets
-  from jaxseg.sharding import make_mesh
+  from jaxseg.runtime.build import build
+  from jaxseg.runtime.checkpoint import Checkpointer
+  from jaxseg.runtime.sharding import make_mesh
 
   workdir = str(tmp_path_factory.mktemp("eval_run"))
   cfg = build_config("demo:smoke", [f"data.dir={shapes_dir}", *TRAINED_WITH])
@@ -42,11 +42,11 @@ def test_eval_needs_no_training_flags_and_refuses_model_changes(workdir, capsys)
 
 
 def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
-  from jaxseg import predict, predict_inputs
-  from jaxseg.build import build_from_checkpoint
-  from jaxseg.config import build_config
+  from jaxseg.config.resolve import build_config
   from jaxseg.data import datasets
-  from jaxseg.evaluate import evaluate_split
+  from jaxseg.evaluation.evaluate import evaluate_split
+  from jaxseg.prediction import inputs as predict_inputs, predict
+  from jaxseg.runtime.build import build_from_checkpoint
 
   run, state, _, _ = build_from_checkpoint(build_config("demo:smoke"), workdir)
   source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import inference
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.evaluation import inference
 
 K = 5
 SIZES = np.array([[32, 48], [20, 31], [32, 17], [9, 9]], np.int32)  # Canvas is 32 x 48.
@@ -91,17 +91,17 @@ def test_multiscale_probabilities_are_distributions_on_the_canvas():
 
 
 def test_unknown_mode_fails_at_config_load():
-  from jaxseg.config import ConfigError
+  from jaxseg.errors import ConfigError
 
   with pytest.raises((ConfigError, ValueError), match="eval.mode"):
     build_config("demo:smoke", ["eval.mode=multiscale"])
 
 
 def test_sharded_eval_step_counts_every_valid_pixel_once(shapes_dir):
-  from jaxseg import evaluate
-  from jaxseg.build import build
   from jaxseg.data import datasets
-  from jaxseg.sharding import make_mesh
+  from jaxseg.evaluation import evaluate
+  from jaxseg.runtime.build import build
+  from jaxseg.runtime.sharding import make_mesh
 
   base = [f"data.dir={shapes_dir}", "model.width=4", "eval.batch_size=8"]
   dataset = datasets.prepare(build_config("demo:smoke", base).data)

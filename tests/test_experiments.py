@@ -6,7 +6,8 @@ import json
 import pytest
 
 import run
-from jaxseg.config import build_config, experiment_names
+from jaxseg.config.loading import experiment_names
+from jaxseg.config.resolve import build_config
 from tests import fabricate
 
 VOC = ("voc_fcn", "voc_fcn8s", "voc_deeplabv3", "voc_deeplabv3plus")

@@ -6,7 +6,7 @@ import os
 import pytest
 
 import run
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets
 from tests import fabricate
 

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
-from jaxseg.sharding import global_batch
+from jaxseg.config.resolve import build_config
+from jaxseg.runtime.sharding import global_batch
 from tests.stepkit import build_step, fixed_batch
 
 # (loss, grad_norm) of steps 1, 2 and 3; float32 on XLA:CPU. Re-pinned for BatchNorm's

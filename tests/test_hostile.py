@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import run
-from jaxseg import runinfo, train
-from jaxseg.build import build, synthetic_meta
-from jaxseg.checkpoint import Checkpointer
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets
-from jaxseg.sharding import make_mesh
+from jaxseg.runtime import runinfo
+from jaxseg.runtime.build import build, synthetic_meta
+from jaxseg.runtime.checkpoint import Checkpointer
+from jaxseg.runtime.sharding import make_mesh
+from jaxseg.training import train
 
 # A small U-Net (depth 2: sides divisible by 4) on the embedded data, 8 fake devices.
 SMALL = ["model.width=4", "model.depth=2", "augment.crop_size=(32,32)", "train.batch_size=8",
@@ -293,8 +294,8 @@ def test_experiment_source_of_a_typo_in_a_component_section(tmp_path, capsys, no
 
 
 def test_a_moved_folder_dataset_is_named_where_it_now_lives():
-  from jaxseg.checkpoint_config import config_from_checkpoint
-  from jaxseg.config import ConfigError
+  from jaxseg.config.from_checkpoint import config_from_checkpoint
+  from jaxseg.errors import ConfigError
 
   saved = build_config("demo:smoke", ["data.name=folder", "data.folder_root=/old/place"])
   cfg = config_from_checkpoint(saved.to_dict(), ["data.folder_root=/new/place"])

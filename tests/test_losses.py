@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxseg import losses
-from jaxseg.config import ConfigError, build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.errors import ConfigError
 
 C = 4
 IGNORE = 255

@@ -1,7 +1,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg import metrics
+from jaxseg.evaluation import metrics
 
 
 def _reference_confusion(pred, label, valid, k):

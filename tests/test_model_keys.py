@@ -1,4 +1,5 @@
-"""The `model` section is the chosen factory's own keys (jaxseg/sections.py, jaxseg/models)."""
+"""The `model` section is the chosen factory's own keys (jaxseg/config/sections.py,
+jaxseg/models)."""
 
 import dataclasses
 import inspect
@@ -8,13 +9,14 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.build import build, synthetic_meta
-from jaxseg.checkpoint_config import config_from_checkpoint
-from jaxseg.config import ConfigError, build_config
+from jaxseg.config.from_checkpoint import config_from_checkpoint
+from jaxseg.config.resolve import build_config
+from jaxseg.errors import ConfigError
 from jaxseg.models import MODELS, SECTION, build_model, model_names
 from jaxseg.models.zoo_config import CHOICES
 from jaxseg.registry import UnknownNameError
-from jaxseg.sharding import make_mesh
+from jaxseg.runtime.build import build, synthetic_meta
+from jaxseg.runtime.sharding import make_mesh
 
 # Every `model` key before the factories took their own: a checkpoint written then
 # saved all of them, whatever its model read (values of voc_fcn:smoke, width 4 for demo).

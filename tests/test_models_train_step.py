@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.models import model_names
-from jaxseg.sharding import global_batch
+from jaxseg.runtime.sharding import global_batch
 from tests.modelkit import model_overrides
 from tests.stepkit import build_step
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.evaluation.inference import head_logits
 from jaxseg.models import build_model, model_names
-from jaxseg.inference import head_logits
 from jaxseg.models.deeplab import ASPP, DeepLabHead, DeepLabV3PlusHead
 from jaxseg.models.fcn import FCNHead, Segmentor
 from jaxseg.models.layers import global_mean, kernel_init, valid_at_stride

@@ -7,8 +7,7 @@ import pytest
 
 from jaxseg.models import SECTION, build_model, model_names
 from jaxseg.models.layers import conv2d, kernel_init
-from jaxseg.models.resnet import (FEATURE_STRIDES, BasicBlock, Bottleneck, ResNet,
-                                  feature_channels)
+from jaxseg.models.resnet import FEATURE_STRIDES, BasicBlock, Bottleneck, ResNet, feature_channels
 from jaxseg.models.vgg import VGG16
 from tests.modelkit import model_config
 

@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxseg.checkpoint import Checkpointer
+from jaxseg.runtime.checkpoint import Checkpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -189,7 +189,7 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(shapes_dir, tmp_path):
     ({"JAXSEG_DISTRIBUTED": "0", "OMPI_COMM_WORLD_SIZE": "4"}, None),
 ])
 def test_initialize_joins_only_multi_process_runs(monkeypatch, env, expected):
-  from jaxseg import distributed
+  from jaxseg.runtime import distributed
 
   calls = []
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxseg import train
-from jaxseg.checkpoint import Checkpointer
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.runtime.checkpoint import Checkpointer
+from jaxseg.training import train
 
 
 def _cfg(shapes_dir, *overrides):

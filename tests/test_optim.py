@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from jaxseg import optim
-from jaxseg.config import build_config
-from jaxseg.sharding import global_batch
+from jaxseg.config.resolve import build_config
+from jaxseg.runtime.sharding import global_batch
 from tests.modelkit import model_overrides
 from tests.stepkit import NUM_CLASSES, build_step
 

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import evaluate, resample
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import pipeline, transforms
+from jaxseg.evaluation import evaluate
+from jaxseg.models import resample
 from jaxseg.models.layers import global_mean
 from tests.mmseg_oracle import require
 

@@ -31,12 +31,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import evaluate, optim
-from jaxseg.config import build_config
+from jaxseg import optim
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets
+from jaxseg.evaluation import evaluate
 from jaxseg.models import build_model, pretrained
-from jaxseg.sharding import make_mesh
-from jaxseg.state import create_train_state
+from jaxseg.runtime.sharding import make_mesh
+from jaxseg.training.state import create_train_state
 from tests import mmseg_oracle
 
 # rbg keys: the converted checkpoint replaces every initial param, and XLA:CPU compiles

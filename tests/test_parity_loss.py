@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jaxseg import losses
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from tests import mmseg_oracle
 
 C, IGNORE = 4, 255

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import metrics
+from jaxseg.evaluation import metrics
 from tests.mmseg_oracle import require
 
 pytestmark = pytest.mark.parity

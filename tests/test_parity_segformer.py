@@ -13,7 +13,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from jaxseg.inference import head_logits
+from jaxseg.evaluation.inference import head_logits
 from jaxseg.models import SECTION, build_model
 from jaxseg.models.convert_segformer import load_segformer
 from jaxseg.models.mit import STAGES

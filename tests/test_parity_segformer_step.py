@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg import optim
-from jaxseg.losses import cross_entropy
+from jaxseg.losses.pixel import cross_entropy
 from jaxseg.models import SECTION, build_model
 from jaxseg.models.convert_segformer import load_segformer
 from jaxseg.models.segformer import MMSEG_RECIPE_OPTIM

@@ -23,10 +23,10 @@ def _voc_like_meta():
 def voc_checkpoint(tmp_path_factory):
   """A workdir with a checkpoint of a (freshly initialised) model trained "on VOC": its
   config names voc_seg in an empty data dir, so predicting must not touch any data."""
-  from jaxseg.build import build
-  from jaxseg.checkpoint import Checkpointer
-  from jaxseg.config import build_config
-  from jaxseg.sharding import make_mesh
+  from jaxseg.config.resolve import build_config
+  from jaxseg.runtime.build import build
+  from jaxseg.runtime.checkpoint import Checkpointer
+  from jaxseg.runtime.sharding import make_mesh
 
   workdir = str(tmp_path_factory.mktemp("voc_run"))
   data_dir = str(tmp_path_factory.mktemp("no_voc_here"))
@@ -154,7 +154,7 @@ def test_checkpoint_config_wins_and_only_inference_keys_may_be_set(voc_checkpoin
 
 def _record_calls(monkeypatch, fake=None):
   """Wraps the jitted predict functions to record each call's batch shape (B, H, W)."""
-  from jaxseg import predict
+  from jaxseg.prediction import predict
 
   calls, real = [], predict.make_predict_fns
 

@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from jaxseg.sharding import DevicePrefetcher, make_mesh
+from jaxseg.runtime.sharding import DevicePrefetcher, make_mesh
 
 
 class _CountingIterator:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.models import pretrained
 from jaxseg.models.weights import WeightsMismatchError
 from tests.mmseg_oracle import require

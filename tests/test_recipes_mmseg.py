@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets
 from tests.mmseg_oracle import config_path, require
 from tests.test_parity_loss import MMSEG_CONFIGS, SEGFORMER

@@ -7,12 +7,12 @@ import os
 import numpy as np
 from PIL import Image
 
-from jaxseg import report
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.evaluation import report
 
 
 def test_training_writes_reports_that_match_the_metrics(shapes_dir, tmp_path):
-  from jaxseg import train
+  from jaxseg.training import train
 
   cfg = build_config("demo:smoke", [f"data.dir={shapes_dir}", "model.width=4",
                                     "train.steps=2", "train.log_every=1",
@@ -40,7 +40,7 @@ def test_nan_classes_are_marked_in_json_and_markdown(tmp_path):
   from jaxseg.data.datasets import DatasetMeta
 
   conf = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])  # Class 2 absent everywhere.
-  from jaxseg import metrics
+  from jaxseg.evaluation import metrics
 
   summary = metrics.summarize(conf)
   meta = DatasetMeta(("a", "b", "c"), np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8),

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import pytest
 from orbax.checkpoint._src import asyncio_utils
 
-from jaxseg.checkpoint import Checkpointer
-from jaxseg.checkpoint_damage import _run_draining, pending_reads_drained
+from jaxseg.runtime.checkpoint import Checkpointer
+from jaxseg.runtime.checkpoint_damage import _run_draining, pending_reads_drained
 
 
 def _restore_like(loop_errors: list, slow_reads: int):

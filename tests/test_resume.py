@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.checkpoint import Checkpointer, ResumeConfigError, check_resume_config
+from jaxseg.runtime.checkpoint import Checkpointer, ResumeConfigError, check_resume_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 24

@@ -97,8 +97,8 @@ def test_eval_records_name_their_scales_and_flip(tiny_run):
 
 
 def test_whole_and_slide_record_one_scale_and_no_flip():
-  from jaxseg.config import build_config
-  from jaxseg.inference import averaged_views
+  from jaxseg.config.resolve import build_config
+  from jaxseg.evaluation.inference import averaged_views
 
   for mode in ("whole", "slide"):
     assert averaged_views(build_config("demo", [f"eval.mode={mode}"]).eval) == ((1.0,), False)
@@ -140,7 +140,8 @@ def test_list_shows_each_experiments_variants(capsys):
 def test_every_experiment_accepts_the_variants_it_declares():
   import importlib
 
-  from jaxseg.config import build_config, experiment_names
+  from jaxseg.config.loading import experiment_names
+  from jaxseg.config.resolve import build_config
 
   for name in experiment_names():
     module = importlib.import_module(f"experiments.{name}")

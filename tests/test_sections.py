@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 import run
-from jaxseg import losses, optim
-from jaxseg.checkpoint import config_changes
-from jaxseg.checkpoint_config import config_from_checkpoint
-from jaxseg.config import ConfigError, build_config, flat_dict
+from jaxseg import losses
+from jaxseg import optim
+from jaxseg.config.from_checkpoint import config_from_checkpoint
+from jaxseg.config.overrides import flat_dict
+from jaxseg.config.resolve import build_config
+from jaxseg.config.sections import Choice, Section
+from jaxseg.errors import ConfigError
 from jaxseg.registry import Registry, UnknownNameError
-from jaxseg.sections import Choice, Section
+from jaxseg.runtime.checkpoint import config_changes
 
 
 def _toy_section():
@@ -175,8 +178,8 @@ def test_did_you_mean_ignores_case():
 def test_every_optional_range_check_names_a_key_some_component_takes(monkeypatch):
   """A misspelt key in a validate_config's optional check would never run: each one
   must be a key that some component of its section takes."""
-  from jaxseg import checks
-  from jaxseg.config import component_sections, validate
+  from jaxseg.config import checks
+  from jaxseg.config.resolve import component_sections, validate
 
   seen = []
   for method in ("count", "number", "choice", "ints", "numbers"):

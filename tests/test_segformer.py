@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg.inference import head_logits
+from jaxseg.evaluation.inference import head_logits
 from jaxseg.models import SECTION, build_model, model_names
 from jaxseg.models.convert import flat_variables
-from jaxseg.models.pretrained import apply_pretrained
 from jaxseg.models.convert_segformer import canonical_state, load_segformer, torch_key
+from jaxseg.models.pretrained import apply_pretrained
 from jaxseg.models.segformer import MMSEG_RECIPE_OPTIM
 
 KEY = jax.random.key(0, impl="rbg")  # Masking holds for any weights.

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import inference
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.evaluation import inference
 from jaxseg.models.layers import resize_bilinear
 from tests.mmseg_oracle import require
 
@@ -163,9 +163,9 @@ def test_memory_does_not_grow_with_the_number_of_windows():
 
 
 def test_out_of_memory_advice_names_windows_per_step():
-  from jaxseg import resources
+  from jaxseg.runtime import failures
 
-  assert resources.eval_keys(_cfg(4)) == (
+  assert failures.eval_keys(_cfg(4)) == (
       "lower eval.batch_size (now 40), eval.windows_per_step=1 (now 4), or a smaller "
       "eval.crop_size (now (32, 32))")
-  assert "windows_per_step" not in resources.eval_keys(_cfg(1))
+  assert "windows_per_step" not in failures.eval_keys(_cfg(1))

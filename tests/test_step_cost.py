@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxseg import runlog, step_cost
-from jaxseg.peak_flops import PEAKS, peak_flops
+from jaxseg.runtime import runlog, step_cost
+from jaxseg.runtime.peak_flops import PEAKS, peak_flops
 
 B, H, W, CIN, C1, C2, K = 2, 12, 10, 3, 8, 4, 3
 
@@ -56,7 +56,7 @@ def test_sharded_step_counts_one_devices_share():
   """Under SPMD XLA analyses one device's program: a batch split 8 ways, 1/8 the FLOPs."""
   from jax.sharding import NamedSharding, PartitionSpec as P
 
-  from jaxseg.sharding import make_mesh
+  from jaxseg.runtime.sharding import make_mesh
 
   mesh = make_mesh()
   x = jax.device_put(jnp.ones((8 * B, H, W, CIN)), NamedSharding(mesh, P("data")))
@@ -129,8 +129,8 @@ def test_measuring_the_train_step_compiles_it_once(rbg_keys):
   executable, not compile the step a second time."""
   from jax._src import monitoring
 
-  from jaxseg.config import build_config
-  from jaxseg.sharding import global_batch
+  from jaxseg.config.resolve import build_config
+  from jaxseg.runtime.sharding import global_batch
   from tests.stepkit import build_step, fixed_batch
 
   compiles = []

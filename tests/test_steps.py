@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
-from jaxseg.sharding import global_batch
+from jaxseg.config.resolve import build_config
+from jaxseg.runtime.sharding import global_batch
 from tests.modelkit import model_overrides
 from tests.stepkit import build_step, fixed_batch
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import _voc
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import augment as A
 from jaxseg.data import transforms as T
 from jaxseg.registry import UnknownNameError

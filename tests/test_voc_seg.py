@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxseg.config import build_config
+from jaxseg.config.resolve import build_config
 from jaxseg.data import datasets
 from tests import fabricate
 
@@ -85,7 +85,7 @@ def test_labels_and_images_match_their_ids(prepared, archives, config):
 def test_reading_does_not_import_tensorflow(prepared, archives):
   data_dir, _ = prepared
   # The path a run takes: prepare() finds the copy prepared, then reads a record.
-  code = ("import sys; from jaxseg.config import build_config; "
+  code = ("import sys; from jaxseg.config.resolve import build_config; "
           "from jaxseg.data import datasets; "
           "cfg = build_config('demo', ['data.name=voc_seg', 'data.config=2012_aug', "
           f"'data.dir={data_dir}', 'data.manual_dir={archives[0]}']); "

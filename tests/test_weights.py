@@ -15,7 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from jaxseg.config import ConfigError, build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.errors import ConfigError
 from jaxseg.models import SECTION, pretrained, segformer_weights, weights
 
 NAME = "open-mmlab://resnet50_v1c"

@@ -13,8 +13,8 @@ import pytest
 
 import run as cli
 from jaxseg import paths
-from jaxseg.workdir import MARKER
-from jaxseg.writer import MetricsWriter, read_records
+from jaxseg.runtime.workdir import MARKER
+from jaxseg.runtime.writer import MetricsWriter, read_records
 from tests.test_predict import _save
 
 TORN = b'{"step": 13, "loss": 1.7'  # What kill -9 or a full disk leaves at the end.

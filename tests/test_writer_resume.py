@@ -9,7 +9,7 @@ import time
 
 from tensorboardX.proto import event_pb2
 
-from jaxseg.writer import MetricsWriter
+from jaxseg.runtime.writer import MetricsWriter
 
 
 def _records(path: str):

@@ -2,7 +2,7 @@
 
 Each preset is registered in AUGMENTATIONS and chosen by `augment.preset`; it
 takes the context every preset gets and, keyword-only, its own `augment` keys
-(jaxseg/sections.py). `build_augment` turns a section into the `Compose` that
+(jaxseg/config/sections.py). `build_augment` turns a section into the `Compose` that
 grain's workers run.
 """
 
@@ -13,11 +13,10 @@ import functools
 import ml_collections
 import numpy as np
 
-from jaxseg.checks import Checker
-from jaxseg.data.transforms import (Example, Op, hflip, pad, photometric, random_crop,
-                                    random_rescale)
+from jaxseg.config.checks import Checker
+from jaxseg.config.sections import Choice, Section
+from jaxseg.data.transforms import Example, Op, hflip, pad, photometric, random_crop, random_rescale
 from jaxseg.registry import Registry
-from jaxseg.sections import Choice, Section
 
 AUGMENTATIONS: Registry = Registry("augmentation preset")
 
@@ -25,7 +24,7 @@ AUGMENTATIONS: Registry = Registry("augmentation preset")
 # Presets: which ops in which order. Each is a registered function of the context
 # every preset gets (the ignore index; `augment.crop_size` and `augment.mean`, keys
 # read outside the presets too) and, keyword-only, the `augment` keys it takes
-# (jaxseg/sections.py), with the library's generic defaults; a recipe's values
+# (jaxseg/config/sections.py), with the library's generic defaults; a recipe's values
 # (mmseg's VOC numbers: experiments/_voc.py) live in its experiment.
 IMAGE_PADS = ("zero", "mean")  # `augment.image_pad` values.
 
@@ -141,7 +140,7 @@ class Compose:
     return f"Compose({self.ops!r})"
 
 
-# The `augment` section (jaxseg/sections.py): the keys read outside the presets, and
+# The `augment` section (jaxseg/config/sections.py): the keys read outside the presets, and
 # the chosen preset's own.
 SECTION = Section("augment", shared={
     "preset": "flip",  # A registered augmentation preset (python run.py --list).

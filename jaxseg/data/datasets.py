@@ -14,24 +14,24 @@ import ml_collections
 import numpy as np
 
 from jaxseg import paths
-from jaxseg.checks import Checker
-from jaxseg.errors import ConfigError
+from jaxseg.config.checks import Checker
 from jaxseg.data import remote
+from jaxseg.errors import ConfigError
 
 # Every module that registers a builder, imported here once so DATASETS is complete.
 from jaxseg.data.builders import ade20k, cityscapes, folder, shapes, voc_seg  # noqa: F401
 from jaxseg.data.builders.registry import DATASETS
 # Re-exported: callers catch them as `datasets.DatasetError`.
+from jaxseg.config.sections import Choice, Section
 from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401
 from jaxseg.registry import unknown_name_message
-from jaxseg.sections import Choice, Section
 
 
 class SplitError(ConfigError):
   """data.train_split or data.eval_split names no split of the prepared dataset (exit 2)."""
 
 
-# The `data` section (jaxseg/sections.py): the keys read here for every dataset, and
+# The `data` section (jaxseg/config/sections.py): the keys read here for every dataset, and
 # the chosen builder's own (its `builder_kwargs` keywords: builders/registry.py).
 SECTION = Section("data", shared={
     "name": "shapes",  # A registered dataset (python run.py --list).
@@ -225,7 +225,7 @@ def _checked_split(builder, key: str, expression: str) -> str:
 
 
 def _is_main_process() -> bool:
-  from jaxseg import distributed  # Kept local: preparation alone needs no jax.
+  from jaxseg.runtime import distributed  # Kept local: preparation alone needs no jax.
 
   return distributed.is_main_process()
 

@@ -2,7 +2,7 @@
 
 Each registered factory is `build_x(num_classes, *, dtype, <its own keys>)`: its
 keyword-only parameters, with their defaults, are the `model` keys it takes
-(jaxseg/sections.py), so `--set model.aspp_dropout=0.3` with `unet` fails at load.
+(jaxseg/config/sections.py), so `--set model.aspp_dropout=0.3` with `unet` fails at load.
 Every model is a linen module called as `model.apply(variables, x_BHWC, train=...)`
 returning `(logits_BHWC float32, aux: dict)`; `aux` may hold `aux_logits`.
 Every model also takes `valid_BHW=None`, a bool mask of the real (non-padding)
@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxseg.checks import Checker
+from jaxseg.config.checks import Checker
 
 # Every module that registers a model, imported here once so MODELS is complete.
-from jaxseg.models import (deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, segformer,  # noqa: F401
-                          unet)
+from jaxseg.config.sections import Choice, Section
+from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, segformer, unet
 from jaxseg.models.layers import AUTO, DTYPES
 from jaxseg.models.registry import MODELS
 from jaxseg.models.zoo_config import CHOICES
-from jaxseg.sections import Choice, Section
 
 
-# The `model` section (jaxseg/sections.py): the keys read outside the factories
+# The `model` section (jaxseg/config/sections.py): the keys read outside the factories
 # (jaxseg/models/weights.py, convert.py), then the chosen factory's own.
 SECTION = Section("model", shared={
     "name": "unet",  # python run.py --list

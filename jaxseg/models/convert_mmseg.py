@@ -15,9 +15,9 @@ import re
 
 import numpy as np
 
-from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state,
-                                   replaced, unused_keys)
 from jaxseg.errors import WeightsMismatchError
+from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state, replaced,
+                                   unused_keys)
 
 # jaxseg's Segmentor fields -> mmseg's EncoderDecoder attributes.
 TOP_LEVEL = {"backbone": "backbone", "classifier": "decode_head",

@@ -21,8 +21,8 @@ import re
 import numpy as np
 
 from jaxseg.errors import WeightsMismatchError
-from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state,
-                                   replaced, unused_keys)
+from jaxseg.models.convert import (LEAF_NAMES, LoadReport, flat_variables, match_state, replaced,
+                                   unused_keys)
 
 # (regex on the '/'-joined Flax module path inside the backbone, replacement) per style.
 ENCODER_KEYS = {

@@ -12,9 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.registry import MODELS
 from jaxseg.models.fcn import Segmentor, fcn_aux_head, resnet_and_heads
 from jaxseg.models.layers import batch_norm, conv2d, global_mean, mask_to, resize_to_stride
+from jaxseg.models.registry import MODELS
 
 # Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
 # (torchvision's 12/24/36); halved again at OS32 so the field of view stays put.

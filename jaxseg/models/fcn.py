@@ -13,9 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import (batch_norm, compute_dtype, conv2d, kernel_init, mask_to,
                                   resize_bilinear)
+from jaxseg.models.registry import MODELS
 from jaxseg.models.resnet import feature_stride, resnet_backbone
 from jaxseg.models.zoo_config import check_choice
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import compute_dtype, conv2d, resize_bilinear
+from jaxseg.models.registry import MODELS
 from jaxseg.models.vgg import vgg_backbone
 
 # Skips fused into the fc7 scores, coarsest first; FCN-16s uses the first.

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from jaxseg import resample
+from jaxseg.models import resample
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # `model.dtype=auto` (every model's default): bfloat16 compute on TPU and GPU, whose

@@ -10,8 +10,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import compute_dtype, resize_bilinear
+from jaxseg.models.registry import MODELS
 
 
 class SeedCNN(nn.Module):

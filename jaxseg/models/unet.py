@@ -5,8 +5,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models.registry import MODELS
 from jaxseg.models.layers import ConvBNReLU, compute_dtype
+from jaxseg.models.registry import MODELS
 
 
 class DoubleConv(nn.Module):

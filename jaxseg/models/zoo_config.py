@@ -2,7 +2,7 @@
 `model.head`).
 
 Each model factory declares its own `model` keys, with their defaults and
-meanings, as keyword-only parameters (jaxseg/sections.py); the enumerations
+meanings, as keyword-only parameters (jaxseg/config/sections.py); the enumerations
 they share are checked here, by the factories and by `models.validate_config`.
 """
 

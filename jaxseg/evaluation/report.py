@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from jaxseg import paths
-from jaxseg.writer import read_records
+from jaxseg.runtime.writer import read_records
 
 NA_NOTE = "(n/a: class absent from ground truth and prediction; excluded from means)"
 _OVERALL = (("mIoU", "miou"), ("fwIoU", "fwiou"), ("pixel acc", "pixel_acc"),

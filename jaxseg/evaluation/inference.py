@@ -23,7 +23,7 @@ the argmax (`predict_labels`). In `whole` mode it repeats mmseg's arithmetic:
 the head's logits (before the model's own upsampling) cover ceil(h / s) x
 ceil(w / s) features of an h x w image at stride s, exactly as unpadded; they
 are resized to h x w, then to the original size, both bilinear with
-align_corners=False, as one fused per-example resize (`jaxseg.resample`).
+align_corners=False, as one fused per-example resize (`jaxseg.models.resample`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg import resample
+from jaxseg.config.run_sections import round_up
+from jaxseg.models import resample
 from jaxseg.models.layers import resize_bilinear
-from jaxseg.run_sections import round_up
 
 
 def valid_mask(size_B2, HW: tuple[int, int]) -> jax.Array:

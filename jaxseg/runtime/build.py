@@ -14,13 +14,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxseg import checkpoint, dataset_fit, evaluate, losses, optim, steps
-from jaxseg.checkpoint_config import config_from_checkpoint
+from jaxseg import losses
+from jaxseg import optim
+from jaxseg.config.from_checkpoint import config_from_checkpoint
+from jaxseg.data import dataset_fit
 from jaxseg.data import datasets
 from jaxseg.data.datasets import DatasetMeta
+from jaxseg.evaluation import evaluate
 from jaxseg.models import build_model, pretrained as pretrained_weights
-from jaxseg.sharding import make_mesh
-from jaxseg.state import TrainState, abstract_train_state, create_train_state
+from jaxseg.runtime import checkpoint
+from jaxseg.runtime.sharding import make_mesh
+from jaxseg.training import steps
+from jaxseg.training.state import TrainState, abstract_train_state, create_train_state
 
 
 @dataclasses.dataclass

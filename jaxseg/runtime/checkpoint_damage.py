@@ -17,7 +17,7 @@ import os
 import re
 
 from jaxseg.errors import CheckpointError
-from jaxseg.resources import exception_chain
+from jaxseg.runtime.failures import exception_chain
 
 # Files orbax and grain write as JSON (by name, or under array_metadatas/).
 _JSON_NAMES = ("_METADATA", "_sharding", "metadata", "metrics", "_CHECKPOINT_METADATA")

@@ -2,7 +2,7 @@
 
 Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool, cfg) and
 returns a scalar. A leaf module, so the pixel losses (`jaxseg.losses`) and the
-region losses (`jaxseg.region_losses`) both register here without importing
+region losses (`jaxseg.losses.region`) both register here without importing
 each other; read LOSSES through `jaxseg.losses`, which imports both.
 """
 

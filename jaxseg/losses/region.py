@@ -3,7 +3,7 @@
 They score the overlap of whole regions rather than pixels, so they are
 computed from per-class sums over the valid pixels of the batch (Dice,
 Tversky) or from sorted per-pixel errors (Lovász). Same signature as every
-loss; registered in `jaxseg.loss_base.LOSSES`, which `jaxseg.losses` completes
+loss; registered in `jaxseg.losses.base.LOSSES`, which `jaxseg.losses` completes
 by importing this module.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxseg.loss_base import LOSSES, one_hot_valid, safe_divide
+from jaxseg.losses.base import LOSSES, one_hot_valid, safe_divide
 
 
 def _ratio_or_one(num, den):

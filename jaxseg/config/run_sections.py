@@ -4,7 +4,7 @@ and meaning, and their checks, run at config load before any data or compile.
 `data`, `augment`, `model`, `loss` and `optim` are component sections: here they
 hold only their choice keys (`model.name`, ...); the config loader fills in the
 keys the chosen components take, with the defaults of their signatures
-(jaxseg/sections.py), so each component's keys and defaults live with its code.
+(jaxseg/config/sections.py), so each component's keys and defaults live with its code.
 Nothing here imports the code that runs a section: config loading stays a layer
 below the run.
 """
@@ -15,8 +15,10 @@ import math
 
 import ml_collections
 
-from jaxseg.checks import Checker
+from jaxseg.config.checks import Checker
 
+# The sections filled from their chosen components (config.resolve.component_sections).
+COMPONENT_SECTIONS = ("data", "augment", "model", "loss", "optim")
 EVAL_MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
 # native: the image at its own size on the dataset's canvas; resize: mmseg's test pipeline.
 EVAL_PROTOCOLS = ("native", "resize")
@@ -27,7 +29,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.experiment = ""  # Filled in by the loader with 'name[:variant]'.
   c.seed = 0
 
-  # Component sections: their choices; the keys those take come from jaxseg/sections.py.
+  # Component sections: their choices; the keys those take come from jaxseg/config/sections.py.
   c.data = ml_collections.ConfigDict({"name": "shapes"})  # python run.py --list
   c.augment = ml_collections.ConfigDict({"preset": "flip"})
   c.model = ml_collections.ConfigDict({"name": "unet"})

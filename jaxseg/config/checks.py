@@ -47,7 +47,7 @@ def _bounds(min=None, max=None, above=None, below=None) -> tuple[str, callable]:
 class Checker:
   """`Checker(cfg.train, 'train').count('steps')` raises if train.steps < 1.
 
-  `optional=True`: a key only some choices take (jaxseg/sections.py) is checked
+  `optional=True`: a key only some choices take (jaxseg/config/sections.py) is checked
   when the section has it.
   """
 

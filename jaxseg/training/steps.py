@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxseg.sharding import batch_sharded, replicated
-from jaxseg.state import TrainState, state_shardings
+from jaxseg.runtime.sharding import batch_sharded, replicated
+from jaxseg.training.state import TrainState, state_shardings
 
 
 def normalize(image_BHWC, mean, std) -> jax.Array:

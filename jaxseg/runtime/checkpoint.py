@@ -26,10 +26,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxseg import paths
-from jaxseg.checkpoint_damage import (CheckpointError, DamagedCheckpointError, damaged_file,
-                                      pending_reads_drained)
-from jaxseg.config import flat_dict
+from jaxseg.config.overrides import flat_dict
 from jaxseg.errors import ConfigError
+from jaxseg.runtime.checkpoint_damage import (CheckpointError, DamagedCheckpointError, damaged_file,
+                                              pending_reads_drained)
 
 __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeConfigError"]
 

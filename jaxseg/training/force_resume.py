@@ -18,9 +18,9 @@ import os
 import jax
 import numpy as np
 
-from jaxseg.build import build
-from jaxseg.checkpoint import Checkpointer, DamagedCheckpointError, ResumeConfigError
 from jaxseg.data.datasets import DatasetMeta
+from jaxseg.runtime.build import build
+from jaxseg.runtime.checkpoint import Checkpointer, DamagedCheckpointError, ResumeConfigError
 
 # The data iterator's saved state is a position in the order these keys define.
 ITERATOR_KEYS = {

@@ -13,7 +13,7 @@ import dataclasses
 
 import jax
 
-from jaxseg.peak_flops import peak_flops
+from jaxseg.runtime.peak_flops import peak_flops
 
 
 def compiled_flops(compiled) -> float | None:

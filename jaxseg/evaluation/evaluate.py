@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg import inference, metrics, resources, runlog
 from jaxseg.data import pipeline, transforms
-from jaxseg.sharding import batch_sharded, global_batch, replicated
-from jaxseg.state import state_shardings
+from jaxseg.evaluation import inference, metrics
+from jaxseg.runtime import failures, runlog
+from jaxseg.runtime.sharding import batch_sharded, global_batch, replicated
+from jaxseg.training.state import state_shardings
 
 
 def make_eval_step(model, cfg, num_classes: int, ignore_index: int):
@@ -57,7 +58,7 @@ def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
       iterable=pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
       total=total, desc="eval", leave=False)
   # Dispatch is asynchronous: an out-of-memory error may surface at the fetch.
-  with resources.memory_hint("in evaluation", resources.eval_keys(cfg, meta.eval_canvas_HW)):
+  with failures.memory_hint("in evaluation", failures.eval_keys(cfg, meta.eval_canvas_HW)):
     for batch in bar:
       # Keep every batch in flight, fetch once at the end.
       conf, pred = eval_step(state, global_batch(mesh, batch))

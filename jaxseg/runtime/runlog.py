@@ -17,7 +17,7 @@ import time
 import jax
 import tqdm
 
-from jaxseg.step_cost import StepCost
+from jaxseg.runtime.step_cost import StepCost
 
 GIB = 1 << 30
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxseg.sharding import replicated
+from jaxseg.runtime.sharding import replicated
 
 
 @flax.struct.dataclass

@@ -27,13 +27,13 @@ import jax
 import numpy as np
 from PIL import Image
 
-from jaxseg import inference, report
-from jaxseg.config import validate_batch_sizes
+from jaxseg.config.resolve import validate_batch_sizes
 from jaxseg.errors import ConfigError
+from jaxseg.evaluation import inference, report
 from jaxseg.paths import is_url, local_copy, resolve, write_bytes
-from jaxseg.predict_inputs import InputError, list_inputs, load_image, readable_sizes
-from jaxseg.sharding import batch_sharded
-from jaxseg.state import state_shardings
+from jaxseg.prediction.inputs import InputError, list_inputs, load_image, readable_sizes
+from jaxseg.runtime.sharding import batch_sharded
+from jaxseg.training.state import state_shardings
 
 
 class OutputError(ConfigError):
@@ -199,7 +199,7 @@ def predict(cfg, workdir: str, input_path: str, out_dir: str, overrides=()
             ) -> dict[str, tuple[int, int]]:
   """Restores the checkpoint `eval.checkpoint` names (rebuilt from its own config and
   dataset meta; `overrides` may set eval.*/predict.* keys) and predicts `input_path`."""
-  from jaxseg.build import build_from_checkpoint
+  from jaxseg.runtime.build import build_from_checkpoint
 
   if jax.process_count() > 1:
     raise ConfigError("--mode predict runs on a single process")

@@ -10,21 +10,23 @@ import sys
 import jax
 import ml_collections
 
-from jaxseg import (distributed, force_resume, inference, paths, profiling, report, runinfo,
-                    runlog, step_cost)
-from jaxseg.build import Run, build, build_from_checkpoint, load_pretrained
-from jaxseg.checkpoint import (Checkpointer, DamagedCheckpointError, check_resume_config,
-                               config_changes)
-from jaxseg.config import validate_batch_sizes
-from jaxseg.errors import ConfigError, NonFiniteError, Preempted
+from jaxseg import paths
+from jaxseg.config.resolve import validate_batch_sizes
 from jaxseg.data import datasets
-from jaxseg.evaluate import evaluate_split
+from jaxseg.errors import ConfigError, NonFiniteError, Preempted
+from jaxseg.evaluation import inference, report
+from jaxseg.evaluation.evaluate import evaluate_split
 from jaxseg.models import pretrained as pretrained_weights
-from jaxseg.preemption import StopRequest
-from jaxseg.sharding import DevicePrefetcher, make_mesh
-from jaxseg.steps import to_host
-from jaxseg.workdir import WorkdirLock
-from jaxseg.writer import MetricsWriter
+from jaxseg.runtime import distributed, profiling, runinfo, runlog, step_cost
+from jaxseg.runtime.build import Run, build, build_from_checkpoint, load_pretrained
+from jaxseg.runtime.checkpoint import (Checkpointer, DamagedCheckpointError, check_resume_config,
+                                       config_changes)
+from jaxseg.runtime.sharding import DevicePrefetcher, make_mesh
+from jaxseg.runtime.workdir import WorkdirLock
+from jaxseg.runtime.writer import MetricsWriter
+from jaxseg.training import force_resume
+from jaxseg.training.preemption import StopRequest
+from jaxseg.training.steps import to_host
 
 # Batches on device ahead of the step that runs: the next one, and the one after
 # it in flight, so host-to-device copies overlap compute. Changes no result.

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg.errors import ConfigError
+from jaxseg.config.run_sections import round_up
 from jaxseg.data.datasets import DatasetMeta
-from jaxseg.run_sections import round_up
+from jaxseg.errors import ConfigError
 from jaxseg.models import build_model
 
 

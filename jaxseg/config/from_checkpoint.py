@@ -11,11 +11,12 @@ import sys
 
 import ml_collections
 
-from jaxseg.config import (apply_overrides, component_sections, fill_sections,
-                           flat_dict, flat_keys, load_experiment, validate)
+from jaxseg.config.loading import load_experiment
+from jaxseg.config.overrides import flat_dict, flat_keys
+from jaxseg.config.resolve import apply_overrides, component_sections, fill_sections, validate
+from jaxseg.config.run_sections import get_base_config
 from jaxseg.errors import ConfigError
 from jaxseg.registry import UnknownNameError
-from jaxseg.run_sections import get_base_config
 
 # What `--set` may change when eval or predict rebuild a run from its checkpoint:
 # how to infer and where the data lives. Anything else would describe another
@@ -44,7 +45,7 @@ def config_from_checkpoint(saved: dict, overrides: list[str] = (), requested: st
   the checkpoint's own config is what runs.
   """
   if requested and saved.get("experiment") and requested != saved["experiment"]:
-    from jaxseg import distributed
+    from jaxseg.runtime import distributed
 
     if distributed.is_main_process():
       print(f"warning: --exp {requested} is not the checkpoint's experiment "

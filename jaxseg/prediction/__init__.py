@@ -1,0 +1,1 @@
+"""`--mode predict`: the images `--input` names, and their masks and overlays."""
