@@ -10,8 +10,8 @@ import numpy as np
 
 from jaxseg.config.resolve import build_config
 from jaxseg.models import build_model
+from jaxseg.models import layers
 from jaxseg.runtime.sharding import global_batch
-from jaxseg.training import steps
 from tests.stepkit import NUM_CLASSES, build_step, fixed_batch
 
 def _loss_curve(dtype: str, n_steps: int) -> list[float]:
@@ -50,7 +50,7 @@ def _resnet_logits(dtype: str, image_BHWC, variables):
     # 4x4 maps whose near-constant channels BN rescales to unit variance, which
     # amplifies bf16 rounding to ~35% of the logits' norm (measured); that says
     # nothing about a real step, so it is not what this test pins.
-    logits, aux = model.apply(variables, steps.normalize(image, cfg.augment.mean, cfg.augment.std),
+    logits, aux = model.apply(variables, layers.normalize(image, cfg.augment.mean, cfg.augment.std),
                               train=False)
     return logits, aux["aux_logits"]
 

@@ -1,6 +1,7 @@
 """Preparing one dataset from two processes: an inter-process lock, safe if its holder dies."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -59,8 +60,9 @@ def test_two_processes_prepare_once_and_both_read_it(tmp_path):
   with datasets._preparation_lock(builder):
     procs = [_popen(PREPARE, data_dir, root) for _ in range(2)]
     for proc in procs:
-      assert proc.stdout.readline().startswith(f"waiting for process {os.getpid()}, which is "
-                                               "preparing folder/data_")
+      holder = f"pid {os.getpid()} on {socket.gethostname()}"
+      assert proc.stdout.readline().startswith(f"waiting for {holder}, which is preparing "
+                                               "folder/data_")
   outputs = [proc.communicate(timeout=300) for proc in procs]
   assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
   prepared = datasets.prepare(cfg)  # Found prepared, from disk.

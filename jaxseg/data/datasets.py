@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import glob
 import os
 import re
@@ -13,7 +12,7 @@ import shutil
 import ml_collections
 import numpy as np
 
-from jaxseg import paths
+from jaxseg import locks, paths
 from jaxseg.config.checks import Checker
 from jaxseg.data import remote
 from jaxseg.errors import ConfigError
@@ -163,32 +162,22 @@ def lock_path(builder) -> str:
 
 @contextlib.contextmanager
 def _preparation_lock(builder):
-  """An exclusive flock on `<config dir>/.<version>.lock` for as long as the block runs.
-
-  The kernel drops an flock when its holder exits in any way (kill -9 too), so
-  a lock file left behind is never stale: the next preparer just takes it.
-  """
+  """An exclusive lock (jaxseg/locks.py) on `<config dir>/.<version>.lock` while the block
+  runs; another process preparing the same dataset is waited for, saying so."""
   path = lock_path(builder)
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-  except OSError as e:
-    raise DatasetError(f"{os.path.dirname(path)}: cannot prepare the dataset there "
-                       f"({e.strerror}); set data.dir to a writable directory") from e
-  try:
+
+  def wait(holder: str) -> None:
+    config = builder.builder_config.name if builder.builder_config else ""
+    print(f"waiting for {holder}, which is preparing {builder.name}/{config} ({path})",
+          flush=True)
+
+  with contextlib.ExitStack() as stack:
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-      print(f"waiting for process {holder}, which is preparing {builder.name}/"
-            f"{builder.builder_config.name if builder.builder_config else ''} ({path})",
-            flush=True)
-      fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)  # Only read for the message above.
+      stack.enter_context(locks.exclusive(path, wait))
+    except OSError as e:
+      raise DatasetError(f"{os.path.dirname(path)}: cannot prepare the dataset there "
+                         f"({e.strerror}); set data.dir to a writable directory") from e
     yield
-  finally:
-    os.close(fd)  # Releases the lock.
 
 
 def check_splits(builder, data_cfg: ml_collections.ConfigDict) -> tuple[str, str]:

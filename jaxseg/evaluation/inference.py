@@ -36,7 +36,7 @@ import ml_collections
 
 from jaxseg.config.run_sections import round_up
 from jaxseg.models import resample
-from jaxseg.models.layers import resize_bilinear
+from jaxseg.models.layers import normalize, resize_bilinear
 
 
 def valid_mask(size_B2, HW: tuple[int, int]) -> jax.Array:
@@ -49,8 +49,7 @@ def valid_mask(size_B2, HW: tuple[int, int]) -> jax.Array:
 def model_input(image_BHW3, size_B2, mean, std):
   """uint8 canvas -> (normalised images with padding exactly 0, valid_BHW)."""
   valid_BHW = valid_mask(size_B2, image_BHW3.shape[1:3])
-  x = (image_BHW3.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(
-      std, jnp.float32)
+  x = normalize(image_BHW3, mean, std)
   return jnp.where(valid_BHW[..., None], x, 0.0), valid_BHW
 
 

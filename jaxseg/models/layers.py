@@ -16,6 +16,14 @@ AUTO_DTYPES = {"cpu": "float32", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": 
                "tpu": "bfloat16"}
 
 
+def normalize(image_BHWC, mean, std) -> jax.Array:
+  """uint8 images -> float32 standardised (`augment.mean`, `augment.std`), the models'
+  input in training, evaluation and prediction alike; done on device so the host ships
+  bytes."""
+  return (image_BHWC.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(
+      std, jnp.float32)
+
+
 def resolve_dtype(name: str, backend: str | None = None) -> str:
   """The compute dtype `model.dtype` names on `backend` (default: jax's): 'auto' resolved."""
   if name != AUTO:

@@ -28,7 +28,7 @@ Two runs started on two machines against one gs:// workdir are not prevented.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -38,7 +38,7 @@ import sys
 
 import jax
 
-from jaxseg import paths
+from jaxseg import locks, paths
 from jaxseg.errors import ConfigError, WorkdirBusyError
 
 MARKER = ".jaxseg-workdir"
@@ -123,31 +123,22 @@ class WorkdirLock:
     self.workdir = workdir
     self.path = lock_path(workdir, jax.process_index())
     self._local = _local_lock_file(workdir, jax.process_index())
-    self._fd = None
-
-  def _holder(self) -> str:
-    return f"pid {os.getpid()} on {socket.gethostname()}\n"
+    self._stack = None
 
   def __enter__(self):
     check_claim(self.workdir)  # Before the lock file: refused, nothing is written.
-    os.makedirs(os.path.dirname(self._local), exist_ok=True)
-    fd = os.open(self._local, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown"
-      os.close(fd)
-      raise WorkdirBusyError(
-          f"workdir {paths.text_of(self.workdir)} is in use by another run ({holder}; "
-          f"lock {self._local}); wait for it to finish, or use another --workdir") from None
-    # Holder's identity, written only once the lock is ours.
-    os.ftruncate(fd, 0)
-    os.write(fd, self._holder().encode())
-    self._fd = fd
-    if paths.is_url(self.workdir):
-      self._hold_remote()
-    mark(self.workdir)
+    with contextlib.ExitStack() as stack:  # Released at once if what follows fails.
+      stack.enter_context(locks.exclusive(self._local, self._busy))
+      if paths.is_url(self.workdir):
+        self._hold_remote()
+      mark(self.workdir)
+      self._stack = stack.pop_all()
     return self
+
+  def _busy(self, holder: str) -> None:
+    raise WorkdirBusyError(
+        f"workdir {paths.text_of(self.workdir)} is in use by another run ({holder}; "
+        f"lock {self._local}); wait for it to finish, or use another --workdir")
 
   def _hold_remote(self) -> None:
     obj = paths.resolve(self.path)
@@ -157,10 +148,10 @@ class WorkdirLock:
         print(f"warning: {self.path} says {holder} runs here; if it still does, stop one "
               "of the two (a bucket has no lock: see README, Cloud storage)", file=sys.stderr,
               flush=True)
-    paths.write_bytes(obj, self._holder())
+    paths.write_bytes(obj, locks.holder_name() + "\n")
 
   def __exit__(self, *exc):
-    if self._fd is None:
+    if self._stack is None:
       return
     if paths.is_url(self.workdir):
       try:
@@ -168,5 +159,5 @@ class WorkdirLock:
       except OSError as e:  # Warn, never raise: that would hide the error that ended this run.
         print(f"warning: could not remove the lock object {self.path} ({e}); the next run "
               "on another machine will warn about it", file=sys.stderr, flush=True)
-    os.close(self._fd)  # Closing drops the lock; a local lock file stays (harmless).
-    self._fd = None
+    self._stack.close()  # Drops the lock; a local lock file stays (harmless).
+    self._stack = None

@@ -7,15 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxseg.models.layers import normalize
 from jaxseg.runtime.sharding import batch_sharded, replicated
 from jaxseg.training.state import TrainState, state_shardings
-
-
-def normalize(image_BHWC, mean, std) -> jax.Array:
-  """uint8 images -> float32 standardised; done on device so the host ships bytes."""
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  return (image_BHWC.astype(jnp.float32) - mean) / std
 
 
 def _micro_batches(x_B, accum: int):
