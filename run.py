@@ -180,12 +180,8 @@ def main(argv=None) -> int:
 
 
 def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
-  import jax
-
-  from jaxseg.config.resolve import validate_batch_sizes
-
-  # Before any data preparation: the batch must split over this machine's devices.
-  validate_batch_sizes(cfg, args.mode, jax.device_count(), jax.process_count())
+  # Each mode checks its batch sizes against the devices once, before any data: eval
+  # and predict on the checkpoint's config, which is the one in effect there.
   if args.mode == "predict":
     if not args.input:
       print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)
@@ -200,12 +196,14 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
     return 0
   _check_writable(workdir, "--workdir")
   _check_writable(cfg.data.dir, "data.dir", read_only_ok=True)
-  from jaxseg.training import train
-
   if args.mode == "train":
+    from jaxseg.training import train
+
     train.train_and_evaluate(cfg, workdir, force=args.force)
   else:
-    train.evaluate_checkpoint(cfg, workdir, args.overrides)
+    from jaxseg.evaluation import eval_mode
+
+    eval_mode.evaluate_checkpoint(cfg, workdir, args.overrides)
   return 0
 
 

@@ -74,7 +74,7 @@ def test_restore_skips_a_damaged_checkpoint_naming_the_file(two_checkpoints, kin
   ckpt = Checkpointer(directory, keep=3)
   it = iter(grain.MapDataset.range(100).shuffle(seed=0).to_iter_dataset())
   try:
-    restored, step, skipped = ckpt.restore_newest_intact(state, it)
+    restored, step, skipped, _ = ckpt.restore_newest_intact(state, it)
   finally:
     ckpt.close()
   assert step == 2 and [s.step for s in skipped] == [4]

@@ -82,7 +82,7 @@ def test_damaged_array_file_gives_one_warning_and_nothing_else(tmp_path, capfd):
     real_restore = ckpt.manager.restore
     ckpt.manager.restore = lambda *a, **k: (
         runners.append(asyncio_utils._run_sync_via_new_loop), real_restore(*a, **k))[1]
-    restored, step, skipped = ckpt.restore_newest_intact(state, it)
+    restored, step, skipped, _ = ckpt.restore_newest_intact(state, it)
     assert runners and all(r is _run_draining for r in runners)
     ckpt.close()
     assert step == 2 and [e.step for e in skipped] == [4]

@@ -118,7 +118,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
     if step is not None:
       state = ckpt.restore(step, run.state)  # The one asked for: damaged = an error.
     else:
-      state, step, skipped = ckpt.restore_newest_intact(run.state)
+      state, step, skipped, _ = ckpt.restore_newest_intact(run.state)
       if jax.process_index() == 0:
         for e in skipped:
           print(f"warning: skipped checkpoint {e.step} in {ckpt.directory}: {e.path} is "

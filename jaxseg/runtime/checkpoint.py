@@ -142,22 +142,22 @@ class Checkpointer:
     return self._restore(step, args)["state"]
 
   def restore_newest_intact(self, state_like, data_iterator=None, accept=None):
-    """(state, step, skipped) from the newest checkpoint that restores.
+    """(state, step, skipped, accepted) from the newest checkpoint that restores.
 
-    `skipped` lists the DamagedCheckpointError of each newer one; `accept(step,
-    config)` may refuse a checkpoint by raising. Every process ends on the same
+    `skipped` lists the DamagedCheckpointError of each newer one. `accept(step,
+    config)` may refuse a checkpoint by raising; what it returns for the one
+    restored is `accepted` (None without `accept`). Every process ends on the same
     step (a file damaged for one process only moves them all back). Raises
-    CheckpointError if none is intact, or (state_like, None, []) if none exists.
+    CheckpointError if none is intact; (state_like, None, [], None) if none exists.
     """
     steps = sorted(self.manager.all_steps(), reverse=True)
     skipped = {}
     while True:
-      state, step = state_like, None
+      state, step, accepted = state_like, None, None
       for candidate in steps:
         try:
           config = self.restore_config(candidate)  # Read even if unused: intact = all of it.
-          if accept is not None:
-            accept(candidate, config)
+          accepted = accept(candidate, config) if accept is not None else None
           state, step = self.restore(candidate, state_like, data_iterator), candidate
           break
         except DamagedCheckpointError as e:
@@ -168,7 +168,7 @@ class Checkpointer:
       steps = [s for s in steps if s <= agreed]
     if step is None and skipped:
       raise self.none_intact(list(skipped.values()))
-    return state, step, list(skipped.values())
+    return state, step, list(skipped.values()), accepted
 
   def none_intact(self, damaged: list) -> CheckpointError:
     listed = "; ".join(str(e) for e in damaged)

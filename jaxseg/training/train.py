@@ -1,4 +1,5 @@
-"""train_and_evaluate(cfg, workdir): the training loop, and evaluation of a checkpoint."""
+"""train_and_evaluate(cfg, workdir): the training loop (resume, evaluation every
+`train.eval_every` steps and at the end, checkpoints, preemption)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from jaxseg import paths
 from jaxseg.config.resolve import validate_batch_sizes
 from jaxseg.data import datasets
 from jaxseg.errors import ConfigError, NonFiniteError, Preempted
-from jaxseg.evaluation import inference, report
-from jaxseg.evaluation.evaluate import evaluate_split
+from jaxseg.evaluation import report
+from jaxseg.evaluation.eval_mode import evaluate_and_log
 from jaxseg.models import pretrained as pretrained_weights
 from jaxseg.runtime import distributed, profiling, runinfo, runlog, step_cost
-from jaxseg.runtime.build import Run, build, build_from_checkpoint, load_pretrained
+from jaxseg.runtime.build import build, load_pretrained
 from jaxseg.runtime.checkpoint import (Checkpointer, DamagedCheckpointError, check_resume_config,
                                        config_changes)
 from jaxseg.runtime.sharding import DevicePrefetcher, make_mesh
@@ -46,28 +47,6 @@ def _checkpointer(cfg, workdir: str) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"), cfg.train.keep_checkpoints)
 
 
-def _evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
-                      checkpoint: str | None = None) -> tuple[dict, str]:
-  """(summary, reports folder) of evaluating on `source`. `checkpoint`: the path a
-  separate `--mode eval` restored; its record says so and its reports get their own folder."""
-  result = evaluate_split(run.eval_step, state.for_eval(), source, run.cfg, run.meta, run.mesh)
-  workdir = os.path.dirname(writer.path)
-  out = (os.path.join(workdir, "reports") if checkpoint is None
-         else report.eval_reports_dir(workdir, run.cfg.eval.mode, step))
-  record = {f"eval/{k}": v for k, v in result.summary.items()}
-  scales, flip = inference.averaged_views(run.cfg.eval)
-  record.update({"eval/mode": run.cfg.eval.mode, "eval/protocol": run.cfg.eval.protocol,
-                 "eval/scales": list(scales), "eval/flip": flip,
-                 "eval/run": "train" if checkpoint is None else "eval"})
-  if checkpoint is not None:
-    record.update({"eval/checkpoint": checkpoint, "eval/reports": out})
-  writer.write(step, record)
-  if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
-    report.write_reports(workdir, step, result.summary, result.confusion, result.samples,
-                         run.meta, run.cfg.predict.overlay_alpha, out=out)
-  return result.summary, out
-
-
 def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> None:
   """Raises NonFiniteError if a step since the start went non-finite (skipping off)."""
   if first_bad < 0 or cfg.train.skip_nonfinite:
@@ -81,28 +60,29 @@ def _stop_if_nonfinite(cfg, first_bad: int, step: int, ckpt: Checkpointer) -> No
       "optim.clip_grad_norm, or --set train.skip_nonfinite=true to skip such updates")
 
 
-def _resume_check(cfg, force: bool, changes: dict):
-  """accept(step, config) for restore: refuses a checkpoint past `train.steps` (its
-  state is not that of any step this run reaches) and refused config changes."""
+def _resume_check(cfg, force: bool):
+  """accept(step, config) -> {key: (old, new)}, the changes this run makes to that
+  checkpoint's config. Refuses (raises) a checkpoint past `train.steps` (its state
+  is not that of any step this run reaches) and changes that cannot be honoured."""
 
-  def accept(step: int, config: dict) -> None:
+  def accept(step: int, config: dict) -> dict[str, tuple]:
     if step > cfg.train.steps:
       raise PastTheEndError(
           f"cannot resume: the checkpoint is at step {step}, past train.steps={cfg.train.steps}; "
           f"set train.steps to {step} or more, or use a new --workdir")
-    changes.clear()
     if not force:
-      changes.update(check_resume_config(config, cfg.to_dict()))
-    else:  # Every change is said on resuming; those of the data position are refused.
-      changes.update(config_changes(config, cfg.to_dict()))
-      force_resume.check_changes(changes)
+      return check_resume_config(config, cfg.to_dict())
+    # Every change is said on resuming; those of the state or data position are refused.
+    changes = config_changes(config, cfg.to_dict())
+    force_resume.check_changes(changes)
+    return changes
 
   return accept
 
 
-def _check_config(ckpt: Checkpointer, accept) -> int | None:
-  """Fail fast, before anything is built: the newest readable checkpoint config (its
-  step is returned)."""
+def _check_config(ckpt: Checkpointer, accept) -> tuple[int | None, dict]:
+  """Fail fast, before anything is built: (step, accepted changes) of the newest
+  readable checkpoint config; (None, {}) without one."""
   damaged = []
   for step in sorted(ckpt.manager.all_steps(), reverse=True):
     try:
@@ -110,16 +90,16 @@ def _check_config(ckpt: Checkpointer, accept) -> int | None:
     except DamagedCheckpointError as e:
       damaged.append(e)  # Said, and set aside, by _resume if an older one is intact.
       continue
-    accept(step, config)
-    return step
+    return step, accept(step, config)
   if damaged:
     raise ckpt.none_intact(damaged)
+  return None, {}
 
 
-def _resume(ckpt: Checkpointer, state, train_iter, accept, changes: dict):
+def _resume(ckpt: Checkpointer, state, train_iter, accept):
   """(state, start step) from the newest intact checkpoint, or (state, 0) without one.
   Newer damaged ones are said in one line each and moved to checkpoints_damaged/."""
-  state, step, skipped = ckpt.restore_newest_intact(state, train_iter, accept)
+  state, step, skipped, changes = ckpt.restore_newest_intact(state, train_iter, accept)
   for damaged in skipped:
     moved = ckpt.set_aside(damaged.step)
     if distributed.is_main_process():
@@ -151,13 +131,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
 
 def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Checkpointer):
   cfg = runinfo.with_resolved_dtype(cfg)  # Before comparing with, or saving, a checkpoint.
-  changes = {}
-  accept = _resume_check(cfg, force, changes)
-  resumed = _check_config(ckpt, accept)  # Before building anything: fail fast.
+  accept = _resume_check(cfg, force)
+  resumed, changes = _check_config(ckpt, accept)  # Before building anything: fail fast.
   mesh = make_mesh()
   if force and resumed is not None:  # The state must still fit (shapes only, no data).
     force_resume.check_state(ckpt, resumed, cfg, mesh, changes)
-  # Before preparing data, which can take long (run.py checks too; direct callers too).
+  # Before preparing data, which can take long.
   validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
   if distributed.is_main_process():
     print(runinfo.start_line(cfg, mesh, "train"), flush=True)
@@ -180,7 +159,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   # then the newest intact checkpoint (which, when there is one, replaces both).
   run = build(cfg, meta, mesh)
   state = load_pretrained(run.state, pretrained)
-  state, start = _resume(ckpt, state, train_iter, accept, changes)
+  state, start = _resume(ckpt, state, train_iter, accept)
   # Checkpoints take the prefetcher's state: the position after the batches the
   # steps consumed, not after those already sent ahead, so resuming stays exact.
   batches = DevicePrefetcher(train_iter, mesh, size=DEVICE_PREFETCH)
@@ -229,7 +208,7 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
         skipped_said = runlog.say_skipped(values, step, skipped_said, bar)
       if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
         _stop_if_nonfinite(cfg, first_bad(), step, ckpt)
-        summary, _ = _evaluate_and_log(run, state, eval_source, step, writer)
+        summary, _ = evaluate_and_log(run, state, eval_source, step, writer)
         ckpt.save_if_best(step, state.for_eval(), config, meta_json, summary["miou"])
         if distributed.is_main_process():
           runlog.say(f"step {step}: evaluation\n{report.summary_table(summary, meta.class_names)}")
@@ -252,35 +231,10 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   _stop_if_nonfinite(cfg, first_bad(), cfg.train.steps, ckpt)
   if ckpt.latest_step() != cfg.train.steps:
     ckpt.save(cfg.train.steps, state, batches, config, meta_json)
-  summary, _ = _evaluate_and_log(run, state, eval_source, cfg.train.steps, writer)
+  summary, _ = evaluate_and_log(run, state, eval_source, cfg.train.steps, writer)
   ckpt.save_if_best(cfg.train.steps, state.for_eval(), config, meta_json, summary["miou"])
   ckpt.close()
   writer.close()
   if distributed.is_main_process():
     print(report.summary_table(summary, meta.class_names))
   return summary
-
-
-def evaluate_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, overrides=()) -> dict:
-  """Evaluates the checkpoint `eval.checkpoint` names (default: the newest intact one in
-  `workdir`), rebuilt from its own config and dataset meta; `overrides` (`--set`
-  strings) may change eval.* keys only (checkpoint_config.config_from_checkpoint). Only the
-  eval split is read.
-  """
-  distributed.initialize()
-  with WorkdirLock(workdir):
-    # No pretrained weights are read: the checkpoint holds the model's.
-    run, state, step, path = build_from_checkpoint(cfg, workdir, overrides)
-    validate_batch_sizes(run.cfg, "eval", run.mesh.size, jax.process_count())
-    if distributed.is_main_process():
-      print(runinfo.start_line(run.cfg, run.mesh, "eval"), flush=True)
-    dataset = datasets.prepare(run.cfg.data)
-    _, eval_split = datasets.check_splits(dataset, run.cfg.data)
-    writer = MetricsWriter(workdir, tensorboard=False)
-    summary, out = _evaluate_and_log(run, state, dataset.as_data_source(eval_split), step,
-                                     writer, checkpoint=path)
-    if distributed.is_main_process():
-      print(f"checkpoint step {step}")
-      print(report.summary_table(summary, run.meta.class_names))
-      print(f"reports in {out}")
-    return summary
