@@ -16,6 +16,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 DPI = 100
@@ -52,8 +53,11 @@ def curves_figure(records: list[dict]) -> Figure:
   records = [r for r in records if r.get("eval/run") != "eval"]
   terms = sorted({k for r in records for k in r if k.startswith("loss/")})
   fig = Figure(figsize=(15, 4), dpi=DPI, layout="constrained")
-  panels = (("train loss", "loss", [("total", "loss", 1.0)]
-             + [(t.removeprefix("loss/"), t, 1.0) for t in terms]),
+  # One term is the total itself: named in the total's label, not drawn twice.
+  names = [t.removeprefix("loss/") for t in terms]
+  losses = ([("total", "loss", 1.0)] + [(n, t, 1.0) for n, t in zip(names, terms)]
+            if len(terms) > 1 else [(f"total ({names[0]})" if names else "total", "loss", 1.0)])
+  panels = (("train loss", "loss", losses),
             ("learning rate", "learning rate", [("lr", "lr", 1.0)]),
             ("validation mIoU", "mIoU (%)", [("val mIoU", "eval/miou", 100.0)]))
   for ax, (title, ylabel, series) in zip(fig.subplots(1, 3), panels):
@@ -61,6 +65,7 @@ def curves_figure(records: list[dict]) -> Figure:
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # Steps are whole.
     drawn = 0
     for i, (label, key, scale) in enumerate(series):
       xs, ys = _finite_points(records, key, scale)

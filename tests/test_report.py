@@ -124,7 +124,11 @@ def test_curves_have_titled_axes_legends_and_every_loss_term():
   assert list(miou.get_xdata()) == [5, 10] and list(miou.get_ydata()) == [40.0, 60.0]
   # Real ticks: more than the two ends, labelled.
   assert len([t for t in loss_ax.get_xticklabels() if t.get_text()]) > 2
+  assert all(float(t).is_integer() for t in loss_ax.get_xticks())  # Steps are whole.
   _not_blank(figures.png(figures.curves_figure(records)))
+  one_term = [{"step": 1, "loss": 1.0, "loss/dice": 1.0}, {"step": 2, "loss": 0.5, "loss/dice": 0.5}]
+  legend = figures.curves_figure(one_term).axes[0].get_legend()
+  assert _texts(legend.get_texts()) == ["total (dice)"]  # The one term is the total.
   empty = figures.curves_figure([])  # Before the first log: axes, no legend, "no data yet".
   assert empty.axes[0].get_legend() is None and "no data yet" in _texts(empty.axes[0].texts)
 
