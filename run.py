@@ -26,12 +26,13 @@ def _parse_args(argv):
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
-  p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
+  p.add_argument("--mode", choices=("train", "eval", "predict", "browse"), default="train",
                  help="eval/predict use the checkpoint eval.checkpoint names (default: latest), "
-                      "rebuilt from its own config: --set takes eval.*/predict.* keys only")
+                      "rebuilt from its own config: --set takes eval.*/predict.* keys only; "
+                      "browse draws browse.count training (augmented) and val examples")
   p.add_argument("--input", default=None, help="predict: an image file or a folder of images")
   p.add_argument("--output", default=None, help="predict: output folder (default: "
-                 "<workdir>/predictions)")
+                 "<workdir>/predictions); browse: (default: <workdir>/browse)")
   p.add_argument("--list", action="store_true", help="list experiments and registry names")
   p.add_argument("--print_config", action="store_true",
                  help="print the run's whole config (experiment, variant, --set) and exit")
@@ -191,6 +192,18 @@ def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
   import jax
 
   from jaxseg.config import validate_batch_sizes
+
+  if args.mode == "browse":  # Reads data only: no device batch to split.
+    output = args.output
+    if output is not None:
+      paths["--output"] = output
+    _check_writable(output or workdir, "--output" if output else "--workdir")
+    _check_writable(cfg.data.dir, "data.dir", read_only_ok=True)
+    from jaxseg import browse
+
+    for path in browse.browse(cfg, workdir, output):
+      print(path)
+    return 0
 
   # Before any data preparation: the batch must split over this machine's devices.
   validate_batch_sizes(cfg, args.mode, jax.device_count(), jax.process_count())

@@ -85,4 +85,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.predict.max_pixels_per_device = 2048 * 2048
   c.predict.tile_size = (1024, 1024)  # (H, W) of those tiles ...
   c.predict.tile_stride = (768, 768)  # ... and their step; overlaps average probabilities.
+
+  c.browse = ml_collections.ConfigDict()
+  c.browse.count = 8  # --mode browse: training (augmented) and validation examples shown.
   return c

@@ -250,7 +250,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every section's values (names, enums, shapes, ranges), so a bad value
   stops the run at load, before any data preparation; each section's checks live
   with the component that reads it."""
-  from jaxseg import inference, losses, models, optim, predict, train
+  from jaxseg import browse, inference, losses, models, optim, predict, train
   from jaxseg.checks import check_representable
   from jaxseg.data import augment, datasets
   from jaxseg.models import weights
@@ -259,7 +259,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             ("model", models.validate_config), ("model", weights.validate_config),
             ("loss", losses.validate_config), ("optim", optim.validate_config),
             ("train", train.validate_config), ("eval", inference.validate_config),
-            ("predict", predict.validate_config)]
+            ("predict", predict.validate_config), ("browse", browse.validate_config)]
   try:
     check_representable(flat_dict(cfg.to_dict()))  # Every number, whatever reads it.
     for section, validate_section in checks:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import inference, metrics, resources, runlog
-from jaxseg.data import pipeline, transforms
+from jaxseg.data import pipeline
 from jaxseg.sharding import batch_sharded, global_batch, replicated
 from jaxseg.state import state_shardings
 
@@ -84,13 +84,9 @@ def _samples(kept, want: int) -> list[dict]:
   for batch, pred in kept:
     pred = local_rows(pred)
     for i in np.flatnonzero(batch["example_mask"])[:want - len(samples)]:
-      H, W = batch["size_HW"][i]
-      image = batch["image"][i, :H, :W]
-      if "resized_HW" in batch:  # eval.protocol=resize: the image back at the label's size.
-        h, w = batch["resized_HW"][i]
-        image = transforms.resize_image(batch["image"][i, :h, :w], (H, W))
-      samples.append({"image": image, "label": batch["label"][i, :H, :W],
-                      "pred": pred[i, :H, :W].astype(np.uint8)})
+      image, label = pipeline.eval_example(batch, i)
+      H, W = label.shape
+      samples.append({"image": image, "label": label, "pred": pred[i, :H, :W].astype(np.uint8)})
   return samples
 
 

@@ -17,7 +17,7 @@ from jaxseg.registry import unknown_name_message
 
 # The sections whose keys base.get_base_config declares; the component sections
 # (data, augment, model, loss, optim) are checked against their chosen components.
-RUN_SECTIONS = ("train", "eval", "predict")
+RUN_SECTIONS = ("train", "eval", "predict", "browse")
 
 
 def _blamed_frame(exc: BaseException, path: str) -> traceback.FrameSummary | None:

@@ -146,19 +146,23 @@ def legend_handles(masks, palette_K3, class_names) -> list[Patch]:
   return handles
 
 
-def image_grid(rows: list[list[np.ndarray]], titles, handles, cell_in: float = 2.5) -> Figure:
-  """A grid of RGB images (one list per row, columns titled once) and a legend below."""
+def image_grid(rows: list[list[np.ndarray]], titles, handles, cell_in: float = 2.5,
+               title: str = "") -> Figure:
+  """A grid of RGB images (one list per row, columns titled once), a legend below, and
+  an optional figure title."""
   n_rows, n_cols = max(1, len(rows)), len(titles)
   # Cells shaped like the largest image (height / width), the grid within MAX_SIDE_IN.
   aspect = (max(v.shape[0] for r in rows for v in r) / max(v.shape[1] for r in rows for v in r)
             if rows else 1.0)
-  legend_in = 0.3 * math.ceil(len(handles) / 4) + 0.3
-  cell_in = min(cell_in, (MAX_SIDE_IN - legend_in - 0.4) / (n_rows * aspect))
-  fig = Figure(figsize=(n_cols * cell_in + 0.3, n_rows * cell_in * aspect + legend_in + 0.4),
+  extra_in = 0.3 * math.ceil(len(handles) / 4) + 0.7 + 0.4 * bool(title)  # Legend, titles.
+  cell_in = min(cell_in, (MAX_SIDE_IN - extra_in) / (n_rows * aspect))
+  fig = Figure(figsize=(n_cols * cell_in + 0.3, n_rows * cell_in * aspect + extra_in),
                dpi=DPI, layout="constrained")
+  if title:
+    fig.suptitle(title)
   axes = fig.subplots(n_rows, n_cols, squeeze=False)
-  for col, title in enumerate(titles):
-    axes[0, col].set_title(title)
+  for col, heading in enumerate(titles):
+    axes[0, col].set_title(heading)
   for r, views in enumerate(rows):
     for c, view in enumerate(views):
       axes[r, c].imshow(view, interpolation="nearest")
