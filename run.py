@@ -26,12 +26,13 @@ def _parse_args(argv):
   p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value, e.g. --set optim.lr=0.02 (repeatable)")
   p.add_argument("--workdir", default=None, help="default: runs/<exp>")
-  p.add_argument("--mode", choices=("train", "eval", "predict"), default="train",
+  p.add_argument("--mode", choices=("train", "eval", "predict", "browse"), default="train",
                  help="eval/predict use the checkpoint eval.checkpoint names (default: latest), "
-                      "rebuilt from its own config: --set takes eval.*/predict.* keys only")
+                      "rebuilt from its own config: --set takes eval.*/predict.* keys only; "
+                      "browse draws browse.count training (augmented) and val examples")
   p.add_argument("--input", default=None, help="predict: an image file or a folder of images")
   p.add_argument("--output", default=None, help="predict: output folder (default: "
-                 "<workdir>/predictions)")
+                 "<workdir>/predictions); browse: (default: <workdir>/browse)")
   p.add_argument("--list", action="store_true", help="list experiments and registry names")
   p.add_argument("--print_config", action="store_true",
                  help="print the run's whole config (experiment, variant, --set) and exit")
@@ -182,6 +183,18 @@ def main(argv=None) -> int:
 def _run(args, cfg, workdir: str, paths: dict[str, str]) -> int:
   # Each mode checks its batch sizes against the devices once, before any data: eval
   # and predict on the checkpoint's config, which is the one in effect there.
+  if args.mode == "browse":  # Reads data only: no device batch to split.
+    output = args.output
+    if output is not None:
+      paths["--output"] = output
+    _check_writable(output or workdir, "--output" if output else "--workdir")
+    _check_writable(cfg.data.dir, "data.dir", read_only_ok=True)
+    from jaxseg.data import browse
+
+    for path in browse.browse(cfg, workdir, output):
+      print(path)
+    return 0
+
   if args.mode == "predict":
     if not args.input:
       print("error: --mode predict needs --input PATH (an image or a folder)", file=sys.stderr)

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 from jaxseg.runtime.checkpoint import Checkpointer
 
@@ -144,6 +145,13 @@ def test_two_processes_train_like_one(runs):
   # gloo's '[Gloo] Rank 0 is connected to ...' (std::cout) is silenced: stdout is jaxseg's.
   assert "Gloo" not in stdout_0 + stdout_1
   assert os.path.exists(os.path.join(workdirs["two"], "config.json"))
+  # Process 0's prediction grid shows its first val images (its own shards of the
+  # predictions), the same as one process's: not an empty grid.
+  grid_one, grid_two = (np.asarray(Image.open(os.path.join(workdirs[n], "reports",
+                                                           "predictions.png")).convert("RGB"))
+                        for n in ("one", "two"))
+  assert grid_two.shape == grid_one.shape and grid_one.shape[0] > 1000  # 8 rows of images.
+  assert np.mean(np.any(grid_two != grid_one, axis=-1)) < 0.01  # Argmax ties may differ.
 
 
 @pytest.mark.slow

@@ -13,11 +13,9 @@ import traceback
 
 import ml_collections
 
+from jaxseg.config.run_sections import RUN_SECTIONS
 from jaxseg.registry import unknown_name_message
 
-# The sections whose keys base.get_base_config declares; the component sections
-# (data, augment, model, loss, optim) are checked against their chosen components.
-RUN_SECTIONS = ("train", "eval", "predict")
 
 
 def _blamed_frame(exc: BaseException, path: str) -> traceback.FrameSummary | None:

@@ -95,7 +95,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             ("model", models.validate_config), ("model", weights.validate_config),
             ("loss", losses.validate_config), ("optim", optim.validate_config),
             ("train", run_sections.validate_train), ("eval", run_sections.validate_eval),
-            ("predict", run_sections.validate_predict)]
+            ("predict", run_sections.validate_predict), ("browse", run_sections.validate_browse)]
   try:
     check_representable(flat_dict(cfg.to_dict()))  # Every number, whatever reads it.
     for section, validate_section in checks:

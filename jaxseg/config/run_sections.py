@@ -1,4 +1,4 @@
-"""The base config: the run sections (`train`, `eval`, `predict`) with their defaults
+"""The base config: the run sections (`train`, `eval`, `predict`, `browse`) with their defaults
 and meaning, and their checks, run at config load before any data or compile.
 
 `data`, `augment`, `model`, `loss` and `optim` are component sections: here they
@@ -17,8 +17,10 @@ import ml_collections
 
 from jaxseg.config.checks import Checker
 
-# The sections filled from their chosen components (config.resolve.component_sections).
+# The sections filled from their chosen components (config.resolve.component_sections),
+# and those get_base_config declares whole.
 COMPONENT_SECTIONS = ("data", "augment", "model", "loss", "optim")
+RUN_SECTIONS = ("train", "eval", "predict", "browse")
 EVAL_MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
 # native: the image at its own size on the dataset's canvas; resize: mmseg's test pipeline.
 EVAL_PROTOCOLS = ("native", "resize")
@@ -86,6 +88,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.predict.max_pixels_per_device = 2048 * 2048
   c.predict.tile_size = (1024, 1024)  # (H, W) of those tiles ...
   c.predict.tile_stride = (768, 768)  # ... and their step; overlaps average probabilities.
+
+  c.browse = ml_collections.ConfigDict()
+  c.browse.count = 8  # --mode browse: training (augmented) and validation examples shown.
   return c
 
 
@@ -153,3 +158,8 @@ def validate_predict(predict_cfg: ml_collections.ConfigDict) -> None:
     c.fail("tile_size", f"tiles within predict.max_pixels_per_device="
                         f"{predict_cfg.max_pixels_per_device} (rounded up to predict.bucket="
                         f"{predict_cfg.bucket} these have {tile_pixels} pixels)")
+
+
+def validate_browse(browse_cfg: ml_collections.ConfigDict) -> None:
+  """Fails at config load on a bad `browse` section."""
+  Checker(browse_cfg, "browse").count("count")

@@ -219,3 +219,14 @@ def _pad_batch(batch, empty):
   if n == empty["label"].shape[0]:
     return batch
   return {k: np.concatenate([batch[k], empty[k][n:]]) for k in empty}
+
+
+def eval_example(batch: dict, i: int) -> tuple[np.ndarray, np.ndarray]:
+  """(image HxWx3 uint8, label HxW) of example i of an `eval_batches` batch, without its
+  canvas padding; under eval.protocol=resize the image is resized back to the label's size."""
+  H, W = batch["size_HW"][i]
+  image = batch["image"][i, :H, :W]
+  if "resized_HW" in batch:
+    h, w = batch["resized_HW"][i]
+    image = transforms.resize_image(batch["image"][i, :h, :w], (H, W))
+  return image, batch["label"][i, :H, :W]

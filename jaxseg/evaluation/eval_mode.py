@@ -36,7 +36,7 @@ def evaluate_and_log(run: Run, state, source, step: int, writer: MetricsWriter,
   writer.write(step, record)
   if distributed.is_main_process():  # After the write: the curves read metrics.jsonl.
     report.write_reports(workdir, step, result.summary, result.confusion, result.samples,
-                         run.meta, run.cfg.predict.overlay_alpha, out=out)
+                         run.meta, run.cfg.predict.overlay_alpha, out=out, writer=writer)
   return result.summary, out
 
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.data import pipeline, transforms
+from jaxseg.data import pipeline
 from jaxseg.evaluation import inference, metrics
 from jaxseg.runtime import failures, runlog
 from jaxseg.runtime.sharding import batch_sharded, global_batch, replicated
@@ -44,15 +44,15 @@ def jit_eval_step(step, state, mesh):
 class EvalResult:
   summary: dict
   confusion: np.ndarray  # [K, K] int64, rows = ground truth.
-  # The first `eval.report_images` examples: image (uint8), label, prediction, each
-  # cropped to its true size. Empty on multi-host runs (predictions are not gathered).
+  # The first `eval.report_images` examples of process 0 (which writes the reports):
+  # image (uint8), label, prediction, each cropped to its true size. Empty elsewhere.
   samples: list[dict]
 
 
 def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
   per_process = cfg.eval.batch_size // jax.process_count()
   total = math.ceil(math.ceil(len(source) / jax.process_count()) / per_process)
-  want = cfg.eval.report_images if jax.process_count() == 1 else 0
+  want = cfg.eval.report_images if jax.process_index() == 0 else 0
   batch_confs, kept = [], []
   bar = runlog.progress_bar(
       iterable=pipeline.eval_batches(source, cfg, meta.eval_canvas_HW, meta.ignore_index),
@@ -72,18 +72,22 @@ def evaluate_split(eval_step, state, source, cfg, meta, mesh) -> EvalResult:
   return EvalResult(metrics.summarize(conf), conf, _samples(kept, want))
 
 
+def local_rows(array_B) -> np.ndarray:
+  """This process's rows of a batch-sharded global array, in its local batch's order
+  (`global_batch` put them so); the whole array on one process. Only local shards are
+  read: the other processes' rows are not addressable here."""
+  shards = {s.index[0].start or 0: s for s in array_B.addressable_shards}  # One per slice.
+  return np.concatenate([np.asarray(shards[start].data) for start in sorted(shards)])
+
+
 def _samples(kept, want: int) -> list[dict]:
   samples = []
   for batch, pred in kept:
-    pred = np.asarray(pred)
+    pred = local_rows(pred)
     for i in np.flatnonzero(batch["example_mask"])[:want - len(samples)]:
-      H, W = batch["size_HW"][i]
-      image = batch["image"][i, :H, :W]
-      if "resized_HW" in batch:  # eval.protocol=resize: the image back at the label's size.
-        h, w = batch["resized_HW"][i]
-        image = transforms.resize_image(batch["image"][i, :h, :w], (H, W))
-      samples.append({"image": image, "label": batch["label"][i, :H, :W],
-                      "pred": pred[i, :H, :W].astype(np.uint8)})
+      image, label = pipeline.eval_example(batch, i)
+      H, W = label.shape
+      samples.append({"image": image, "label": label, "pred": pred[i, :H, :W].astype(np.uint8)})
   return samples
 
 

@@ -44,7 +44,7 @@ RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every",
                   # The compute dtype ('auto' resolves per backend): the state is float32
                   # whatever it is, so a TPU run may resume on a CPU; the change is said.
                   "model.dtype")
-RESUMABLE_PREFIXES = ("eval.",)
+RESUMABLE_PREFIXES = ("eval.", "browse.")
 
 
 class ResumeConfigError(ConfigError):

@@ -43,10 +43,10 @@ from jaxseg.errors import ConfigError, WorkdirBusyError
 
 MARKER = ".jaxseg-workdir"
 # The top-level names jaxseg writes in a workdir (run.py, train.py, writer.py, report.py,
-# checkpoint.py, predict.py's default --output).
+# checkpoint.py, predict.py's and browse.py's default --output).
 OWN_NAMES = (MARKER, ".lock", ".lock.process*", "config.json", "metrics.jsonl",
              "metrics.jsonl.torn-*", "checkpoints", "checkpoints_best", "checkpoints_damaged",
-             "tensorboard", "reports", "predictions",
+             "tensorboard", "reports", "predictions", "browse",
              # Temporary files of atomic writes (paths.write_bytes; before it, writer.py's).
              f".{MARKER}.*.tmp", ".config.json.*.tmp", ".metrics.jsonl.*.tmp",
              "metrics.jsonl.tmp*")

@@ -130,6 +130,14 @@ class MetricsWriter:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
           self.tb.add_scalar(key, float(value), int(step))
 
+  def write_images(self, step: int, images: dict) -> None:
+    """{tag: (H, W, 3) uint8} as TensorBoard images (the reports' figures); no-op without it."""
+    if self.tb is None:
+      return
+    for tag, image_HW3 in images.items():
+      self.tb.add_image(tag, image_HW3, int(step), dataformats="HWC")
+    self.tb.flush()  # Figures are written rarely (each evaluation): visible at once.
+
   def close(self) -> None:
     if self.tb is not None:
       self.tb.close()
