@@ -244,7 +244,7 @@ def test_names_are_checked_at_config_load():
   assert hf_hub.parse(cfg.model.weights) == (WHOLE, "v1.0")
 
 
-def test_run_py_exits_1_with_one_line_on_a_bad_download(hub, tmp_path, capsys):
+def test_run_py_exits_1_on_a_bad_download_and_2_on_a_typo(hub, tmp_path, capsys):
   import run
 
   hub.files[ENCODER, "model.safetensors"] = b"weights"
@@ -259,3 +259,8 @@ def test_run_py_exits_1_with_one_line_on_a_bad_download(hub, tmp_path, capsys):
   assert status == 1 and len(errors) == 1, lines
   assert f"{hub.url}/{ENCODER}/resolve/main/model.safetensors" in errors[0]
   assert not (tmp_path / "tfds").exists()  # Weights are checked before any data.
+  status = run.main(["--exp", "ade20k_segformer_b0:smoke", "--workdir", str(tmp_path / "w"),
+                     "--set", "model.backbone_weights=hf://nvidia/mitb0"])
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert status == 2 and len(lines) == 1 and "did you mean 'hf://nvidia/mit-b0'" in lines[0]
+  assert len(hub.requests) == 2  # The typo asked nothing of the server.

@@ -68,7 +68,7 @@ def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
     hf_hub.validate(spec, "model.backbone_weights")
   elif is_name(spec) and spec not in NAMED:
     raise ValueError("model.backbone_weights: " + unknown_name_message(
-        "weights name", spec, [*NAMED, *hf_hub.REPOS]) + f"; or a file path, or {NONE!r}")
+        "weights name", spec, NAMED) + f"; or a file path, an hf:// name, or {NONE!r}")
   if hf_hub.is_name(model_cfg.weights):  # Else a file: checked when a run reads it.
     hf_hub.validate(model_cfg.weights, "model.weights")
 
