@@ -43,6 +43,13 @@ class WeightsMismatchError(ValueError):
   exit_status = EXIT_CONFIG
 
 
+class WeightsError(FileNotFoundError):
+  """Weights a run needs are not usable here (missing, unreadable, a failed or
+  unverifiable download); the message says what to do."""
+
+  exit_status = EXIT_IO
+
+
 class DatasetError(ValueError):
   """A dataset that cannot be prepared or read; the message names the file at fault."""
 
@@ -74,5 +81,5 @@ class NonFiniteError(Exception):
 
 
 # Each class above, for run.py: `isinstance(e, USER_ERRORS)` -> `e.exit_status`.
-USER_ERRORS = (ConfigError, UnknownNameError, PathError, WeightsMismatchError, DatasetError,
-               CheckpointError, WorkdirBusyError, Preempted, NonFiniteError)
+USER_ERRORS = (ConfigError, UnknownNameError, PathError, WeightsMismatchError, WeightsError,
+               DatasetError, CheckpointError, WorkdirBusyError, Preempted, NonFiniteError)

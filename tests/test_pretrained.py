@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxseg.config.resolve import build_config
+from jaxseg.errors import WeightsMismatchError
 from jaxseg.models import pretrained
-from jaxseg.models.weights import WeightsMismatchError
 from tests.mmseg_oracle import require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -34,8 +34,9 @@ class Pretrained:
 
 def read_pretrained(model_cfg, *, backbone: bool = True) -> Pretrained | None:
   """`model.weights`, else (if `backbone`) `model.backbone_weights` (a named one
-  fetched and verified), read; None when the config names nothing to load."""
-  path = model_cfg.weights or (weights.backbone_path(model_cfg) if backbone else "")
+  fetched and verified, hf:// names for either), read; None when the config names
+  nothing to load."""
+  path = weights.whole_path(model_cfg) or (weights.backbone_path(model_cfg) if backbone else "")
   if not path:
     return None
   return Pretrained(path, convert.load_state_dict(path), whole=bool(model_cfg.weights))

@@ -5,11 +5,10 @@ segformer_mit-b*_8xb2-160k_ade20k-512x512.py configs (mmseg-style keys: load wit
 either `model.head`; convert_segformer reads them). Each file name ends in the
 first 8 hex digits of its sha256 (mmcv's publish_model), which weights.fetch checks.
 
-transformers' nvidia/mit-b* and nvidia/segformer-b*-finetuned-* files carry no
-hash in their name (`model.safetensors`) and could not be fetched here to pin
-one, so they are not named: download them and pass the file
-(`model.backbone_weights=PATH/model.safetensors` or `model.weights=...`). Whole
-mmseg SegFormer checkpoints: docs/models.md lists their URLs for `model.weights`.
+transformers' nvidia/mit-b* and nvidia/segformer-b*-finetuned-* checkpoints carry
+no hash in their file names: they are `hf://` names (hf_hub.py), checked against
+the sha256 the Hub announces. Whole mmseg SegFormer checkpoints: docs/models.md
+lists their URLs for `model.weights`.
 """
 
 from __future__ import annotations

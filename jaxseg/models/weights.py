@@ -2,15 +2,16 @@
 
 Names are mmcv/mmengine's (`open-mmlab://resnet50_v1c`, `torchvision://resnet50`);
 their URLs are those of mmengine's hub tables (mmengine/hub/openmmlab.json and
-torchvision_0.12.json). `open-mmlab://mit_b0`.. (segformer_weights.py) name the URLs mmseg's SegFormer configs load.
-Each file name carries the first hex digits of the file's
-sha256 (`resnet50-0676ba61.pth`, as torch.hub and mmcv's publish_model write them),
-which every download and every cached file is checked against.
+torchvision_0.12.json). `open-mmlab://mit_b0`.. (segformer_weights.py) name the URLs
+mmseg's SegFormer configs load. Each file name carries the first hex digits of the
+file's sha256 (`resnet50-0676ba61.pth`, as torch.hub and mmcv's publish_model write
+them), which every download and every cached file is checked against. `hf://` names
+(transformers' SegFormer checkpoints, for `model.backbone_weights` or `model.weights`)
+are hf_hub.py's: their hash comes from the Hub, not the name.
 
 A download goes to a temporary file in the cache directory and is renamed only
 once complete and verified, so the cache never holds a half-written file and
-processes sharing a cache (multi-host) cannot see each other's partial files.
-"""
+processes sharing a cache (multi-host) cannot see each other's partial files."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import urllib.request
 import ml_collections
 from etils import epath
 
-from jaxseg.models import segformer_weights
+from jaxseg.errors import WeightsError
+from jaxseg.models import hf_hub, segformer_weights
 from jaxseg.registry import unknown_name_message
 
 NAMED = {
@@ -50,15 +52,9 @@ CHUNK_BYTES = 1 << 20
 _verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed by this process.
 
 
-class WeightsError(FileNotFoundError):
-  """Weights a run needs are not usable here; the message says what to do.
-
-  A FileNotFoundError, so run.py reports it as one line with exit status 1.
-  """
-
-
-# Schemes of weight *names*; any other URL (gs://bucket/x.pth, ...) is a file epath reads.
-NAME_SCHEMES = ("open-mmlab", "torchvision")
+# Schemes of weight *names* (hf://: hf_hub.py); any other URL (gs://bucket/x.pth, ...)
+# is a file epath reads.
+NAME_SCHEMES = ("open-mmlab", "torchvision", "hf")
 
 
 def is_name(spec: str) -> bool:
@@ -68,9 +64,21 @@ def is_name(spec: str) -> bool:
 def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
   """A misspelt name fails at config load, listing the known ones."""
   spec = model_cfg.backbone_weights
-  if is_name(spec) and spec not in NAMED:
+  if hf_hub.is_name(spec):
+    hf_hub.validate(spec, "model.backbone_weights")
+  elif is_name(spec) and spec not in NAMED:
     raise ValueError("model.backbone_weights: " + unknown_name_message(
-        "weights name", spec, NAMED) + f"; or a file path, or {NONE!r}")
+        "weights name", spec, NAMED) + f"; or a file path, an hf:// name, or {NONE!r}")
+  if hf_hub.is_name(model_cfg.weights):  # Else a file: checked when a run reads it.
+    hf_hub.validate(model_cfg.weights, "model.weights")
+
+
+def whole_path(model_cfg: ml_collections.ConfigDict) -> str:
+  """The local file of `model.weights` ('' = none), fetched if an hf:// name."""
+  if hf_hub.is_name(model_cfg.weights):
+    return hf_hub.fetch(model_cfg.weights, os.path.expanduser(model_cfg.weights_dir),
+                        "model.weights")
+  return model_cfg.weights
 
 
 def backbone_path(model_cfg: ml_collections.ConfigDict) -> str:
@@ -90,6 +98,9 @@ def backbone_path(model_cfg: ml_collections.ConfigDict) -> str:
                          f"{NONE!r} to train from scratch")
     return spec
   validate_config(model_cfg)
+  if hf_hub.is_name(spec):
+    return hf_hub.fetch(spec, os.path.expanduser(model_cfg.weights_dir),
+                        "model.backbone_weights")
   return fetch(spec, os.path.expanduser(model_cfg.weights_dir))
 
 
