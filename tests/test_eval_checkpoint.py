@@ -47,6 +47,7 @@ def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
   from jaxseg.config import build_config
   from jaxseg.data import datasets
   from jaxseg.evaluate import evaluate_split
+  from jaxseg.segmenter import Segmenter
 
   run, state, _, _ = build_from_checkpoint(build_config("demo:smoke"), workdir)
   source = datasets.prepare(run.cfg.data).as_data_source(run.cfg.data.eval_split)
@@ -57,7 +58,8 @@ def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
   for k, sample in enumerate(result.samples):  # Images as eval saw them, cropped to size.
     Image.fromarray(sample["image"]).save(inputs / f"{k}.png")
   files = predict_inputs.list_inputs(str(inputs))
-  predict.predict_paths(run, state, predict_inputs.readable_sizes(str(inputs), files),
+  segmenter = Segmenter(run.model, state.for_eval().variables(), run.cfg, run.meta, run.mesh)
+  predict.predict_paths(segmenter, predict_inputs.readable_sizes(str(inputs), files),
                         str(tmp_path / "out"))
   preds = [sample["pred"] for sample in result.samples]
   assert len(preds) == 8 and len(np.unique(np.stack(preds))) > 1  # Not a constant model.
