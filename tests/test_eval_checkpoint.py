@@ -46,6 +46,7 @@ def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
   from jaxseg.data import datasets
   from jaxseg.evaluation.evaluate import evaluate_split
   from jaxseg.prediction import inputs as predict_inputs, predict
+  from jaxseg.prediction.segmenter import Segmenter
   from jaxseg.runtime.build import build_from_checkpoint
 
   run, state, _, _ = build_from_checkpoint(build_config("demo:smoke"), workdir)
@@ -57,7 +58,8 @@ def test_predict_and_eval_give_the_same_labels(workdir, tmp_path):
   for k, sample in enumerate(result.samples):  # Images as eval saw them, cropped to size.
     Image.fromarray(sample["image"]).save(inputs / f"{k}.png")
   files = predict_inputs.list_inputs(str(inputs))
-  predict.predict_paths(run, state, predict_inputs.readable_sizes(str(inputs), files),
+  segmenter = Segmenter(run.model, state.for_eval().variables(), run.cfg, run.meta, run.mesh)
+  predict.predict_paths(segmenter, predict_inputs.readable_sizes(str(inputs), files),
                         str(tmp_path / "out"))
   preds = [sample["pred"] for sample in result.samples]
   assert len(preds) == 8 and len(np.unique(np.stack(preds))) > 1  # Not a constant model.

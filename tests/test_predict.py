@@ -153,23 +153,24 @@ def test_checkpoint_config_wins_and_only_inference_keys_may_be_set(voc_checkpoin
 
 
 def _record_calls(monkeypatch, fake=None):
-  """Wraps the jitted predict functions to record each call's batch shape (B, H, W)."""
-  from jaxseg.prediction import predict
+  """Wraps the jitted predict functions (the Segmenter's, which --mode predict uses) to
+  record each call's batch shape (B, H, W)."""
+  from jaxseg.prediction import segmenter
 
-  calls, real = [], predict.make_predict_fns
+  calls, real = [], segmenter.make_predict_fns
 
-  def make(model, cfg, state, mesh):
-    fns = fake(cfg) if fake else real(model, cfg, state, mesh)
+  def make(model, cfg, variables, mesh):
+    fns = fake(cfg) if fake else real(model, cfg, variables, mesh)
 
     def recorded(fn, kind):
-      def call(state, images_BHW3, size_B2):
+      def call(variables, images_BHW3, size_B2):
         calls.append((kind, images_BHW3.shape[:3]))
-        return fn(state, images_BHW3, size_B2)
+        return fn(variables, images_BHW3, size_B2)
       return call
 
     return recorded(fns[0], "whole"), recorded(fns[1], "tiles")
 
-  monkeypatch.setattr(predict, "make_predict_fns", make)
+  monkeypatch.setattr(segmenter, "make_predict_fns", make)
   return calls
 
 
@@ -203,8 +204,8 @@ def test_tiles_stitch_back_in_place(voc_checkpoint, tmp_path, monkeypatch):
   workdir, _, _ = voc_checkpoint
 
   def pointwise(cfg):
-    labels = lambda state, x, size: jnp.asarray(x)[..., 0].astype(jnp.int32) % VOC_CLASSES
-    probs = lambda state, x, size: jax.nn.one_hot(labels(state, x, size), VOC_CLASSES)
+    labels = lambda variables, x, size: jnp.asarray(x)[..., 0].astype(jnp.int32) % VOC_CLASSES
+    probs = lambda variables, x, size: jax.nn.one_hot(labels(variables, x, size), VOC_CLASSES)
     return labels, probs
 
   calls = _record_calls(monkeypatch, fake=pointwise)

@@ -149,3 +149,50 @@ def test_every_experiment_accepts_the_variants_it_declares():
       build_config(f"{name}:{flag}")
     for option, allowed in module.VARIANT_OPTIONS.items():
       build_config(f"{name}:{option}={sorted(allowed)[0]}")
+
+
+@pytest.mark.slow
+def test_python_api_predict_and_eval_give_the_same_predictions(tiny_run, shapes_dir, tmp_path):
+  """On the trained demo: jaxseg.Segmenter's masks == --mode predict's PNGs, and scored
+  against the labels they give exactly the per-class metrics the run's eval recorded (its
+  aug mode included: scale 0.75 and flip)."""
+  import run as cli
+  import jaxseg
+  from jaxseg.config.resolve import build_config
+  from jaxseg.data import datasets
+
+  workdir, _, _ = tiny_run
+  cfg = build_config("demo:smoke", [f"data.dir={shapes_dir}"])
+  source = datasets.prepare(cfg.data).as_data_source(cfg.data.eval_split)
+  records = [source[i] for i in range(len(source))]
+  images = [r["image"] for r in records]
+  (tmp_path / "in").mkdir()
+  for k, image in enumerate(images):
+    Image.fromarray(image).save(tmp_path / "in" / f"{k:04d}.png")
+
+  seg = jaxseg.Segmenter.from_checkpoint(workdir)
+  masks = seg.predict(images)
+  assert cli.main(["--mode", "predict", "--workdir", workdir, "--input", str(tmp_path / "in"),
+                   "--output", str(tmp_path / "out")]) == 0
+  for k, mask in enumerate(masks):
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "out" / "masks" / f"{k:04d}.png.png")), mask)
+
+  # The confusion matrix of the API's masks, by bincount (rows = ground truth).
+  K = seg.num_classes
+  conf = np.zeros((K, K), np.int64)
+  for record, mask in zip(records, masks):
+    label = record["label"][..., 0].astype(np.int64)
+    keep = label != 255
+    conf += np.bincount(label[keep] * K + mask[keep], minlength=K * K).reshape(K, K)
+  tp, gt, pred = np.diag(conf), conf.sum(1), conf.sum(0)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    mine = {"per_class_iou": tp / (gt + pred - tp), "per_class_acc": tp / gt,
+            "per_class_precision": tp / pred, "pixel_acc": tp.sum() / conf.sum()}
+  evaluated = [r for r in _records(workdir) if "eval/miou" in r][-1]
+  assert evaluated["step"] == seg.step == STEPS and evaluated["eval/mode"] == "aug"
+  assert 0 < evaluated["eval/miou"] < 1 and len(np.unique(np.concatenate(
+      [m.ravel() for m in masks]))) > 1  # A model that predicts more than one class.
+  for key, value in mine.items():
+    recorded = np.asarray(evaluated[f"eval/{key}"], np.float64)  # null (NaN) -> nan.
+    np.testing.assert_allclose(recorded, value, rtol=1e-12, err_msg=key)

@@ -226,3 +226,9 @@ def _say(message: str) -> None:
 
 def meta_of(builder) -> DatasetMeta:
   return DatasetMeta.from_json(builder.info.metadata)
+
+
+def declared_meta(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
+  """The meta the dataset's builder declares (classes, palette), nothing prepared or read:
+  what a model from weights alone is labelled with (Segmenter.from_experiment)."""
+  return meta_of(_builder(data_cfg))

@@ -56,7 +56,7 @@ def checked_image(data: bytes, where: str, keep=("JPEG",),
   image = _open(data, where)
   if image.format in keep and image.mode == "RGB" and _orientation(image) == 1:
     return data, (image.height, image.width)
-  image_HW3 = _to_rgb(image, where)
+  image_HW3 = displayed_rgb(image, where)
   out = io.BytesIO()
   Image.fromarray(image_HW3).save(out, format=reencode,
                                   **({"quality": 95} if reencode == "JPEG" else {}))
@@ -65,7 +65,7 @@ def checked_image(data: bytes, where: str, keep=("JPEG",),
 
 def rgb_pixels(data: bytes, where: str) -> np.ndarray:
   """Encoded image -> HxWx3 uint8 as displayed: EXIF orientation applied, 16 bits scaled."""
-  return _to_rgb(_open(data, where), where)
+  return displayed_rgb(_open(data, where), where)
 
 
 def displayed_size(image: Image.Image) -> tuple[int, int]:
@@ -88,7 +88,8 @@ def _orientation(image: Image.Image) -> int:
   return image.getexif().get(_EXIF_ORIENTATION, 1)
 
 
-def _to_rgb(image: Image.Image, where: str) -> np.ndarray:
+def displayed_rgb(image: Image.Image, where: str) -> np.ndarray:
+  """A decoded image -> HxWx3 uint8 as displayed (also the Python API's PIL inputs)."""
   # Cameras store pixels as sensed and the rotation in EXIF; viewers and
   # annotation tools show (and label) the rotated image, so that is the image.
   if _orientation(image) != 1:
