@@ -160,7 +160,7 @@ def main(argv=None) -> int:
       print("\n".join(f"{k} = {v!r}" for k, v in flat_dict(cfg.to_dict()).items()))
       return 0
     if args.mode != "train" and not explicit_exp:  # The checkpoint's own one is used.
-      cfg.experiment = ""  # Nothing to compare it with (checkpoint_config).
+      cfg.experiment = ""  # Nothing to compare it with (config/from_checkpoint.py).
     workdir = args.workdir or os.path.join("runs", run_name(args.exp))
     paths = {"--workdir": workdir, "data.dir": os.path.expanduser(cfg.data.dir)}
     from jaxseg.paths import resolve

@@ -90,7 +90,7 @@ def write_outputs(out_dir: str, path: str, image_HW3, mask_HW, palette_K3, alpha
 
 def predict_paths(segmenter, sizes: dict[str, tuple[int, int]], out_dir: str
                   ) -> dict[str, tuple[int, int]]:
-  """Predicts every image of `sizes` ({path: (H, W)}: predict_inputs.readable_sizes) with
+  """Predicts every image of `sizes` ({path: (H, W)}: inputs.readable_sizes) with
   `segmenter` (the Python API's own computation); returns {file name: (H, W)} written."""
   written = {}
   for path, image_HW3, mask_HW in segmenter.stream(sizes, load_image):

@@ -89,7 +89,7 @@ def build_from_checkpoint(cfg: ml_collections.ConfigDict, workdir: str, override
   (default: the newest intact checkpoint in `workdir`, newer damaged ones said).
 
   The run is rebuilt from the checkpoint's own config (with `overrides` of
-  inference keys, checkpoint_config.config_from_checkpoint) and dataset meta, so no dataset
+  inference keys, config/from_checkpoint.py) and dataset meta, so no dataset
   is read; only checkpoints older than the stored meta fall back to the dataset.
   """
   hint = f"python run.py --exp {cfg.experiment or 'NAME'} --workdir {workdir}"
