@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import run
+from jaxseg.evaluation import eval_mode
 from jaxseg.runtime.checkpoint import CheckpointError, Checkpointer
 from jaxseg.runtime.workdir import WorkdirBusyError, WorkdirLock
 from jaxseg.runtime.writer import MetricsWriter
-from jaxseg.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -177,7 +177,7 @@ def finished_run(shapes_dir, tmp_path_factory):
   """A run whose final evaluation failed: its final checkpoint must be complete."""
   workdir = str(tmp_path_factory.mktemp("finished") / "w")
   calls = []
-  real = train.evaluate_split
+  real = eval_mode.evaluate_split
 
   def fail_at_the_end(*args):
     calls.append(1)
@@ -185,12 +185,12 @@ def finished_run(shapes_dir, tmp_path_factory):
       raise RuntimeError("final eval failed")
     return real(*args)
 
-  train.evaluate_split = fail_at_the_end
+  eval_mode.evaluate_split = fail_at_the_end
   try:
     with pytest.raises(RuntimeError, match="final eval failed"):
       run.main(_args(workdir, shapes_dir))
   finally:
-    train.evaluate_split = real
+    eval_mode.evaluate_split = real
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=3)
   assert list(ckpt.manager.all_steps()) == [2, 4]  # Saved whole before the error left.
   ckpt.close()

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg.config import ConfigError, build_config
+from jaxseg.config.resolve import build_config
+from jaxseg.errors import ConfigError
 from jaxseg.models import SECTION, build_model, hf_hub, pretrained, weights
 from jaxseg.models.convert import flat_variables
 from jaxseg.models.convert_segformer import torch_key

@@ -156,7 +156,7 @@ def _torch_layout(seg, path, drop=0):
 
 def test_from_experiment_and_a_weights_file_predicts_as_the_checkpoint(seg, tmp_path):
   from jaxseg import Segmenter
-  from jaxseg.models.weights import WeightsMismatchError
+  from jaxseg.errors import WeightsMismatchError
 
   weights = _torch_layout(seg, tmp_path / "unet.npz")
   data = f"data.dir={tmp_path / 'no_data'}"

@@ -24,7 +24,7 @@ from PIL import Image
 from jaxseg.config.resolve import validate_batch_sizes
 from jaxseg.data.builders import imagefiles
 from jaxseg.data.datasets import DatasetMeta
-from jaxseg.errors import ConfigError
+from jaxseg.errors import ConfigError, WeightsMismatchError
 from jaxseg.evaluation import inference
 from jaxseg.prediction import plan
 from jaxseg.runtime.sharding import batch_sharded, make_mesh, replicated
@@ -142,7 +142,7 @@ class Segmenter:
     """
     from jaxseg.config.resolve import build_config
     from jaxseg.data.datasets import declared_meta
-    from jaxseg.models import build_model, pretrained, weights as weight_files
+    from jaxseg.models import build_model, pretrained
     from jaxseg.runtime import compile_cache
 
     compile_cache.enable()
@@ -153,7 +153,7 @@ class Segmenter:
     variables, report = pretrained.load_pretrained_state(
         abstract, pretrained.read_pretrained(cfg.model))
     if report.missing:
-      raise weight_files.WeightsMismatchError(
+      raise WeightsMismatchError(
           f"{weights} lacks {len(report.missing)} of the model's tensors (e.g. "
           f"{', '.join(report.missing[:3])}); a Segmenter takes every one from the file")
     return cls(build_model(cfg.model, meta.num_classes), variables, cfg, meta)
