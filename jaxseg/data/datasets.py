@@ -14,15 +14,14 @@ import numpy as np
 
 from jaxseg import locks, paths
 from jaxseg.config.checks import Checker
+from jaxseg.config.sections import Choice, Section
 from jaxseg.data import remote
-from jaxseg.errors import ConfigError
-
 # Every module that registers a builder, imported here once so DATASETS is complete.
 from jaxseg.data.builders import ade20k, cityscapes, folder, shapes, voc_seg  # noqa: F401
 from jaxseg.data.builders.registry import DATASETS
 # Re-exported: callers catch them as `datasets.DatasetError`.
-from jaxseg.config.sections import Choice, Section
 from jaxseg.data.errors import DatasetError, DatasetMissingError  # noqa: F401
+from jaxseg.errors import ConfigError
 from jaxseg.registry import unknown_name_message
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 import ml_collections
 
 from jaxseg.config.checks import Checker
-
-# Every module that registers a model, imported here once so MODELS is complete.
 from jaxseg.config.sections import Choice, Section
+# Every module that registers a model, imported here once so MODELS is complete.
 from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, segformer, unet
 from jaxseg.models.layers import AUTO, DTYPES
 from jaxseg.models.registry import MODELS
