@@ -115,7 +115,8 @@ EXPERIMENTS = {
                   "eval_typo.py:5: unknown config key 'eval.foo'"),
     "top_level": ("from experiments import demo\n\ndef get_config(variant=''):\n"
                   "  c = demo.get_config(variant)\n  c.bogus = 3\n  return c\n",
-                  "top_level.py:5: unknown config key 'bogus'; valid: augment, data, eval"),
+                  "top_level.py:5: unknown config key 'bogus'; did you mean 'browse'? valid: augment, "
+                  "browse, data, eval"),
     "nan_lr": ("from experiments import demo\n\ndef get_config(variant=''):\n"
                "  c = demo.get_config(variant)\n  c.optim.lr = float('nan')\n  return c\n",
                "error: optim.lr=nan: expected a finite number"),

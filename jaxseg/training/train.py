@@ -120,6 +120,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, force: bool
   that should not change (checkpoint.RESUMABLE_KEYS lists those that may).
   """
   distributed.initialize()  # Before any jax backend starts; a no-op if run.py did it.
+  # Before the workdir is claimed or any data prepared: the batch must split over the
+  # devices (the mesh spans them all).
+  validate_batch_sizes(cfg, "train", jax.device_count(), jax.process_count())
   with WorkdirLock(workdir):
     ckpt = _checkpointer(cfg, workdir)
     try:
@@ -136,8 +139,6 @@ def _train(cfg: ml_collections.ConfigDict, workdir: str, force: bool, ckpt: Chec
   mesh = make_mesh()
   if force and resumed is not None:  # The state must still fit (shapes only, no data).
     force_resume.check_state(ckpt, resumed, cfg, mesh, changes)
-  # Before preparing data, which can take long.
-  validate_batch_sizes(cfg, "train", mesh.size, jax.process_count())
   if distributed.is_main_process():
     print(runinfo.start_line(cfg, mesh, "train"), flush=True)
   # A resumed run restores its weights: pretrained ones are needed only to start, and
