@@ -115,8 +115,9 @@ def _user_error(e: BaseException, args, cfg, paths: dict[str, str]) -> tuple[int
     return EXIT_IO, f"error: {e}"
   if failures.out_of_memory(e):
     keys = {"train": failures.train_keys, "eval": failures.eval_keys,
-            "predict": failures.predict_keys}[args.mode]
-    return EXIT_IO, f"error: out of memory in --mode {args.mode}; {keys(cfg)}"
+            "predict": failures.predict_keys}.get(args.mode)
+    hint = f"; {keys(cfg)}" if keys else " (host memory: lower browse.count)"
+    return EXIT_IO, f"error: out of memory in --mode {args.mode}{hint}"
   # A dataset or checkpoint that cannot be used, a workdir in use, an unwritable path
   # (after the checks above: a full disk under them is named as such).
   if isinstance(e, (*USER_ERRORS, NotWritableError)):
