@@ -45,8 +45,7 @@ def _parse_args(argv):
 
 
 def _list() -> None:
-  from jaxseg import losses
-  from jaxseg import optim
+  from jaxseg import losses, optim
   from jaxseg.config.loading import experiment_names, experiment_variants
   from jaxseg.data.augment import AUGMENTATIONS
   from jaxseg.data.datasets import dataset_names

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import run
-from jaxseg import losses
-from jaxseg import optim
+from jaxseg import losses, optim
 from jaxseg.config.from_checkpoint import config_from_checkpoint
 from jaxseg.config.overrides import flat_dict
 from jaxseg.config.resolve import build_config

@@ -10,6 +10,7 @@ from jaxseg.errors import ConfigError
 
 
 def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """['a.b', 'a.c', ...]: the dotted key of every leaf of `cfg`."""
   keys = []
   for key, value in cfg.items():
     path = f"{prefix}{key}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxseg.config.loading import load_experiment
-from jaxseg.config.overrides import parse_value, flat_dict, flat_keys
+from jaxseg.config.overrides import flat_dict, flat_keys, parse_value
 from jaxseg.errors import ConfigError
 from jaxseg.registry import UnknownNameError, unknown_name_message
 
@@ -15,8 +15,7 @@ from jaxseg.registry import UnknownNameError, unknown_name_message
 def component_sections() -> list:
   """The sections filled from their chosen components' signatures (jaxseg/config/sections.py)."""
   # Lazy: the components import jax; config loading stays light otherwise.
-  from jaxseg import losses, models
-  from jaxseg import optim
+  from jaxseg import losses, models, optim
   from jaxseg.data import augment, datasets
 
   return [datasets.SECTION, augment.SECTION, models.SECTION, losses.SECTION, optim.SECTION]
@@ -31,7 +30,8 @@ def _unknown_key(cfg: ml_collections.ConfigDict, key: str) -> str:
   return unknown_name_message("config key", key, flat_keys(cfg))
 
 
-def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]
+                    ) -> ml_collections.ConfigDict:
   """Applies 'a.b=value' strings in order; unknown keys fail with the closest ones."""
   keys = flat_keys(cfg)
   for override in overrides:
@@ -84,8 +84,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every section's values (names, enums, shapes, ranges), so a bad value
   stops the run at load, before any data preparation; each section's checks live
   with the component that reads it."""
-  from jaxseg import losses, models
-  from jaxseg import optim
+  from jaxseg import losses, models, optim
   from jaxseg.config import run_sections
   from jaxseg.config.checks import check_representable
   from jaxseg.data import augment, datasets

@@ -14,8 +14,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxseg import losses
-from jaxseg import optim
+from jaxseg import losses, optim
 from jaxseg.config.from_checkpoint import config_from_checkpoint
 from jaxseg.data import dataset_fit
 from jaxseg.data import datasets
