@@ -30,6 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from jaxseg import paths
 from jaxseg.errors import WeightsError
 from jaxseg.registry import unknown_name_message
 
@@ -177,8 +178,9 @@ def _download(url: str, path: str, spec: str, revision: str) -> None:
                          f"{expected} as the server announced (interrupted or altered "
                          "download); nothing was saved, run again")
     os.replace(partial, path)
-    _write_json(path + SIDECAR, {"name": spec, "url": url, "commit": commit,
-                                 "sha256": expected, "size": received})
+    # Atomic (paths.write_bytes), so a reader sees the whole record or none.
+    record = {"name": spec, "url": url, "commit": commit, "sha256": expected, "size": received}
+    paths.write_bytes(path + SIDECAR, json.dumps(record, indent=1))
     _verified.add(_identity(path))
   finally:
     if os.path.exists(partial):
@@ -195,19 +197,6 @@ def _check_answer(url: str, expected: str, commit: str, revision: str) -> None:
   if COMMIT.match(revision) and commit != revision:
     raise WeightsError(f"{url}: served commit {commit}, not the pinned {revision}; "
                        "nothing was saved")
-
-
-def _write_json(path: str, record: dict) -> None:
-  """Atomically, so a reader sees the whole sidecar or none."""
-  directory, filename = os.path.split(path)
-  fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
-  try:
-    with os.fdopen(fd, "w") as out:
-      json.dump(record, out, indent=1)
-    os.replace(partial, path)
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
 
 
 def _identity(path: str) -> tuple[str, int, int]:
