@@ -16,7 +16,7 @@ import pytest
 
 from jaxseg.config.resolve import build_config
 from jaxseg.errors import ConfigError
-from jaxseg.models import SECTION, build_model, hf_hub, pretrained, weights
+from jaxseg.models import SECTION, build_model, download, hf_hub, pretrained, weights
 from jaxseg.models.convert import flat_variables
 from jaxseg.models.convert_segformer import torch_key
 from tests import mmseg_oracle
@@ -145,7 +145,7 @@ def test_encoder_downloads_once_is_recorded_and_loads(hub, tmp_path):
                                                       "model.safetensors.json"]
   loaded = pretrained.apply_pretrained(cfg, zeros(shapes), verbose=False)
   np.testing.assert_array_equal(query_kernel(loaded), state[QUERY].T)
-  hf_hub._verified.clear()  # A new process: hashed again against the record, not fetched.
+  download.forget_hashes()  # A new process: hashed again against the record, not fetched.
   assert weights.backbone_path(cfg) == path and len(hub.requests) == 2
 
 
@@ -174,7 +174,7 @@ def test_a_corrupt_or_orphaned_cache_is_refused_without_a_request(hub, tmp_path)
   requests = len(hub.requests)
   with open(path, "r+b") as f:
     f.truncate(100)
-  hf_hub._verified.clear()
+  download.forget_hashes()
   with pytest.raises(weights.WeightsError) as error:
     weights.backbone_path(cfg)
   message = str(error.value)

@@ -17,7 +17,7 @@ import pytest
 
 from jaxseg.config.resolve import build_config
 from jaxseg.errors import ConfigError
-from jaxseg.models import SECTION, pretrained, segformer_weights, weights
+from jaxseg.models import SECTION, download, pretrained, segformer_weights, weights
 
 NAME = "open-mmlab://resnet50_v1c"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +106,7 @@ def test_name_downloads_once_then_loads_from_cache(tmp_path, monkeypatch, no_pro
     assert path == str(tmp_path / "cache" / filename)
     assert open(path, "rb").read() == body and os.listdir(tmp_path / "cache") == [filename]
     variables = pretrained.apply_pretrained(cfg, tiny_variables(), verbose=False)
-    weights._verified.clear()  # A new process: the cached file is re-hashed, not re-fetched.
+    download.forget_hashes()  # A new process: the cached file is re-hashed, not re-fetched.
     assert weights.backbone_path(cfg) == path
     assert server.requests == [filename]
   finally:

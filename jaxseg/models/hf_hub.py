@@ -19,19 +19,18 @@ server serves another.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from jaxseg import paths
 from jaxseg.errors import WeightsError
+from jaxseg.models import download
 from jaxseg.registry import unknown_name_message
 
 SCHEME = "hf://"
@@ -54,9 +53,6 @@ REPOS = {
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 REVISION = re.compile(r"^[A-Za-z0-9._/-]+$")
-SOCKET_TIMEOUT_S = 60  # A stalled connection, not the whole download.
-CHUNK_BYTES = 1 << 20
-_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed by this process.
 
 
 def is_name(spec: str) -> bool:
@@ -150,41 +146,32 @@ def _hub_answer(chain) -> tuple[str, str, int | None]:
 
 
 def _download(url: str, path: str, spec: str, revision: str) -> None:
-  """Streams `url` to a temporary file beside `path`, checks it against the sha256 the
-  Hub announced, renames it into place, then writes the sidecar."""
-  directory, filename = os.path.split(path)
+  """Streams `url` into place beside `path` once it matches the sha256 the Hub
+  announced, then writes the sidecar record."""
   redirects = _RecordRedirects()
   opener = urllib.request.build_opener(redirects)  # Reads the proxy environment now.
   request = urllib.request.Request(url, headers={"User-Agent": "jaxseg",
                                                  "Accept-Encoding": "identity"})
-  fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
-  try:
-    sha = hashlib.sha256()
-    received = 0
-    with os.fdopen(fd, "wb") as out, opener.open(request, timeout=SOCKET_TIMEOUT_S) as response:
-      expected, commit, size = _hub_answer([*redirects.headers, response.headers])
-      _check_answer(url, expected, commit, revision)
-      print(f"downloading {spec}: {url} (commit {commit}, "
-            f"{(size or 0) / 2**20:.0f} MiB) -> {path}", file=sys.stderr)
-      while chunk := response.read(CHUNK_BYTES):
-        sha.update(chunk)
-        out.write(chunk)
-        received += len(chunk)
-    if size is not None and received != size:
-      raise WeightsError(f"download of {url} stopped after {received} of {size} bytes; "
-                         "nothing was saved, run again")
-    if sha.hexdigest() != expected:
-      raise WeightsError(f"downloaded {url} but its sha256 is {sha.hexdigest()}, not "
-                         f"{expected} as the server announced (interrupted or altered "
-                         "download); nothing was saved, run again")
-    os.replace(partial, path)
-    # Atomic (paths.write_bytes), so a reader sees the whole record or none.
-    record = {"name": spec, "url": url, "commit": commit, "sha256": expected, "size": received}
-    paths.write_bytes(path + SIDECAR, json.dumps(record, indent=1))
-    _verified.add(_identity(path))
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
+  with opener.open(request, timeout=download.SOCKET_TIMEOUT_S) as response:
+    expected, commit, size = _hub_answer([*redirects.headers, response.headers])
+    _check_answer(url, expected, commit, revision)
+    print(f"downloading {spec}: {url} (commit {commit}, "
+          f"{(size or 0) / 2**20:.0f} MiB) -> {path}", file=sys.stderr)
+
+    def check(digest: str, received: int) -> None:
+      if size is not None and received != size:
+        raise WeightsError(f"download of {url} stopped after {received} of {size} bytes; "
+                           "nothing was saved, run again")
+      if digest != expected:
+        raise WeightsError(f"downloaded {url} but its sha256 is {digest}, not "
+                           f"{expected} as the server announced (interrupted or altered "
+                           "download); nothing was saved, run again")
+
+    download.save_checked(response, path, check)
+  # Atomic (paths.write_bytes), so a reader sees the whole record or none.
+  record = {"name": spec, "url": url, "commit": commit, "sha256": expected,
+            "size": os.path.getsize(path)}
+  paths.write_bytes(path + SIDECAR, json.dumps(record, indent=1))
 
 
 def _check_answer(url: str, expected: str, commit: str, revision: str) -> None:
@@ -197,11 +184,6 @@ def _check_answer(url: str, expected: str, commit: str, revision: str) -> None:
   if COMMIT.match(revision) and commit != revision:
     raise WeightsError(f"{url}: served commit {commit}, not the pinned {revision}; "
                        "nothing was saved")
-
-
-def _identity(path: str) -> tuple[str, int, int]:
-  stat = os.stat(path)
-  return os.path.abspath(path), stat.st_size, stat.st_mtime_ns
 
 
 def _check_cached(path: str, spec: str) -> None:
@@ -218,15 +200,8 @@ def _check_cached(path: str, spec: str) -> None:
   if not os.path.exists(path):
     raise WeightsError(f"{path} (for {spec}) is missing beside its record "
                        f"{path + SIDECAR}; {advice}")
-  identity = _identity(path)
-  if identity in _verified:  # Hashed once per process: train and the loader both ask.
-    return
-  sha = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(CHUNK_BYTES):
-      sha.update(chunk)
-  if sha.hexdigest() != expected:
-    raise WeightsError(f"{path} (for {spec}) is corrupt: its sha256 is {sha.hexdigest()}, "
+  digest = download.file_sha256(path)
+  if digest != expected:
+    raise WeightsError(f"{path} (for {spec}) is corrupt: its sha256 is {digest}, "
                        f"not {expected} as recorded in {path + SIDECAR} at download "
                        f"(commit {record.get('commit')}); {advice}")
-  _verified.add(identity)

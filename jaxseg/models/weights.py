@@ -15,12 +15,10 @@ processes sharing a cache (multi-host) cannot see each other's partial files."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -28,7 +26,7 @@ import ml_collections
 from etils import epath
 
 from jaxseg.errors import WeightsError
-from jaxseg.models import hf_hub, segformer_weights
+from jaxseg.models import download, hf_hub, segformer_weights
 from jaxseg.registry import unknown_name_message
 
 NAMED = {
@@ -47,9 +45,6 @@ NAMED = {
 NONE = "none"  # Train the backbone from its random init, on purpose.
 SHA256_PREFIX = re.compile(r"-([0-9a-f]{8,})\.[^.]+$")
 # Seconds a connection may stall (not the whole download): offline fails at once anyway.
-SOCKET_TIMEOUT_S = 60
-CHUNK_BYTES = 1 << 20
-_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed by this process.
 
 
 # Schemes of weight *names* (hf://: hf_hub.py); any other URL (gs://bucket/x.pth, ...)
@@ -139,53 +134,28 @@ def fetch(name: str, cache_dir: str) -> str:
 
 
 def _download(url: str, path: str, expected: str, name: str) -> None:
-  """Streams `url` to a temporary file beside `path`, verifies it, renames it into place."""
-  directory, filename = os.path.split(path)
-  fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
-  try:
-    sha = hashlib.sha256()
-    # A fresh opener reads the proxy environment now (urlopen's global one is cached).
-    with os.fdopen(fd, "wb") as out, urllib.request.build_opener().open(
-        url, timeout=SOCKET_TIMEOUT_S) as response:
-      total = int(response.headers.get("Content-Length") or 0)
-      print(f"downloading {name}: {url} ({total / 2**20:.0f} MiB) -> {path}", file=sys.stderr)
-      received = 0
-      while chunk := response.read(CHUNK_BYTES):
-        sha.update(chunk)
-        out.write(chunk)
-        received += len(chunk)
-    if total and received != total:
-      raise WeightsError(f"download of {url} stopped after {received} of {total} bytes; "
-                         f"nothing was saved, run again")
-    digest = sha.hexdigest()
-    if not digest.startswith(expected):
-      raise WeightsError(f"downloaded {url} but its sha256 starts with "
-                         f"{digest[:len(expected)]}, not {expected} (interrupted or altered "
-                         f"download); nothing was saved, run again")
-    os.replace(partial, path)
-    _verified.add(_identity(path))
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
+  """Streams `url` into place beside `path`, renamed there only once verified."""
+  # A fresh opener reads the proxy environment now (urlopen's global one is cached).
+  with urllib.request.build_opener().open(url, timeout=download.SOCKET_TIMEOUT_S) as response:
+    total = int(response.headers.get("Content-Length") or 0)
+    print(f"downloading {name}: {url} ({total / 2**20:.0f} MiB) -> {path}", file=sys.stderr)
 
+    def check(digest: str, received: int) -> None:
+      if total and received != total:
+        raise WeightsError(f"download of {url} stopped after {received} of {total} bytes; "
+                           f"nothing was saved, run again")
+      if not digest.startswith(expected):
+        raise WeightsError(f"downloaded {url} but its sha256 starts with "
+                           f"{digest[:len(expected)]}, not {expected} (interrupted or altered "
+                           f"download); nothing was saved, run again")
 
-def _identity(path: str) -> tuple[str, int, int]:
-  stat = os.stat(path)
-  return os.path.abspath(path), stat.st_size, stat.st_mtime_ns
+    download.save_checked(response, path, check)
 
 
 def _check_cached(path: str, expected: str, name: str, url: str) -> None:
   """A cached file (downloaded, or put there by hand) must match its name's sha256 prefix."""
-  identity = _identity(path)
-  if identity in _verified:  # Hashed once per process: train and the loader both ask.
-    return
-  sha = hashlib.sha256()
-  with open(path, "rb") as f:
-    while chunk := f.read(CHUNK_BYTES):
-      sha.update(chunk)
-  digest = sha.hexdigest()
+  digest = download.file_sha256(path)
   if not digest.startswith(expected):
     raise WeightsError(f"{path} (for {name}) is corrupt: its sha256 starts with "
                        f"{digest[:len(expected)]}, not {expected}; delete it and run again, "
                        f"or fetch {url} there by hand")
-  _verified.add(identity)
