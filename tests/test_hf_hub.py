@@ -7,7 +7,6 @@ import http.server
 import io
 import json
 import os
-import threading
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +19,7 @@ from jaxseg.models import SECTION, build_model, download, hf_hub, pretrained, we
 from jaxseg.models.convert import flat_variables
 from jaxseg.models.convert_segformer import torch_key
 from tests import mmseg_oracle
+from tests.loopback import LoopbackServer, drop_proxies
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 ENCODER = "nvidia/mit-b0"
@@ -27,7 +27,7 @@ WHOLE = "nvidia/segformer-b0-finetuned-ade-512-512"
 HEAD_CHANNELS = 8  # A tiny decoder: the file is fabricated, the key names are transformers'.
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
   """Serves {(repo, filename): bytes} at /<repo>/resolve/<revision>/<filename>."""
 
   def __init__(self, files, commit=COMMIT, announced_sha=None):
@@ -69,21 +69,13 @@ class FakeHub:
         pass
 
     self.blobs = {}
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-    threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
+    super().__init__(Handler)
 
 
 @pytest.fixture
 def hub(monkeypatch):
   """A FakeHub that HF_ENDPOINT points at, with no proxy in the way."""
-  for var in list(os.environ):
-    if var.lower().endswith("_proxy"):
-      monkeypatch.delenv(var)
+  drop_proxies(monkeypatch)
   hub_ = FakeHub({})
   monkeypatch.setenv("HF_ENDPOINT", hub_.url)
   yield hub_

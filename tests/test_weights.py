@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 from jaxseg.config.resolve import build_config
 from jaxseg.errors import ConfigError
 from jaxseg.models import SECTION, download, pretrained, segformer_weights, weights
+from tests.loopback import LoopbackServer, drop_proxies
 
 NAME = "open-mmlab://resnet50_v1c"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ def tiny_checkpoint() -> bytes:
   return buffer.getvalue()
 
 
-class Server:
+class Server(LoopbackServer):
   """Serves `files` {name: bytes} on 127.0.0.1; `cut` names files sent half, then hung up."""
 
   def __init__(self, files, cut=()):
@@ -54,21 +54,12 @@ class Server:
       def log_message(self, *args):
         pass
 
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-    threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
+    super().__init__(Handler)
 
 
 @pytest.fixture
 def no_proxy(monkeypatch):
-  """Loopback requests must not go through a proxy from the test machine's environment."""
-  for var in list(os.environ):
-    if var.lower().endswith("_proxy"):
-      monkeypatch.delenv(var)
+  drop_proxies(monkeypatch)
 
 
 def served_name(monkeypatch, server, body, stem="tiny", sha=None):
