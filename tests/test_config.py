@@ -194,3 +194,12 @@ def test_bad_values_fail_at_load_naming_the_key(override, message):
   with pytest.raises(ConfigError) as info:
     build_config("demo", [*CHOOSING.get(key, ()), override])
   assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_the_loaders_component_section_names_are_the_filled_sections():
+  """config.loading names the component sections without importing the components;
+  the names must be those config.resolve fills from them."""
+  from jaxseg.config.resolve import component_sections
+  from jaxseg.config.run_sections import COMPONENT_SECTIONS
+
+  assert set(COMPONENT_SECTIONS) == {section.name for section in component_sections()}

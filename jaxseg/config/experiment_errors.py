@@ -13,7 +13,6 @@ import traceback
 
 import ml_collections
 
-from jaxseg.config.run_sections import RUN_SECTIONS
 from jaxseg.registry import unknown_name_message
 
 

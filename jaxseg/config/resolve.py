@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxseg.config import run_sections
+from jaxseg.config.checks import check_representable
 from jaxseg.config.loading import load_experiment
 from jaxseg.config.overrides import flat_dict, flat_keys, parse_value
 from jaxseg.errors import ConfigError
@@ -82,11 +84,10 @@ def build_config(spec: str, overrides: list[str] = ()) -> ml_collections.ConfigD
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every section's values (names, enums, shapes, ranges), so a bad value
-  stops the run at load, before any data preparation; each section's checks live
-  with the component that reads it."""
+  stops the run at load, before any data preparation. A component section's checks
+  live with its component (imported here, lazily: components import jax); the run
+  sections' beside their defaults in run_sections.py."""
   from jaxseg import losses, models, optim
-  from jaxseg.config import run_sections
-  from jaxseg.config.checks import check_representable
   from jaxseg.data import augment, datasets
   from jaxseg.models import weights
 

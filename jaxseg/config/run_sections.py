@@ -17,10 +17,8 @@ import ml_collections
 
 from jaxseg.config.checks import Checker
 
-# The sections filled from their chosen components (config.resolve.component_sections),
-# and those get_base_config declares whole.
+# The sections filled from their chosen components (config.resolve.component_sections).
 COMPONENT_SECTIONS = ("data", "augment", "model", "loss", "optim")
-RUN_SECTIONS = ("train", "eval", "predict", "browse")
 EVAL_MODES = ("whole", "slide", "aug")  # aug = multi-scale (+ flip) test-time augmentation.
 # native: the image at its own size on the dataset's canvas; resize: mmseg's test pipeline.
 EVAL_PROTOCOLS = ("native", "resize")
