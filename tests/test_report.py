@@ -183,5 +183,5 @@ def test_prediction_grid_legend_names_the_classes_present_and_ignore():
   assert len(fig.axes) == 6
   np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), image)
   np.testing.assert_array_equal(fig.axes[2].images[0].get_array(),
-                                report.overlay(image, pred, palette, 0.5))
+                                figures.overlay(image, pred, palette, 0.5))
   _not_blank(figures.png(fig))

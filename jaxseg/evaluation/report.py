@@ -23,8 +23,6 @@ import os
 
 from jaxseg import paths
 from jaxseg.evaluation import figures
-# Re-exported: predict.py draws its overlays with the reports' colours.
-from jaxseg.evaluation.figures import colorize, overlay  # noqa: F401
 from jaxseg.runtime.writer import MetricsWriter, read_records
 
 NA_NOTE = "(n/a: class absent from ground truth and prediction; excluded from means)"

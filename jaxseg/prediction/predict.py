@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from jaxseg.errors import ConfigError
-from jaxseg.evaluation import report
+from jaxseg.evaluation import figures
 from jaxseg.paths import is_url, local_copy, resolve, write_bytes
 from jaxseg.prediction.inputs import InputError, list_inputs, load_image, readable_sizes
 from jaxseg.prediction.segmenter import Segmenter
@@ -85,7 +85,7 @@ def write_outputs(out_dir: str, path: str, image_HW3, mask_HW, palette_K3, alpha
   flat[:len(palette_K3)] = palette_K3
   mask.putpalette(flat.ravel().tolist())
   _write_png(mask_path, mask)
-  _write_png(overlay_path, Image.fromarray(report.overlay(image_HW3, mask_HW, palette_K3, alpha)))
+  _write_png(overlay_path, Image.fromarray(figures.overlay(image_HW3, mask_HW, palette_K3, alpha)))
 
 
 def predict_paths(segmenter, sizes: dict[str, tuple[int, int]], out_dir: str
