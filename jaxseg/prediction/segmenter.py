@@ -112,13 +112,16 @@ class Segmenter:
     overrides: `--set` strings of eval.* / predict.* keys, e.g. ["eval.mode=slide"];
       the model itself always comes from the checkpoint's stored config.
     """
-    from jaxseg.config.resolve import build_config
+    from jaxseg.config.resolve import apply_overrides
+    from jaxseg.config.run_sections import get_base_config
     from jaxseg.runtime import compile_cache
 
     compile_cache.enable()
     overrides = [*overrides, *([] if step is None else [f"eval.checkpoint={step}"])]
-    cfg = build_config("demo", overrides)  # Only its eval.checkpoint is read.
-    cfg.experiment = ""  # Whatever the checkpoint's experiment is, it is the one used.
+    # Only eval.checkpoint is read before the checkpoint's own config takes over, and no
+    # experiment ('') is compared with the checkpoint's: the run-level defaults suffice.
+    cfg = get_base_config()
+    apply_overrides(cfg, [o for o in overrides if o.partition("=")[0].strip() == "eval.checkpoint"])
     return cls.from_config(cfg, workdir, overrides)
 
   @classmethod
