@@ -53,7 +53,7 @@ def recipe(*, data_name: str, crop_size: tuple, base_size: tuple, steps: int, ba
   c.data.worker_count = 8  # Image decoding + rescale at these crops needs parallel workers.
   c.augment.update(train_augment(crop_size, base_size))
   # mmseg 1.x CrossEntropyLoss(avg_non_ignore=False): the summed CE over every pixel.
-  c.loss.ce_avg_non_ignore = False
+  c.loss.cross_entropy = dict(avg_non_ignore=False)
   c.train.steps = steps
   c.train.batch_size = batch_size  # The config name's GPUs x per-GPU batch.
   c.train.log_every = 50

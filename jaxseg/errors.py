@@ -9,6 +9,9 @@ its traceback.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 EXIT_IO = 1  # A file, dataset, checkpoint or workdir that cannot be used; out of memory.
 EXIT_CONFIG = 2  # A bad experiment, --set value, flag, or weights that do not fit.
 EXIT_PREEMPTED = 3  # Stopped by a signal after saving a checkpoint: rerun to resume.
@@ -83,3 +86,27 @@ class NonFiniteError(Exception):
 # Each class above, for run.py: `isinstance(e, USER_ERRORS)` -> `e.exit_status`.
 USER_ERRORS = (ConfigError, UnknownNameError, PathError, WeightsMismatchError, WeightsError,
                DatasetError, CheckpointError, WorkdirBusyError, Preempted, NonFiniteError)
+
+
+# --- did-you-mean: every unknown name lists the closest valid ones ---------------
+
+
+def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+  """The valid names nearest to `name` (by edit similarity), best first."""
+  choices = list(choices)
+  # Compared lower-cased, so 'UNet' finds 'unet' first; the valid spelling comes back.
+  by_lower = {}
+  for c in choices:
+    by_lower.setdefault(c.lower(), c)
+  key = name.lower()
+  near = difflib.get_close_matches(key, list(by_lower), n=n, cutoff=0.5)
+  if not near:  # Fall back to prefix/substring matches before giving up.
+    near = [c for c in by_lower if key and (key in c or c in key)][:n]
+  return [by_lower[c] for c in near]
+
+
+def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
+  choices = sorted(choices)
+  near = closest(name, choices)
+  hint = f"did you mean {', '.join(repr(c) for c in near)}? " if near else ""
+  return f"unknown {kind} {name!r}; {hint}valid: {', '.join(choices) or '(none)'}"

@@ -12,6 +12,7 @@ import sys
 import ml_collections
 
 from jaxseg.config.loading import load_experiment
+from jaxseg.config.migrate import migrate
 from jaxseg.config.overrides import flat_dict, flat_keys
 from jaxseg.config.resolve import apply_overrides, component_sections, fill_sections, validate
 from jaxseg.config.run_sections import get_base_config
@@ -22,10 +23,10 @@ from jaxseg.registry import UnknownNameError
 # how to infer and where the data lives. Anything else would describe another
 # model than the one whose weights are restored.
 CHECKPOINT_SETTABLE_PREFIXES = ("eval.", "predict.")
-# data.folder_root: a folder dataset's prepared name pins its content, not its path,
+# data.folder.root: a folder dataset's prepared name pins its content, not its path,
 # so the same data evaluates from wherever it was moved to.
 CHECKPOINT_SETTABLE_KEYS = ("data.dir", "data.manual_dir", "data.worker_count",
-                            "data.folder_root")
+                            "data.folder.root")
 
 
 def _as_tuples(value):
@@ -60,13 +61,19 @@ def config_from_checkpoint(saved: dict, overrides: list[str] = (), requested: st
   # this version still has are taken. Keys no longer read anywhere are dropped.
   components = {section.name for section in component_sections()}
   template = set(flat_keys(cfg))
-  for key, value in flat_dict(saved).items():
+  for key, value in migrate(flat_dict(saved)).items():
     head = key.split(".")[0]
-    if key in template or (head in components and key.count(".") == 1):
+    if key in template or (head in components and "." in key):
       *parents, leaf = key.split(".")
       node = cfg
-      for parent in parents:
+      for parent in parents:  # A component's group the experiment does not set is made.
+        if parent not in node:
+          node[parent] = ml_collections.ConfigDict()
         node = node[parent]
+        if not isinstance(node, ml_collections.ConfigDict):
+          break
+      if not isinstance(node, ml_collections.ConfigDict):
+        continue  # An old key whose parent is now a value: no longer read.
       value = _as_tuples(value)
       if leaf in node and isinstance(node[leaf], float) and isinstance(value, int):
         value = float(value)

@@ -14,7 +14,7 @@ def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   keys = []
   for key, value in cfg.items():
     path = f"{prefix}{key}"
-    if isinstance(value, ml_collections.ConfigDict):
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
       keys.extend(flat_keys(value, path + "."))
     else:
       keys.append(path)

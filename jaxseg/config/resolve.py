@@ -27,7 +27,7 @@ def _unknown_key(cfg: ml_collections.ConfigDict, key: str) -> str:
   """Why `key` is not in `cfg`: another component's key, or a typo (the closest keys)."""
   head, _, leaf = key.partition(".")
   for section in component_sections():
-    if section.name == head and leaf and "." not in leaf:
+    if section.name == head and leaf:
       return section.inapplicable(leaf, cfg[head])
   return unknown_name_message("config key", key, flat_keys(cfg))
 
@@ -98,6 +98,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             ("predict", run_sections.validate_predict), ("browse", run_sections.validate_browse)]
   try:
     check_representable(flat_dict(cfg.to_dict()))  # Every number, whatever reads it.
+    for section in component_sections():  # Each argument as its component declares it.
+      section.check(cfg[section.name])
     for section, validate_section in checks:
       validate_section(cfg[section])
   except (ValueError, UnknownNameError) as e:

@@ -2,11 +2,15 @@
 
 A component section (`data`, `augment`, `model`, `loss`, `optim`) holds the keys
 its reader takes itself (`Section.shared`: `model.name`, `optim.lr`, ...) and the
-keyword-only parameters of the registered components its choice keys select
-(`Choice`: `model.name` picks a model factory; `optim.schedule` a schedule). The
-config loader fills each section from the chosen components' signatures
-(`Section.fill`), so a component's defaults live in its own signature, and a key
-no chosen component takes, like `model.aspp_dropout` with `unet`, fails at load.
+arguments of the registered components its choice keys select (`Choice`:
+`model.name` picks a model factory; `optim.schedule` a schedule), as each declares
+them in its signature (jaxseg/config/declare.py): groups are nested dicts
+(`model.backbone`), and a `nested` choice puts each member's arguments under its
+name (`loss.dice.smooth`). The config loader fills each section from the chosen
+components' declarations (`Section.fill`) and checks it against them
+(`Section.check`), so a component's defaults and ranges live in its own signature,
+and a key no chosen component takes, like `model.head.aspp_dropout` with `unet`,
+fails at load.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from jaxseg.config.declare import check_args, fill_values
+from jaxseg.config.overrides import flat_keys
 from jaxseg.registry import Registry, UnknownNameError, unknown_name_message
 
 
@@ -27,18 +33,13 @@ class Choice:
   registry: Registry
   # The member names a value selects: one name, or several (`loss.terms`).
   names_of: Callable[[Any], Sequence[str]] = lambda value: (value,)
+  # Each member's arguments under its own name (`loss.dice.smooth`), not the section's.
+  nested: bool = False
 
-
-def _fitted(value, default, where: str):
-  """`value` as the type of `default` (int -> float, list -> tuple), or a ValueError."""
-  if isinstance(default, tuple) and isinstance(value, list):
-    value = tuple(value)
-  if isinstance(default, float) and type(value) is int:
-    value = float(value)
-  if type(value) is not type(default):
-    raise ValueError(f"{where}={value!r}: expected a {type(default).__name__} "
-                     f"like {default!r}")
-  return value
+  def member_keys(self, member: str) -> dict[str, Any]:
+    """{key: default} this member adds to the section (one dict under its name if nested)."""
+    params = self.registry.params(member)
+    return {member: params} if self.nested else params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,14 +68,21 @@ class Section:
     """{key: default} of the section under `values`' choices, the shared keys first."""
     keys = dict(self.shared)
     for choice, name in self.selected(values):
-      for key, default in choice.registry.params(name).items():
+      for key, default in choice.member_keys(name).items():
         keys.setdefault(key, default)
     return keys
 
   def owners(self, key: str) -> list[str]:
-    """'model deeplabv3_resnet50'-style names of every registered component taking `key`."""
+    """'model deeplabv3_resnet50'-style names of every registered component taking the
+    (dotted) `key`, e.g. 'backbone.output_stride' or, under a nested choice, 'dice.smooth'."""
+    path = key.split(".")
+
+    def takes(tree, path) -> bool:
+      return not path or (isinstance(tree, Mapping) and path[0] in tree
+                          and takes(tree[path[0]], path[1:]))
+
     return [f"{c.registry.kind} {name}" for c in self.choices for name in c.registry.names()
-            if key in c.registry.params(name)]
+            if takes(c.member_keys(name), path)]
 
   def describe(self, values: Mapping) -> str:
     """'model unet', 'optimizer sgd, schedule poly', 'loss cross_entropy + dice':
@@ -94,9 +102,16 @@ class Section:
       if key not in keys and not self.owners(key) and not drop_unknown:
         raise UnknownNameError(f"{where}: " + unknown_name_message(
             f"{self.name} key", key, keys) + f" (chosen: {self.describe(values)})")
-    return ml_collections.ConfigDict(
-        {k: _fitted(values[k], d, f"{self.name}.{k}") if k in values else d
-         for k, d in keys.items()})
+    return ml_collections.ConfigDict(fill_values(keys, values, self.name, drop_unknown))
+
+  def check(self, section: Mapping) -> None:
+    """Each chosen component's arguments against their declared ranges and choices."""
+    for choice, name in self.selected(section):
+      params = choice.registry.declared(name)
+      if choice.nested:
+        check_args(params, section[name], f"{self.name}.{name}")
+      else:
+        check_args(params, section, self.name)
 
   def config(self, **values) -> ml_collections.ConfigDict:
     """The filled section of `values`, for code and tests that build one directly:
@@ -110,10 +125,10 @@ class Section:
   def inapplicable(self, key: str, section: Mapping) -> str:
     """Why `--set <section>.<key>` fails: the key is another component's, or a typo."""
     owners = self.owners(key)
-    valid = ", ".join(section)
+    valid = ", ".join(flat_keys(section))
     if owners:
       return (f"config key '{self.name}.{key}' does not apply to the chosen {self.describe(section)} "
               f"(it is a key of {', '.join(owners[:4])}{', ...' if len(owners) > 4 else ''}); "
               f"{self.name} keys now: {valid}")
     return unknown_name_message("config key", f"{self.name}.{key}",
-                                [f"{self.name}.{k}" for k in section])
+                                [f"{self.name}.{k}" for k in flat_keys(section)])

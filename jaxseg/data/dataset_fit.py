@@ -2,7 +2,7 @@
 dataset's meta is known (a prepared dataset, or a checkpoint's stored meta) and
 before anything is compiled: `build.build` runs `check` first.
 
-The config alone cannot say these: `loss.class_weights` needs the number of
+The config alone cannot say these: `loss.<term>.class_weights` needs the number of
 classes, and which input sizes a model takes (a U-Net of depth d wants sides
 divisible by 2**d) shows when it is traced at the sizes the run will feed it.
 """
@@ -55,11 +55,13 @@ def _model_error(model, HW: tuple[int, int]) -> Exception | None:
 def check(cfg: ml_collections.ConfigDict, meta: DatasetMeta) -> None:
   """Raises ConfigError (one line naming the key) on a value that does not fit `meta`
   or the model: class weights, and every input size training and evaluation feed."""
-  weights = cfg.loss.get("class_weights", ())
-  if weights and len(weights) != meta.num_classes:
-    raise ConfigError(f"loss.class_weights has {len(weights)} weights; expected one per class "
-                      f"of dataset {cfg.data.name!r}: {meta.num_classes} "
-                      f"({', '.join(meta.class_names[:6])}{', ...' * (meta.num_classes > 6)})")
+  for term, args in cfg.loss.items():  # Each chosen loss's own arguments (loss.<term>.*).
+    weights = args.get("class_weights", ()) if isinstance(args, ml_collections.ConfigDict) else ()
+    if weights and len(weights) != meta.num_classes:
+      raise ConfigError(
+          f"loss.{term}.class_weights has {len(weights)} weights; expected one per class "
+          f"of dataset {cfg.data.name!r}: {meta.num_classes} "
+          f"({', '.join(meta.class_names[:6])}{', ...' * (meta.num_classes > 6)})")
   model = build_model(cfg.model, meta.num_classes)
   for HW, what in input_sizes(cfg, meta).items():
     error = _model_error(model, HW)

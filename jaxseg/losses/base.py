@@ -1,23 +1,28 @@
 """What every loss shares: the LOSSES registry, the signature, masked primitives.
 
-Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool, cfg) and
-returns a scalar. A leaf module, so the pixel losses (`jaxseg.losses`) and the
+Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool) and its own
+arguments, declared keyword-only in its signature with their ranges and meaning
+(jaxseg/config/declare.py; the config's `loss.<name>.<argument>`), and returns a scalar. A leaf module, so the pixel losses (`jaxseg.losses`) and the
 region losses (`jaxseg.losses.region`) both register here without importing
 each other; read LOSSES through `jaxseg.losses`, which imports both.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
+from jaxseg.config.declare import Arg
 from jaxseg.registry import Registry
 
-LossFn = Callable[[jax.Array, jax.Array, jax.Array, ml_collections.ConfigDict], jax.Array]
 LOSSES: Registry = Registry("loss")
+
+# The arguments several losses take, declared once.
+ClassWeights = Annotated[tuple, Arg(min=0, help=(
+    "one weight >= 0 per class (torch's weighted mean); () = uniform"))]
+LabelSmoothing = Annotated[float, Arg(min=0, below=1, help="torch's label_smoothing")]
 
 
 def safe_divide(num, den):

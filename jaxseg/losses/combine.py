@@ -1,6 +1,7 @@
 """The `loss` section: `loss.terms` ('name:weight,...') parsed and checked, and the
 weighted sum of those registered losses (and of the auxiliary head's) as one
-function of (logits, aux, labels)."""
+function of (logits, aux, labels). Each chosen loss's own arguments are under its
+name, `loss.<name>.<argument>`, declared in its signature (pixel.py, region.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg.config.checks import Checker, representable_problem
+from jaxseg.config.declare import bind
 from jaxseg.config.sections import Choice, Section
 from jaxseg.losses.base import LOSSES
 from jaxseg.registry import unknown_name_message
@@ -49,29 +51,19 @@ SECTION = Section("loss", shared={
     # validated at config load: e.g. --set loss.terms=cross_entropy:1,dice:0.5
     "terms": "cross_entropy",
     "aux_weight": 0.4,  # Weight of the auxiliary head's loss (same terms), if any.
-}, choices=(Choice("terms", LOSSES, lambda terms: [n for n, _ in parse_terms(terms)]),))
+}, choices=(Choice("terms", LOSSES, lambda terms: [n for n, _ in parse_terms(terms)],
+                   nested=True),))
 
 
 def validate_config(loss_cfg: ml_collections.ConfigDict) -> None:
   """Fails at config load (not mid-run) on a bad `loss` section."""
   parse_terms(loss_cfg.terms)
-  c = Checker(loss_cfg, "loss")
-  c.choice("dice_mode", ("per_class", "global"), optional=True)
-  for key in ("topk_ratio", "ohem_thresh"):
-    c.number(key, above=0, max=1, optional=True)
-  c.number("label_smoothing", min=0, below=1, optional=True)
-  c.number("aux_weight", min=0)
-  for key in ("focal_gamma", "dice_smooth", "tversky_alpha", "tversky_beta"):
-    c.number(key, min=0, optional=True)
-  c.number("focal_alpha", above=0, optional=True)
-  c.count("ohem_min_kept", min=0, optional=True)
-  c.numbers("class_weights", range(1 << 16), "() or one weight >= 0 per class", min=0,
-            optional=True)
+  Checker(loss_cfg, "loss").number("aux_weight", min=0)
 
 
 def term(name: str, loss_cfg: ml_collections.ConfigDict):
-  """Loss `name` with its keys from `loss_cfg`: (logits, labels, valid) -> scalar."""
-  return functools.partial(LOSSES.get(name), **{k: loss_cfg[k] for k in LOSSES.params(name)})
+  """Loss `name` with its arguments from `loss_cfg[name]`: (logits, labels, valid) -> scalar."""
+  return functools.partial(LOSSES.get(name), **bind(LOSSES.declared(name), loss_cfg[name]))
 
 
 def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):

@@ -2,25 +2,28 @@
 pixels or all), binary cross-entropy, focal, OHEM and top-k.
 
 Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool) and its own
-`loss` keys as keyword-only parameters (jaxseg/config/sections.py), and returns a
-scalar. Ignored pixels (valid False) never contribute, and an all-ignore batch
+arguments (`loss.<name>.<argument>`), declared keyword-only with their ranges
+(jaxseg/config/declare.py), and returns a scalar. Ignored pixels (valid False) never contribute, and an all-ignore batch
 gives loss 0 with finite (zero) gradients: divisions use a double `where` so no
 0/0 appears even in the backward pass.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jax
 import jax.numpy as jnp
 
-from jaxseg.losses.base import LOSSES, one_hot_valid, safe_divide
+from jaxseg.config.declare import Arg
+from jaxseg.losses.base import LOSSES, ClassWeights, LabelSmoothing, one_hot_valid, safe_divide
 
 
 def _class_weights(class_weights: tuple, num_classes: int) -> jax.Array:
   if not class_weights:
     return jnp.ones((num_classes,), jnp.float32)
   if len(class_weights) != num_classes:
-    raise ValueError(f"loss.class_weights has {len(class_weights)} entries; "
+    raise ValueError(f"loss class_weights has {len(class_weights)} entries; "
                      f"the model predicts {num_classes} classes")
   return jnp.asarray(class_weights, jnp.float32)
 
@@ -44,28 +47,30 @@ def pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, class_weights: tuple
 
 
 @LOSSES.register("cross_entropy")
-def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: tuple = (),
-                  label_smoothing: float = 0.0, ce_avg_non_ignore: bool = True) -> jax.Array:
+def cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: ClassWeights = (),
+                  label_smoothing: LabelSmoothing = 0.0,
+                  avg_non_ignore: Annotated[bool, Arg(help=(
+                      "divide by the non-ignored pixels (torch), else by all (mmseg 1.x)"))
+                  ] = True) -> jax.Array:
   """Softmax CE summed over the batch, divided by its non-ignored or by all pixels.
 
-  `class_weights`: per-class weights (torch's weighted mean), () = uniform;
-  `label_smoothing`: torch's.
-
-  `ce_avg_non_ignore`: the (class-weighted) count of non-ignored pixels, torch's
+  `avg_non_ignore`: the (class-weighted) count of non-ignored pixels, torch's
   weighted mean; else every pixel, as mmseg 1.x's default avg_non_ignore=False:
   sum_i w[y_i] over the batch, an ignored pixel counting 1 (mmseg indexes its class
   weights with label 255 there and raises; without class weights this is B*H*W).
   """
   loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW,
                                              class_weights, label_smoothing)
-  if not ce_avg_non_ignore:
+  if not avg_non_ignore:
     weight_BHW = jnp.where(valid_BHW, weight_BHW, 1.0)
   return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
 
 
 @LOSSES.register("binary_cross_entropy")
 def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *,
-                         binary: bool = False) -> jax.Array:
+                         binary: Annotated[bool, Arg(help=(
+                             "one foreground logit instead of one-vs-all"))] = False
+                         ) -> jax.Array:
   """Sigmoid CE: one-vs-all over classes, or (`binary`) one foreground logit.
 
   In binary mode the foreground logit is channel 0 of a 1-channel output, or
@@ -75,7 +80,7 @@ def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *,
   C = logits_BHWC.shape[-1]
   if binary:
     if C > 2:
-      raise ValueError(f"loss.binary needs 1 or 2 output channels, got {C}")
+      raise ValueError(f"loss.binary_cross_entropy.binary needs 1 or 2 output channels, got {C}")
     x_BHW1 = logits_BHWC if C == 1 else logits_BHWC[..., 1:] - logits_BHWC[..., :1]
     y_BHW1 = (labels_BHW == 1)[..., None].astype(jnp.float32) * valid_BHW[..., None]
   else:
@@ -87,50 +92,57 @@ def binary_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *,
 
 
 @LOSSES.register("focal")
-def focal(logits_BHWC, labels_BHW, valid_BHW, *, focal_gamma: float = 2.0,
-          focal_alpha: float = 1.0) -> jax.Array:
-  """Softmax focal loss -alpha (1 - p_t)^gamma log p_t (Lin et al.), mean over valid pixels.
-
-  `focal_alpha` scales it (alpha_t = alpha for every class)."""
+def focal(logits_BHWC, labels_BHW, valid_BHW, *,
+          gamma: Annotated[float, Arg(min=0, help="focusing exponent")] = 2.0,
+          alpha: Annotated[float, Arg(above=0, help="scale (alpha_t = alpha for every class)")
+                           ] = 1.0) -> jax.Array:
+  """Softmax focal loss -alpha (1 - p_t)^gamma log p_t (Lin et al.), mean over valid pixels."""
   C = logits_BHWC.shape[-1]
   logp_t = jnp.sum(jax.nn.log_softmax(logits_BHWC, -1) * one_hot_valid(labels_BHW, valid_BHW, C), -1)
   # 1 - p_t as -expm1(log p_t): exact for confident pixels where 1 - exp() cancels.
-  modulator = jnp.maximum(-jnp.expm1(logp_t), 0.0) ** focal_gamma
-  per_BHW = -focal_alpha * modulator * logp_t * valid_BHW
+  modulator = jnp.maximum(-jnp.expm1(logp_t), 0.0) ** gamma
+  per_BHW = -alpha * modulator * logp_t * valid_BHW
   return safe_divide(jnp.sum(per_BHW), jnp.sum(valid_BHW))
 
 
 @LOSSES.register("ohem")
-def ohem_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: tuple = (),
-                       label_smoothing: float = 0.0, ohem_thresh: float = 0.7,
-                       ohem_min_kept: int = 100000) -> jax.Array:
+def ohem_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *,
+                       class_weights: ClassWeights = (), label_smoothing: LabelSmoothing = 0.0,
+                       thresh: Annotated[float, Arg(above=0, max=1, help=(
+                           "pixels whose true-class probability is below it are hard"))] = 0.7,
+                       min_kept: Annotated[int, Arg(min=0, help=(
+                           "at least this many pixels per image are kept"))] = 100000
+                       ) -> jax.Array:
   """CE over hard pixels, mmseg's OHEMPixelSampler: p_true < max(thresh, p_(min_kept*B)).
 
   The threshold is the (min_kept * B)-th smallest true-class probability among
   valid pixels (sorted with invalid ones pushed to +inf, so shapes stay static),
-  raised to `ohem_thresh`; CE is then averaged over the kept pixels.
+  raised to `thresh`; CE is then averaged over the kept pixels.
   """
   B, C = labels_BHW.shape[0], logits_BHWC.shape[-1]
   prob_BHW = jnp.sum(jax.nn.softmax(logits_BHWC, -1) * one_hot_valid(labels_BHW, valid_BHW, C), -1)
   prob_BHW = jax.lax.stop_gradient(prob_BHW)  # Selection is not differentiated (as mmseg).
   sorted_N = jnp.sort(jnp.where(valid_BHW, prob_BHW, jnp.inf).ravel())
   num_valid = jnp.sum(valid_BHW)
-  index = jnp.clip(jnp.minimum(ohem_min_kept * B, num_valid - 1), 0, sorted_N.size - 1)
+  index = jnp.clip(jnp.minimum(min_kept * B, num_valid - 1), 0, sorted_N.size - 1)
   min_threshold = jnp.where(num_valid > 0, sorted_N[index], 0.0)
-  kept_BHW = valid_BHW & (prob_BHW < jnp.maximum(min_threshold, ohem_thresh))
+  kept_BHW = valid_BHW & (prob_BHW < jnp.maximum(min_threshold, thresh))
   loss_BHW, weight_BHW = pixel_cross_entropy(logits_BHWC, labels_BHW, kept_BHW,
                                              class_weights, label_smoothing)
   return safe_divide(jnp.sum(loss_BHW), jnp.sum(weight_BHW))
 
 
 @LOSSES.register("topk")
-def topk_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *, class_weights: tuple = (),
-                       label_smoothing: float = 0.0, topk_ratio: float = 0.25) -> jax.Array:
-  """Mean CE of the hardest ceil(topk_ratio * num_valid) valid pixels (bootstrapped CE)."""
+def topk_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, *,
+                       class_weights: ClassWeights = (), label_smoothing: LabelSmoothing = 0.0,
+                       ratio: Annotated[float, Arg(above=0, max=1, help=(
+                           "fraction of the valid pixels kept, the hardest"))] = 0.25
+                       ) -> jax.Array:
+  """Mean CE of the hardest ceil(ratio * num_valid) valid pixels (bootstrapped CE)."""
   loss_BHW, _ = pixel_cross_entropy(logits_BHWC, labels_BHW, valid_BHW, class_weights,
                                     label_smoothing)
   # CE >= 0, so invalid pixels at -1 sort after every valid one and k <= num_valid.
   descending_N = -jnp.sort(-jnp.where(valid_BHW, loss_BHW, -1.0).ravel())
-  k = jnp.ceil(topk_ratio * jnp.sum(valid_BHW))
+  k = jnp.ceil(ratio * jnp.sum(valid_BHW))
   selected_N = jnp.arange(descending_N.size) < k
   return safe_divide(jnp.sum(jnp.where(selected_N, descending_N, 0.0)), k)

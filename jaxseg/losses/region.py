@@ -9,10 +9,18 @@ by importing this module.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jax
 import jax.numpy as jnp
 
+from jaxseg.config.declare import Arg
 from jaxseg.losses.base import LOSSES, one_hot_valid, safe_divide
+
+# The arguments Dice and Tversky share, declared once.
+Smooth = Annotated[float, Arg(min=0, help="added to numerator and denominator")]
+OverlapMode = Annotated[str, Arg(choices=("per_class", "global"), help=(
+    "per_class: a ratio per class, averaged; global: one over all classes"))]
 
 
 def _ratio_or_one(num, den):
@@ -32,24 +40,25 @@ def _overlaps(logits_BHWC, labels_BHW, valid_BHW, mode: str):
 
 
 @LOSSES.register("dice")
-def dice(logits_BHWC, labels_BHW, valid_BHW, *, dice_smooth: float = 1.0,
-         dice_mode: str = "per_class") -> jax.Array:
+def dice(logits_BHWC, labels_BHW, valid_BHW, *, smooth: Smooth = 1.0,
+         mode: OverlapMode = "per_class") -> jax.Array:
   """1 - (2 I + s) / (P + Y + s); per class then averaged, or over all classes at once."""
-  inter, prob, target = _overlaps(logits_BHWC, labels_BHW, valid_BHW, dice_mode)
-  s = dice_smooth
+  inter, prob, target = _overlaps(logits_BHWC, labels_BHW, valid_BHW, mode)
+  s = smooth
   return 1.0 - jnp.mean(_ratio_or_one(2.0 * inter + s, prob + target + s))
 
 
 @LOSSES.register("tversky")
-def tversky(logits_BHWC, labels_BHW, valid_BHW, *, dice_smooth: float = 1.0,
-            dice_mode: str = "per_class", tversky_alpha: float = 0.3,
-            tversky_beta: float = 0.7) -> jax.Array:
+def tversky(logits_BHWC, labels_BHW, valid_BHW, *, smooth: Smooth = 1.0,
+            mode: OverlapMode = "per_class",
+            alpha: Annotated[float, Arg(min=0, help="weight of false positives")] = 0.3,
+            beta: Annotated[float, Arg(min=0, help="weight of false negatives")] = 0.7
+            ) -> jax.Array:
   """1 - (TP + s) / (TP + alpha FP + beta FN + s); alpha = beta = 0.5 is Dice with s / 2."""
-  tp, prob, target = _overlaps(logits_BHWC, labels_BHW, valid_BHW, dice_mode)
+  tp, prob, target = _overlaps(logits_BHWC, labels_BHW, valid_BHW, mode)
   fp, fn = prob - tp, target - tp
-  s = dice_smooth
-  return 1.0 - jnp.mean(
-      _ratio_or_one(tp + s, tp + tversky_alpha * fp + tversky_beta * fn + s))
+  s = smooth
+  return 1.0 - jnp.mean(_ratio_or_one(tp + s, tp + alpha * fp + beta * fn + s))
 
 
 def _lovasz_flat(prob_NC, labels_N, valid_N) -> jax.Array:
@@ -78,12 +87,14 @@ def _lovasz_flat(prob_NC, labels_N, valid_N) -> jax.Array:
 
 @LOSSES.register("lovasz")
 def lovasz_softmax(logits_BHWC, labels_BHW, valid_BHW, *,
-                   lovasz_per_image: bool = False) -> jax.Array:
+                   per_image: Annotated[bool, Arg(help=(
+                       "per image, then the mean over images; else over the whole batch"))
+                   ] = False) -> jax.Array:
   """Lovász-softmax, classes 'present'; per image (then mean over images) or whole batch."""
   B, C = logits_BHWC.shape[0], logits_BHWC.shape[-1]
   prob_BNC = jax.nn.softmax(logits_BHWC, axis=-1).reshape(B, -1, C)
   labels_BN, valid_BN = labels_BHW.reshape(B, -1), valid_BHW.reshape(B, -1)
-  if lovasz_per_image:
+  if per_image:
     # An all-ignore image counts as 0 in the mean, as in the reference.
     return jnp.mean(jax.vmap(_lovasz_flat)(prob_BNC, labels_BN, valid_BN))
   return _lovasz_flat(prob_BNC.reshape(-1, C), labels_BN.ravel(), valid_BN.ravel())

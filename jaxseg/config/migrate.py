@@ -1,0 +1,49 @@
+"""Saved configs of older layouts, moved to today's keys before a checkpoint's config is rebuilt.
+
+Until the recipe config (2026-12), every component argument was a flat key of its
+section, prefixed to tell them apart (`loss.focal_gamma`, `model.output_stride`,
+`data.folder_root`); now each lives where its component declares it
+(`loss.focal.gamma`, `model.backbone.output_stride`, `data.folder.root`).
+`MOVED` maps each old flat key to every key that now holds its meaning: one that
+meant two things (`model.dropout`: the decode and the auxiliary head's) goes to
+both, and a key that kept its name for some components lists itself. Keys a
+checkpoint's model or loss does not take are then dropped when its sections are
+filled (config.from_checkpoint), as for any key no longer read.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+MOVED: dict[str, tuple[str, ...]] = {
+    # loss: each term's arguments under its name.
+    "loss.class_weights": ("loss.cross_entropy.class_weights", "loss.ohem.class_weights",
+                           "loss.topk.class_weights"),
+    "loss.label_smoothing": ("loss.cross_entropy.label_smoothing",
+                             "loss.ohem.label_smoothing", "loss.topk.label_smoothing"),
+    "loss.ce_avg_non_ignore": ("loss.cross_entropy.avg_non_ignore",),
+    "loss.binary": ("loss.binary_cross_entropy.binary",),
+    "loss.focal_gamma": ("loss.focal.gamma",),
+    "loss.focal_alpha": ("loss.focal.alpha",),
+    "loss.ohem_thresh": ("loss.ohem.thresh",),
+    "loss.ohem_min_kept": ("loss.ohem.min_kept",),
+    "loss.topk_ratio": ("loss.topk.ratio",),
+    "loss.dice_smooth": ("loss.dice.smooth", "loss.tversky.smooth"),
+    "loss.dice_mode": ("loss.dice.mode", "loss.tversky.mode"),
+    "loss.tversky_alpha": ("loss.tversky.alpha",),
+    "loss.tversky_beta": ("loss.tversky.beta",),
+    "loss.lovasz_per_image": ("loss.lovasz.per_image",),
+}
+
+
+def migrate(flat: Mapping[str, object]) -> dict[str, object]:
+  """A saved flat config ({'a.b': value}) with every old key moved to its new ones.
+
+  A value already at a new key wins over a moved one (a checkpoint of today's layout
+  has no old keys; this keeps a half-moved one from being overwritten)."""
+  moved = {key: value for key, value in flat.items() if key not in MOVED}
+  for old, new_keys in MOVED.items():
+    if old in flat:
+      for new in new_keys:
+        moved.setdefault(new, flat[old])
+  return moved
