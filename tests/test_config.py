@@ -127,7 +127,7 @@ def test_installed_copy_finds_experiments_from_another_directory(tmp_path):
 
 
 # Keys only some components take are set together with a choice that takes them.
-CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.name=sgd"],
+CHOOSING = {"loss.dice.mode": ["loss.terms=dice"], "optim.momentum": ["optim.name=sgd"],
             "model.output_stride": ["model.name=fcn_resnet50"],
             "model.init": ["model.name=fcn_resnet50"],
             "model.head_channels": ["model.name=mmseg_fcn_resnet50"],
@@ -167,8 +167,8 @@ CHOOSING = {"loss.dice_mode": ["loss.terms=dice"], "optim.momentum": ["optim.nam
     ("model.bn_momentum=2", "model.bn_momentum=2.0: expected a number >= 0 and <= 1"),
     ("model.classifier_init_std=-1", "model.classifier_init_std=-1.0: expected a number >= 0"),
     ("loss.aux_weight=-1", "loss.aux_weight=-1.0: expected a number >= 0"),
-    ("loss.dice_mode=globl", "loss.dice_mode='globl': unknown value 'globl'; did you mean"),
-    ("loss.class_weights=(1,-1)", "loss.class_weights=(1, -1): expected () or one weight >= 0"),
+    ("loss.cross_entropy.class_weights=(1,-1)",
+     "loss.cross_entropy.class_weights=(1, -1): expected numbers each >= 0"),
     ("optim.lr=0", "optim.lr=0.0: expected a number > 0"),
     ("optim.momentum=1", "optim.momentum=1.0: expected a number >= 0 and < 1"),
     ("optim.warmup_steps=-1", "optim.warmup_steps=-1: expected an int >= 0"),

@@ -22,7 +22,8 @@ def test_defaults_fit():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["loss.class_weights=(1,2,3)"], "loss.class_weights has 3 weights; expected one per class "
+    (["loss.cross_entropy.class_weights=(1,2,3)"],
+     "loss.cross_entropy.class_weights has 3 weights; expected one per class "
                                      "of dataset 'shapes': 6 (class0, class1, class2, class3, "
                                      "class4, class5)"),
     (["augment.crop_size=(60,64)"], "augment.crop_size=(60, 64): model 'unet' cannot take a "
@@ -48,8 +49,8 @@ def test_build_checks_before_it_compiles(monkeypatch):
     raise AssertionError("the state was initialised before the check")
 
   monkeypatch.setattr(build_module, "create_train_state", no_init)
-  with pytest.raises(ConfigError, match="loss.class_weights has 2 weights"):
-    build(_cfg("loss.class_weights=(1,2)"), META, make_mesh())
+  with pytest.raises(ConfigError, match="loss.cross_entropy.class_weights has 2 weights"):
+    build(_cfg("loss.cross_entropy.class_weights=(1,2)"), META, make_mesh())
   # Windows larger than the canvas shrink to it: a 64x64 pass, which fits.
   dataset_fit.check(_cfg("eval.mode=slide", "eval.crop_size=(100,100)"), META)
   # The same misfit on a canvas the window is cut to: 36 = the canvas side.

@@ -28,9 +28,10 @@ def _case(kind, seed=0):
   return logits, labels
 
 
-def _cfg(terms="cross_entropy", **updates):
-  """The `loss` section of `terms` with `updates` (a key they do not take fails)."""
-  return losses.SECTION.config(terms=terms, **updates)
+def _cfg(terms="cross_entropy", **args):
+  """The `loss` section of the single loss `terms` with its arguments `args` (one it
+  does not take fails)."""
+  return losses.SECTION.config(terms=terms, **({terms: args} if args else {}))
 
 
 def _np_log_softmax(x):
@@ -154,23 +155,23 @@ CASES = {
                            {"class_weights": tuple(W4), "label_smoothing": 0.1},
                            lambda l, y: ref_cross_entropy(l, y, W4, 0.1)),
     "bce": ("binary_cross_entropy", {}, ref_sigmoid_bce),
-    "focal": ("focal", {"focal_gamma": 2.0, "focal_alpha": 0.25},
+    "focal": ("focal", {"gamma": 2.0, "alpha": 0.25},
               lambda l, y: ref_focal(l, y, 2.0, 0.25)),
-    "dice": ("dice", {"dice_smooth": 1.0},
+    "dice": ("dice", {"smooth": 1.0},
              lambda l, y: ref_dice(l, y, 1.0, "per_class")),
-    "dice_global": ("dice", {"dice_smooth": 0.5, "dice_mode": "global"},
+    "dice_global": ("dice", {"smooth": 0.5, "mode": "global"},
                     lambda l, y: ref_dice(l, y, 0.5, "global")),
-    "tversky": ("tversky", {"tversky_alpha": 0.3, "tversky_beta": 0.7, "dice_smooth": 1.0},
+    "tversky": ("tversky", {"alpha": 0.3, "beta": 0.7, "smooth": 1.0},
                 lambda l, y: ref_tversky(l, y, 0.3, 0.7, 1.0, "per_class")),
     "lovasz": ("lovasz", {}, lambda l, y: ref_lovasz(l, y, False)),
-    "lovasz_per_image": ("lovasz", {"lovasz_per_image": True},
+    "per_image": ("lovasz", {"per_image": True},
                          lambda l, y: ref_lovasz(l, y, True)),
-    "ohem": ("ohem", {"ohem_thresh": 0.3, "ohem_min_kept": 5},
+    "ohem": ("ohem", {"thresh": 0.3, "min_kept": 5},
              lambda l, y: ref_ohem(l, y, 0.3, 5, np.ones(C), 0.0)),
-    "ohem_min_kept": ("ohem", {"ohem_thresh": 0.05, "ohem_min_kept": 12,
+    "min_kept": ("ohem", {"thresh": 0.05, "min_kept": 12,
                                "class_weights": tuple(W4)},
                       lambda l, y: ref_ohem(l, y, 0.05, 12, W4, 0.0)),
-    "topk": ("topk", {"topk_ratio": 0.3}, lambda l, y: ref_topk(l, y, 0.3)),
+    "topk": ("topk", {"ratio": 0.3}, lambda l, y: ref_topk(l, y, 0.3)),
 }
 
 
@@ -209,7 +210,7 @@ def test_focal_with_gamma_0_is_cross_entropy_and_extreme_logits_stay_finite():
   logits, labels = _case("mixed")
   args = (jnp.asarray(labels), jnp.asarray(labels != IGNORE))
   ce = losses.term("cross_entropy", _cfg())(jnp.asarray(logits), *args)
-  fl = losses.term("focal", _cfg("focal", focal_gamma=0.0, focal_alpha=1.0))(
+  fl = losses.term("focal", _cfg("focal", gamma=0.0, alpha=1.0))(
       jnp.asarray(logits), *args)
   np.testing.assert_allclose(float(fl), float(ce), rtol=1e-6)
   huge = jnp.asarray(logits * 1e4)
@@ -220,7 +221,7 @@ def test_focal_with_gamma_0_is_cross_entropy_and_extreme_logits_stay_finite():
 
 def test_make_loss_combines_weighted_terms_and_aux():
   logits, labels = _case("mixed")
-  cfg = _cfg("cross_entropy:1.0, dice:0.5", aux_weight=0.4)
+  cfg = losses.SECTION.config(terms="cross_entropy:1.0, dice:0.5", aux_weight=0.4)
   fn = losses.make_loss(cfg, IGNORE)
   aux = {"aux_logits": jnp.asarray(logits[::-1].copy())}
   total, terms = fn(jnp.asarray(logits), aux, jnp.asarray(labels))
@@ -244,12 +245,48 @@ def test_parse_terms():
     ("loss.terms=cross_entropy:1,dcie:0.5", "did you mean 'dice'"),
     ("loss.terms=dice:half", "'half' of 'dice' is not a number"),
     ("loss.terms=", "loss.terms is empty"),
-    ("loss.dice_mode=micro", "loss.dice_mode='micro'"),
+    ("loss.dice.mode=micro", r"loss.dice.mode='micro': expected one of \['per_class', 'global'\]"),
+    ("loss.dice.mode=globl", "did you mean 'global'"),
+    ("loss.dice.smooth=-1", r"loss.dice.smooth=-1.0: expected a number >= 0"),
+    ("loss.dice.smoth=2", "unknown config key 'loss.dice.smoth'; did you mean 'loss.dice.smooth'"),
+    ("loss.focal.gamma=2", "'loss.focal.gamma' does not apply to the chosen loss dice "
+                           r"\(it is a key of loss focal\)"),
     ("eval.mode=sliding", "eval.mode='sliding'"),
 ])
 def test_bad_loss_config_fails_at_load(override, message):
   with pytest.raises(ConfigError, match=message):
-    build_config("demo", ["loss.terms=dice", override] if "dice_mode" in override else [override])
+    build_config("demo", ["loss.terms=dice", override])
+
+
+@pytest.mark.parametrize("terms, override, message", [
+    ("focal", "loss.focal.alpha=0", r"loss.focal.alpha=0.0: expected a number > 0"),
+    ("ohem", "loss.ohem.thresh=1.5", r"loss.ohem.thresh=1.5: expected a number > 0 and <= 1"),
+    ("ohem", "loss.ohem.min_kept=-1", r"loss.ohem.min_kept=-1: expected an int >= 0"),
+    ("topk", "loss.topk.ratio=0", r"loss.topk.ratio=0.0: expected a number > 0 and <= 1"),
+    ("cross_entropy", "loss.cross_entropy.label_smoothing=1",
+     r"label_smoothing=1.0: expected a number >= 0 and < 1"),
+    ("cross_entropy", "loss.cross_entropy.class_weights=(1,-1)",
+     r"class_weights=\(1, -1\): expected numbers each >= 0"),
+    ("tversky", "loss.tversky.beta=-0.5", r"loss.tversky.beta=-0.5: expected a number >= 0"),
+])
+def test_declared_ranges_are_checked_at_load(terms, override, message):
+  """Each range lives in the loss's signature (pixel.py, region.py) and stops the run at load."""
+  with pytest.raises(ConfigError, match=message):
+    build_config("demo", [f"loss.terms={terms}", override])
+
+
+def test_each_term_keeps_its_own_arguments():
+  """Two terms that take an argument of the same name hold one value each (the flat
+  layout shared `dice_smooth` between dice and tversky)."""
+  cfg = build_config("demo", ["loss.terms=dice:1,tversky:1", "loss.dice.smooth=0.5",
+                              "loss.tversky.smooth=2"])
+  assert (cfg.loss.dice.smooth, cfg.loss.tversky.smooth) == (0.5, 2.0)
+  logits, labels = _case("mixed")
+  args = (jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(labels != IGNORE))
+  np.testing.assert_allclose(float(losses.term("dice", cfg.loss)(*args)),
+                             ref_dice(logits, labels, 0.5, "per_class"), rtol=2e-5)
+  np.testing.assert_allclose(float(losses.term("tversky", cfg.loss)(*args)),
+                             ref_tversky(logits, labels, 0.3, 0.7, 2.0, "per_class"), rtol=2e-5)
 
 
 def test_loss_variant_and_override_select_terms():

@@ -1,5 +1,5 @@
 """The mmseg recipes' training side against mmsegmentation: its CrossEntropyLoss (and
-numpy) for `loss.ce_avg_non_ignore`, its shipped configs' loss, optimizer and
+numpy) for `loss.cross_entropy.avg_non_ignore`, its shipped configs' loss, optimizer and
 schedule settings (SegFormer's AdamW and paramwise_cfg included), and mmengine's
 PolyLR (SegFormer: LinearLR + PolyLR) step by step.
 
@@ -39,8 +39,8 @@ def case(seed=0, ignore_frac=0.25, all_ignore=False):
 
 
 def jax_ce(logits, labels, avg_non_ignore, class_weights=()):
-  cfg = losses.SECTION.config(ce_avg_non_ignore=avg_non_ignore,
-                              class_weights=tuple(float(w) for w in class_weights))
+  cfg = losses.SECTION.config(cross_entropy=dict(
+      avg_non_ignore=avg_non_ignore, class_weights=tuple(float(w) for w in class_weights)))
   ce = losses.term("cross_entropy", cfg)
   fn = lambda x: ce(x, jnp.asarray(labels), jnp.asarray(labels != IGNORE))
   value, grad = jax.value_and_grad(fn)(jnp.asarray(logits))
@@ -100,12 +100,12 @@ def test_all_pixels_denominator_counts_ignored_pixels_as_one(weights):
 
 
 def test_voc_recipes_train_with_mmseg_denominator_and_base_keeps_torch_mean():
-  assert losses.SECTION.config().ce_avg_non_ignore is True
+  assert losses.SECTION.config().cross_entropy.avg_non_ignore is True
   for name in ("voc_fcn", "voc_deeplabv3", "voc_deeplabv3plus", "voc_fcn8s", "voc_fcn:tv"):
     cfg = build_config(name)
-    assert cfg.loss.ce_avg_non_ignore is False, name
-    assert cfg.loss.terms == "cross_entropy" and not cfg.loss.class_weights
-    assert cfg.loss.label_smoothing == 0.0
+    assert cfg.loss.cross_entropy.avg_non_ignore is False, name
+    assert cfg.loss.terms == "cross_entropy" and not cfg.loss.cross_entropy.class_weights
+    assert cfg.loss.cross_entropy.label_smoothing == 0.0
 
 
 MMSEG_CONFIGS = {"voc_fcn": "fcn/fcn_r50-d8_4xb4-20k_voc12aug-512x512.py",
@@ -145,8 +145,8 @@ def test_recipe_loss_is_mmsegs_shipped_config(name):
   heads = [model.decode_head.loss_decode] + ([aux.loss_decode] if aux else [])
   for head in heads:
     assert head.type == "CrossEntropyLoss" and not head.get("use_sigmoid")
-    assert head.get("class_weight") is None and not ours.loss.class_weights
-    assert head.get("avg_non_ignore", False) is ours.loss.ce_avg_non_ignore
+    assert head.get("class_weight") is None and not ours.loss.cross_entropy.class_weights
+    assert head.get("avg_non_ignore", False) is ours.loss.cross_entropy.avg_non_ignore
   assert [h.loss_weight for h in heads] == [1.0, ours.loss.aux_weight][:len(heads)]
   assert model.decode_head.get("sampler") is None and ours.loss.terms == "cross_entropy"
   assert model.decode_head.get("ignore_index", 255) == IGNORE

@@ -124,7 +124,7 @@ def test_one_adamw_step_equals_mmsegs_optim_wrapper():
   def loss_fn(params):
     (logits, _), _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
                                  x_BHWC, train=True, mutable=["batch_stats"])
-    return cross_entropy(logits, labels, labels != 255, ce_avg_non_ignore=False)
+    return cross_entropy(logits, labels, labels != 255, avg_non_ignore=False)
 
   @jax.jit
   def step(params):

@@ -89,15 +89,15 @@ def test_set_of_another_optimizers_key_fails_at_load_and_passes_with_that_optimi
 
 
 def test_loss_keys_follow_the_chosen_terms():
-  with pytest.raises(ConfigError, match=r"'loss.focal_gamma' does not apply to the chosen "
+  with pytest.raises(ConfigError, match=r"'loss.focal.gamma' does not apply to the chosen "
                                         r"loss cross_entropy \(it is a key of loss focal\)"):
-    build_config("demo", ["loss.focal_gamma=3"])
+    build_config("demo", ["loss.focal.gamma=3"])
   cfg = build_config("demo", ["loss.terms=cross_entropy:1,ohem:0.5",
-                              "loss.class_weights=(1,2,3,4)"])
-  # A key two chosen terms take is one value, given to both.
+                              "loss.ohem.class_weights=(1,2,3,4)"])
+  # Each chosen term's arguments are its own: the ohem weights do not reach cross_entropy.
   assert losses.term("ohem", cfg.loss).keywords["class_weights"] == (1.0, 2.0, 3.0, 4.0)
-  assert losses.term("cross_entropy", cfg.loss).keywords["class_weights"] == (1.0, 2.0, 3.0, 4.0)
-  assert "focal_gamma" not in cfg.loss and "ohem_thresh" in cfg.loss
+  assert losses.term("cross_entropy", cfg.loss).keywords["class_weights"] == ()
+  assert "focal" not in cfg.loss and cfg.loss.ohem.thresh == 0.7
 
 
 def test_every_optimizer_schedule_and_loss_runs_from_its_own_section():

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxseg import paths
+from jaxseg.config.migrate import migrate
 from jaxseg.config.overrides import flat_dict
 from jaxseg.errors import ConfigError
 from jaxseg.runtime.checkpoint_damage import (CheckpointError, DamagedCheckpointError, damaged_file,
@@ -56,10 +57,13 @@ def config_changes(old: dict, new: dict) -> dict[str, tuple]:
 
   A key only one side has is not read by the other's version or choices (a
   component section holds only its chosen components' keys, and a changed
-  choice is itself a change), so it is no difference of the run.
+  choice is itself a change), so it is no difference of the run. A checkpoint of
+  the flat layout has its keys moved first (config/migrate.py), so its
+  `loss.ce_avg_non_ignore` is compared with `loss.cross_entropy.avg_non_ignore`.
   """
   # Through JSON both ways, so tuples and lists (and ints and floats) compare alike.
   old, new = (flat_dict(json.loads(json.dumps(c))) for c in (old, new))
+  old = migrate(old)
   return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
 
 
