@@ -155,9 +155,9 @@ def main(argv=None) -> int:
     explicit_exp, args.exp = args.exp is not None, args.exp or "demo"
     cfg = build_config(args.exp, args.overrides)
     if args.print_config:
-      from jaxseg.config.overrides import flat_dict
+      from jaxseg.config.resolve import config_lines
 
-      print("\n".join(f"{k} = {v!r}" for k, v in flat_dict(cfg.to_dict()).items()))
+      print("\n".join(config_lines(cfg)))
       return 0
     if args.mode != "train" and not explicit_exp:  # The checkpoint's own one is used.
       cfg.experiment = ""  # Nothing to compare it with (config/from_checkpoint.py).

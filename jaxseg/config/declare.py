@@ -38,6 +38,16 @@ class Arg:
   choices: tuple = ()
   check: Callable[[Any], str | None] | None = None
 
+  def describe(self) -> str:
+    """'meaning (>= 0 and < 1)': what `--print_config` shows beside the value."""
+    if self.choices:
+      rule = "one of " + ", ".join(map(str, self.choices))
+    else:
+      rule = " and ".join(f"{text} {b}" for b, text in (
+          (self.min, ">="), (self.above, ">"), (self.max, "<="), (self.below, "<"))
+          if b is not None)
+    return f"{self.help} ({rule})" if self.help and rule else self.help or rule
+
   def problem(self, value) -> str | None:
     """What `value` should have been, or None if it fits."""
     if self.choices:
@@ -140,8 +150,9 @@ def _fitted(value, default, where: str):
   if isinstance(default, float) and type(value) is int:
     value = float(value)
   if type(value) is not type(default):
-    raise ValueError(f"{where}={value!r}: expected a {type(default).__name__} "
-                     f"like {default!r}")
+    kind = type(default).__name__
+    raise ValueError(f"{where}={value!r}: expected {'an' if kind[0] in 'aeiou' else 'a'} "
+                     f"{kind} like {default!r}")
   return value
 
 
@@ -166,6 +177,17 @@ def fill_values(defaults: Mapping[str, Any], values: Mapping, where: str,
     else:
       filled[key] = _fitted(values[key], default, f"{where}.{key}")
   return filled
+
+
+def describe_args(params: Mapping[str, Param], prefix: str) -> dict[str, str]:
+  """{'prefix.key': meaning and range} of every declared argument, groups included."""
+  described = {}
+  for name, p in params.items():
+    if p.group is not None:
+      described.update(describe_args(p.group, f"{prefix}.{name}"))
+    elif p.arg.describe():
+      described[f"{prefix}.{name}"] = p.arg.describe()
+  return described
 
 
 def check_args(params: Mapping[str, Param], values: Mapping, where: str) -> None:

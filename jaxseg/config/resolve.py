@@ -106,6 +106,19 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from None
 
 
+def config_lines(cfg: ml_collections.ConfigDict) -> list[str]:
+  """`key = value` of every key (`--print_config`), each component argument followed
+  by its meaning and range as its component declares them."""
+  meanings = {}
+  for section in component_sections():
+    meanings.update(section.meanings(cfg[section.name]))
+  lines = []
+  for key, value in flat_dict(cfg.to_dict()).items():
+    line = f"{key} = {value!r}"
+    lines.append(f"{line:<48}  # {meanings[key]}" if key in meanings else line)
+  return lines
+
+
 # Which global batch sizes each run mode splits over the devices.
 BATCH_KEYS = {"train": ("train.batch_size", "eval.batch_size"), "eval": ("eval.batch_size",),
               "predict": ("predict.batch_size",)}

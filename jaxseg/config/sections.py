@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
-from jaxseg.config.declare import check_args, fill_values
+from jaxseg.config.declare import check_args, describe_args, fill_values
 from jaxseg.config.overrides import flat_keys
 from jaxseg.registry import Registry, UnknownNameError, unknown_name_message
 
@@ -112,6 +112,14 @@ class Section:
         check_args(params, section[name], f"{self.name}.{name}")
       else:
         check_args(params, section, self.name)
+
+  def meanings(self, section: Mapping) -> dict[str, str]:
+    """{'loss.dice.smooth': meaning and range} of each chosen component's declared arguments."""
+    described = {}
+    for choice, name in self.selected(section):
+      prefix = f"{self.name}.{name}" if choice.nested else self.name
+      described.update(describe_args(choice.registry.declared(name), prefix))
+    return described
 
   def config(self, **values) -> ml_collections.ConfigDict:
     """The filled section of `values`, for code and tests that build one directly:

@@ -21,7 +21,7 @@ LOSSES: Registry = Registry("loss")
 
 # The arguments several losses take, declared once.
 ClassWeights = Annotated[tuple, Arg(min=0, help=(
-    "one weight >= 0 per class (torch's weighted mean); () = uniform"))]
+    "per-class weights (torch's weighted mean); () = uniform"))]
 LabelSmoothing = Annotated[float, Arg(min=0, below=1, help="torch's label_smoothing")]
 
 
