@@ -3,18 +3,54 @@ checkpoint the bad state, or (train.skip_nonfinite) skip the update and count it
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxseg.config.resolve import build_config
 from jaxseg.runtime.checkpoint import Checkpointer
-from jaxseg.training import train
+from jaxseg.training import steps, train
+
+NAN_STEP = 3
+
+
+class _NaNAtStep:
+  """The model, its logits NaN at one train step (so the loss and every gradient are).
+
+  The step is told by the dropout key the train step hands the model:
+  fold_in(fold_in(key(seed), step - 1), micro-batch 0), as steps.make_train_step
+  derives it. If that derivation changes, no step is poisoned and these tests fail.
+  """
+
+  def __init__(self, model, seed: int, step: int):
+    self.model = model
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), step - 1), 0)
+    self.poison_key = jax.random.key_data(key)
+
+  def apply(self, variables, x, **kwargs):
+    out = self.model.apply(variables, x, **kwargs)
+    if "rngs" not in kwargs:  # Evaluation: never poisoned.
+      return out
+    (logits, aux), updated = out
+    hit = jnp.all(jax.random.key_data(kwargs["rngs"]["dropout"]) == self.poison_key)
+    return (logits * jnp.where(hit, jnp.nan, 1.0), aux), updated
+
+  def __getattr__(self, name):
+    return getattr(self.model, name)
+
+
+@pytest.fixture(autouse=True)
+def _nan_at_step_3(monkeypatch):
+  make = steps.make_train_step
+  monkeypatch.setattr(steps, "make_train_step", lambda model, loss_fn, tx, schedule, cfg: make(
+      _NaNAtStep(model, cfg.seed, NAN_STEP), loss_fn, tx, schedule, cfg))
 
 
 def _cfg(shapes_dir, *overrides):
   return build_config("demo:smoke,seed", [
       f"data.dir={shapes_dir}", "model.width=4", "train.batch_size=8", "eval.batch_size=304",
-      "train.tensorboard=false", "train.debug_nan_at_step=3", *overrides])
+      "train.tensorboard=false", *overrides])
 
 
 def test_nan_between_log_points_stops_before_the_next_checkpoint(shapes_dir, tmp_path):

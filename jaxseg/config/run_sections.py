@@ -48,7 +48,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   # A NaN/Inf loss or gradient: False stops the run (exit 4) naming the last good
   # checkpoint; True skips that update (params unchanged) and counts it.
   c.train.skip_nonfinite = False
-  c.train.debug_nan_at_step = 0  # Testing only: make the loss NaN at this step (0 = never).
   c.train.tensorboard = True  # Also write TensorBoard event files to <workdir>/tensorboard.
   # (start, end): a jax.profiler trace of steps start..end-1 into <workdir>/profile/
   # (TensorBoard or ui.perfetto.dev); () = none. E.g. --set train.profile_steps=(10,15).
@@ -103,7 +102,6 @@ def validate_train(train_cfg: ml_collections.ConfigDict) -> None:
               "grad_accum_steps"):
     c.count(key)
   c.count("eval_every", min=0)  # 0 = only at the end.
-  c.count("debug_nan_at_step", min=0)
   c.number("ema_decay", min=0, below=1)
   if train_cfg.batch_size % train_cfg.grad_accum_steps:
     c.fail("batch_size", f"a multiple of train.grad_accum_steps={train_cfg.grad_accum_steps}")

@@ -33,7 +33,6 @@ def make_train_step(model, loss_fn, tx, schedule, cfg):
   """
   base_key = jax.random.key(cfg.seed)
   accum, ema_decay = cfg.train.grad_accum_steps, cfg.train.ema_decay
-  nan_at = cfg.train.debug_nan_at_step
 
   def step(state: TrainState, batch):
     this_step = state.step + 1  # 1-based, as the loop and metrics.jsonl count.
@@ -51,8 +50,6 @@ def make_train_step(model, loss_fn, tx, schedule, cfg):
             {"params": params, "batch_stats": batch_stats}, images_bHWC, train=True,
             rngs={"dropout": jax.random.fold_in(step_key, index)}, mutable=["batch_stats"])
         total, terms = loss_fn(logits_BHWC, aux, labels_bHW)
-        if nan_at:  # Test hook (train.debug_nan_at_step): poisons loss and gradients.
-          total = total * jnp.where(this_step == nan_at, jnp.nan, 1.0)
         return total, (terms, updated.get("batch_stats", {}))
 
       (loss, (terms, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
