@@ -54,7 +54,8 @@ def test_train_pipeline_and_preprocessor_are_mmsegs(name):
   assert (photo.saturation_lower, photo.saturation_upper) == tuple(ours_photo.saturation_range)
   pre = mm.model.data_preprocessor
   assert tuple(pre["size"]) == tuple(a.crop_size) and pre["seg_pad_val"] == 255
-  assert pre["pad_val"] == 0 and a.crop.image_pad == "mean"  # 0 after normalising = the mean colour.
+  # 0 after normalising = the mean colour.
+  assert pre["pad_val"] == 0 and a.crop.image_pad == "mean"
   assert tuple(pre["mean"]) == tuple(a.mean) and tuple(pre["std"]) == tuple(a.std)
   assert pre["bgr_to_rgb"]  # mmseg loads BGR; jaxseg's images are RGB throughout.
 
