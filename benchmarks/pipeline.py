@@ -80,6 +80,7 @@ def main() -> None:
   from absl import flags
 
   from experiments import _voc
+  from jaxseg.config.overrides import flat_dict
   from jaxseg.config.resolve import build_config
   from jaxseg.data import pipeline
 
@@ -93,7 +94,8 @@ def main() -> None:
   for workers in (int(w) for w in args.workers.split(",")):
     voc = dict(_voc.mmseg_voc_augment(), crop_size=(args.crop, args.crop))
     cfg = build_config("demo", [f"data.worker_count={workers}", f"train.batch_size={args.batch}",
-                                *(f"augment.{key}={value}" for key, value in voc.items())])
+                                *(f"augment.{key}={value}"
+                                  for key, value in flat_dict(voc).items())])
     it = iter(pipeline.train_loader(source, cfg, ignore_index=255))
     for _ in range(args.warmup):
       next(it)

@@ -23,7 +23,7 @@ def ade20k_config(*, crop: int = 512, steps: int = 80_000, eval_every: int = 8_0
   """mmseg's ADE20K data and test settings; `crop` x `crop` crops with (2048, crop) as the
   rescale base and test scale (its 512x512 and 640x640 dataset configs alike)."""
   # Put ADEChallengeData2016.zip in data.manual_dir (default <data.dir>/downloads/manual),
-  # or set data.download=True; see docs/data.md.
+  # or set data.ade20k.download=True; see docs/data.md.
   return _mmseg.recipe(data_name="ade20k", crop_size=(crop, crop), base_size=(2048, crop),
                        steps=steps, batch_size=16, eval_every=eval_every,
                        test_scale=(2048, crop),

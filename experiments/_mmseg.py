@@ -34,10 +34,11 @@ def train_augment(crop_size: tuple, base_size: tuple) -> dict:
   base_size, ratio_range=(0.5, 2.0)), RandomCrop(crop_size, cat_max_ratio=0.75),
   RandomFlip 0.5, PhotoMetricDistortion's defaults, and the data preprocessor's padding
   (mean colour: 0 once normalised)."""
-  return dict(preset="voc", crop_size=tuple(crop_size), base_size=tuple(base_size),
-              scale_range=(0.5, 2.0), cat_max_ratio=0.75, flip_prob=0.5, image_pad="mean",
-              brightness_delta=32.0, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
-              hue_delta=18)
+  return dict(preset="voc", crop_size=tuple(crop_size),
+              rescale=dict(scale_range=(0.5, 2.0), base_size=tuple(base_size)),
+              crop=dict(cat_max_ratio=0.75, image_pad="mean"), flip_prob=0.5,
+              photometric=dict(brightness_delta=32.0, contrast_range=(0.5, 1.5),
+                               saturation_range=(0.5, 1.5), hue_delta=18))
 
 
 def recipe(*, data_name: str, crop_size: tuple, base_size: tuple, steps: int, batch_size: int,
@@ -91,8 +92,8 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
   c.data.worker_count = 0
   c.augment.preset = "scale_crop_flip"  # The same ops (no photometric) at a tiny size.
   c.augment.crop_size = (32, 32)
-  c.augment.base_size = ()  # Rescale relative to the 64x64 original.
-  c.augment.cat_max_ratio = 1.0
+  c.augment.rescale.base_size = ()  # Rescale relative to the 64x64 original.
+  c.augment.crop.cat_max_ratio = 1.0
   c.model.backbone_weights = "none"  # Offline: no ImageNet weights for a smoke run.
   c.model.weights = ""
   c.train.steps = 2

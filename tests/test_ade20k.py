@@ -111,7 +111,7 @@ def test_missing_zip_is_one_line_naming_file_size_and_place(tmp_path):
   message = str(e.value)
   assert "\n" not in message and f"{manual}/{ZIP}" in message
   assert "967,382,037 bytes" in message and f"data.manual_dir={manual}" in message
-  assert "data.download=True" in message and isinstance(e.value, FileNotFoundError)
+  assert "data.ade20k.download=True" in message and isinstance(e.value, FileNotFoundError)
 
 
 def test_published_counts_are_required(tmp_path, prepared):

@@ -114,7 +114,7 @@ def test_missing_zips_are_one_line_naming_both_sizes_and_place(tmp_path):
   assert "\n" not in message and isinstance(e.value, FileNotFoundError)
   assert f"{IMAGES} (about 11 GB) and {LABELS} (about 241 MB)" in message
   assert f"in {manual}" in message and "cityscapes-dataset.com" in message
-  assert "data.download" not in message  # Behind a login: never offered.
+  assert ".download=" not in message  # Behind a login: never offered.
 
 
 def test_one_missing_zip_is_named_alone(tmp_path, prepared):

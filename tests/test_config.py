@@ -135,24 +135,30 @@ CHOOSING = {"loss.dice.mode": ["loss.terms=dice"], "optim.momentum": ["optim.nam
             "model.fc_channels": ["model.name=fcn8s"], "model.fc_dropout": ["model.name=fcn8s"],
             "model.bn_momentum": ["model.name=fcn_resnet50"],
             "model.classifier_init_std": ["model.name=fcn_resnet50"],
-            "data.folder_ignore_rgb": ["data.name=folder"],
+            "data.folder.ignore_rgb": ["data.name=folder"],
             **{f"augment.{key}": ["augment.preset=scale_crop_flip"]
-               for key in ("scale_range", "base_size", "contrast_range", "hue_delta")}}
+               for key in ("rescale.scale_range", "rescale.base_size",
+                           "photometric.contrast_range", "photometric.hue_delta")}}
 
 
 # One bad value per kind of check, in every section; each fails at load naming its key.
 @pytest.mark.parametrize("override, message", [
     ("data.worker_count=-1", "data.worker_count=-1: expected an int >= 0"),
-    ("data.folder_ignore_rgb=(255,255)", "data.folder_ignore_rgb=(255, 255): expected () or"),
+    ("data.folder.ignore_rgb=(255,255)", "data.folder.ignore_rgb=(255, 255): expected () or"),
     ("augment.crop_size=(64,0)", "augment.crop_size=(64, 0): expected two positive ints"),
     ("augment.crop_size=(64,64,3)", "augment.crop_size=(64, 64, 3): expected two positive"),
     ("augment.flip_prob=-0.1", "augment.flip_prob=-0.1: expected a number >= 0 and <= 1"),
-    ("augment.image_pad=edge", "augment.image_pad='edge': unknown value 'edge'"),
-    ("augment.cat_max_ratio=0", "augment.cat_max_ratio=0.0: expected a number > 0 and <= 1"),
-    ("augment.scale_range=(2,0.5)", "augment.scale_range=(2.0, 0.5): expected (low, high)"),
-    ("augment.base_size=(512,)", "augment.base_size=(512,): expected () or two positive"),
-    ("augment.contrast_range=(1.5,)", "augment.contrast_range=(1.5,): expected (low, high)"),
-    ("augment.hue_delta=200", "augment.hue_delta=200: expected an int >= 0 and <= 180"),
+    ("augment.crop.image_pad=edge", "augment.crop.image_pad='edge': expected one of ['zero', "),
+    ("augment.crop.cat_max_ratio=0",
+     "augment.crop.cat_max_ratio=0.0: expected a number > 0 and <= 1"),
+    ("augment.rescale.scale_range=(2,0.5)",
+     "augment.rescale.scale_range=(2.0, 0.5): expected (low, high)"),
+    ("augment.rescale.base_size=(512,)",
+     "augment.rescale.base_size=(512,): expected () or two positive"),
+    ("augment.photometric.contrast_range=(1.5,)",
+     "augment.photometric.contrast_range=(1.5,): expected (low, high)"),
+    ("augment.photometric.hue_delta=200",
+     "augment.photometric.hue_delta=200: expected an int >= 0 and <= 180"),
     ("augment.mean=(1,2)", "augment.mean=(1.0, 2.0): expected three values"),
     ("augment.std=(1,0,1)", "augment.std=(1.0, 0.0, 1.0): expected three values (R, G, B) > 0"),
     ("model.width=0", "model.width=0: expected an int >= 1"),

@@ -21,7 +21,7 @@ def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
   assert c.model.aux_head and c.loss.aux_weight == 0.4
   assert (c.data.name, c.data.config) == ("voc_seg", "2012_aug")
   assert tuple(c.augment.crop_size) == (512, 512) and c.augment.preset == "voc"
-  assert c.augment.cat_max_ratio == 0.75 and tuple(c.augment.scale_range) == (0.5, 2.0)
+  assert c.augment.crop.cat_max_ratio == 0.75 and c.augment.rescale.scale_range == (0.5, 2.0)
   assert c.train.batch_size == 16 and c.train.steps == 20_000
   assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == (
       "sgd", 0.01, 0.9, 5e-4)
@@ -63,7 +63,7 @@ def test_voc_fcn_trains_and_evaluates_on_fabricated_voc(tmp_path, capsys):
                  "--set", "data.worker_count=0", "--set", "model.name=seed_cnn",
                  "--set", "model.backbone_weights=none",
                  "--set", "model.width=4", "--set", "augment.crop_size=(32,32)",
-                 "--set", "augment.base_size=(64,32)", "--set", "train.steps=2",
+                 "--set", "augment.rescale.base_size=(64,32)", "--set", "train.steps=2",
                  "--set", "train.batch_size=8", "--set", "eval.batch_size=8",
                  "--set", "train.log_every=1", "--set", "train.checkpoint_every=2",
                  "--set", "train.tensorboard=false"])

@@ -13,7 +13,7 @@ from tests import fabricate
 
 
 def _cfg(data_dir, root, *more):
-  return build_config("demo", ["data.name=folder", f"data.folder_root={root}",
+  return build_config("demo", ["data.name=folder", f"data.folder.root={root}",
                                f"data.dir={data_dir}", *more]).data
 
 
@@ -107,11 +107,11 @@ def test_ignore_colour_is_configurable(tmp_path):
   fabricate.folder_dataset(str(root), rgb=True, splits=(("train", 2),))
   # Without an ignore colour, the white borders are unknown colours.
   with pytest.raises(datasets.DatasetError, match=r"colours \(255,255,255\)"):
-    datasets.prepare(_cfg(str(tmp_path / "tfds"), str(root), "data.folder_ignore_rgb=()"))
+    datasets.prepare(_cfg(str(tmp_path / "tfds"), str(root), "data.folder.ignore_rgb=()"))
 
 
 def test_missing_root_and_train_split(tmp_path):
-  with pytest.raises(datasets.DatasetMissingError, match="data.folder_root"):
+  with pytest.raises(datasets.DatasetMissingError, match="data.folder.root"):
     datasets.prepare(_cfg(str(tmp_path / "tfds"), ""))
   root = tmp_path / "data"
   root.mkdir()

@@ -19,7 +19,7 @@ def _folder(tmp_path, splits):
   root = tmp_path / "data"
   root.mkdir()
   fabricate.folder_dataset(str(root), rgb=False, splits=splits, image_ext=".png")
-  return [f"data.folder_root={root}", f"data.dir={tmp_path / 'tfds'}", "data.name=folder"]
+  return [f"data.folder.root={root}", f"data.dir={tmp_path / 'tfds'}", "data.name=folder"]
 
 
 def _main(capsys, workdir, data_sets, *more, mode="train"):

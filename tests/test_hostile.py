@@ -299,9 +299,9 @@ def test_a_moved_folder_dataset_is_named_where_it_now_lives():
   from jaxseg.config.from_checkpoint import config_from_checkpoint
   from jaxseg.errors import ConfigError
 
-  saved = build_config("demo:smoke", ["data.name=folder", "data.folder_root=/old/place"])
-  cfg = config_from_checkpoint(saved.to_dict(), ["data.folder_root=/new/place"])
-  assert cfg.data.folder_root == "/new/place" and cfg.data.name == "folder"
+  saved = build_config("demo:smoke", ["data.name=folder", "data.folder.root=/old/place"])
+  cfg = config_from_checkpoint(saved.to_dict(), ["data.folder.root=/new/place"])
+  assert cfg.data.folder.root == "/new/place" and cfg.data.name == "folder"
   with pytest.raises(ConfigError, match="--set data.shuffle_seed: eval and predict rebuild"):
     config_from_checkpoint(saved.to_dict(), ["data.shuffle_seed=4"])
 

@@ -21,7 +21,7 @@ import pytest
 import ml_collections
 from jaxseg.data import datasets
 cfg = ml_collections.ConfigDict(dict(name="folder", config="", dir=sys.argv[1], manual_dir="",
-                                     folder_root=sys.argv[2], folder_ignore_rgb=(255, 255, 255)))
+                                     folder=dict(root=sys.argv[2], ignore_rgb=(255, 255, 255))))
 builder = datasets.prepare(cfg)
 print("prepared", builder.builder_config.name, builder.info.splits["train"].num_examples,
       *datasets.meta_of(builder).eval_canvas_HW, flush=True)
@@ -43,7 +43,7 @@ def _dataset(tmp_path):
   root.mkdir()
   fabricate.folder_dataset(str(root), rgb=False, splits=(("train", 6), ("val", 2)))
   data_dir = str(tmp_path / "tfds")
-  cfg = build_config("demo", ["data.name=folder", f"data.folder_root={root}",
+  cfg = build_config("demo", ["data.name=folder", f"data.folder.root={root}",
                               f"data.dir={data_dir}"]).data
   return cfg, data_dir, str(root)
 

@@ -40,18 +40,22 @@ def test_train_pipeline_and_preprocessor_are_mmsegs(name):
                          "RandomFlip", "PhotoMetricDistortion", "PackSegInputs"]
   assert a.preset == "voc"  # mmseg's standard pipeline, the same ops for every dataset.
   resize, crop = steps["RandomResize"], steps["RandomCrop"]
-  assert tuple(resize["scale"]) == tuple(a.base_size) and resize["keep_ratio"]
-  assert tuple(resize["ratio_range"]) == tuple(a.scale_range)
+  assert tuple(resize["scale"]) == tuple(a.rescale.base_size) and resize["keep_ratio"]
+  assert tuple(resize["ratio_range"]) == tuple(a.rescale.scale_range)
   assert tuple(crop["crop_size"]) == tuple(a.crop_size) == tuple(mm.crop_size)
-  assert crop["cat_max_ratio"] == a.cat_max_ratio and steps["RandomFlip"]["prob"] == a.flip_prob
+  assert crop["cat_max_ratio"] == a.crop.cat_max_ratio
+  assert steps["RandomFlip"]["prob"] == a.flip_prob
   photo = PhotoMetricDistortion(**{k: v for k, v in steps["PhotoMetricDistortion"].items()
                                    if k != "type"})
-  assert photo.brightness_delta == a.brightness_delta and photo.hue_delta == a.hue_delta
-  assert (photo.contrast_lower, photo.contrast_upper) == tuple(a.contrast_range)
-  assert (photo.saturation_lower, photo.saturation_upper) == tuple(a.saturation_range)
+  ours_photo = a.photometric
+  assert (photo.brightness_delta, photo.hue_delta) == (ours_photo.brightness_delta,
+                                                       ours_photo.hue_delta)
+  assert (photo.contrast_lower, photo.contrast_upper) == tuple(ours_photo.contrast_range)
+  assert (photo.saturation_lower, photo.saturation_upper) == tuple(ours_photo.saturation_range)
   pre = mm.model.data_preprocessor
   assert tuple(pre["size"]) == tuple(a.crop_size) and pre["seg_pad_val"] == 255
-  assert pre["pad_val"] == 0 and a.image_pad == "mean"  # 0 after normalising = the mean colour.
+  # 0 after normalising = the mean colour.
+  assert pre["pad_val"] == 0 and a.crop.image_pad == "mean"
   assert tuple(pre["mean"]) == tuple(a.mean) and tuple(pre["std"]) == tuple(a.std)
   assert pre["bgr_to_rgb"]  # mmseg loads BGR; jaxseg's images are RGB throughout.
 

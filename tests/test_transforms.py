@@ -47,13 +47,15 @@ def _augment_cfg(*overrides):
 
 # Photometric distortion moves colours, so alignment runs with its identity settings
 # (saturation still round-trips through 8-bit HSV, hence the tolerance).
-NEUTRAL_PHOTO = ["augment.brightness_delta=0", "augment.contrast_range=(1,1)",
-                 "augment.saturation_range=(1,1)", "augment.hue_delta=0"]
+NEUTRAL_PHOTO = ["augment.photometric.brightness_delta=0",
+                 "augment.photometric.contrast_range=(1,1)",
+                 "augment.photometric.saturation_range=(1,1)", "augment.photometric.hue_delta=0"]
 PRESETS = {
     "none": [], "flip": [],
-    "scale_crop_flip": ["augment.base_size=()", "augment.photometric=true", *NEUTRAL_PHOTO],
-    "voc": ["augment.base_size=(256,96)", "augment.cat_max_ratio=0.75", "augment.image_pad=mean",
-            *NEUTRAL_PHOTO],
+    "scale_crop_flip": ["augment.rescale.base_size=()", "augment.photometric.enabled=true",
+                        *NEUTRAL_PHOTO],
+    "voc": ["augment.rescale.base_size=(256,96)", "augment.crop.cat_max_ratio=0.75",
+            "augment.crop.image_pad=mean", *NEUTRAL_PHOTO],
 }
 OPS = {
     "rescale_relative": functools.partial(T.random_rescale, ratio_range=(0.5, 2.0), base_size=()),
@@ -120,7 +122,8 @@ def test_crop_larger_than_the_image_keeps_it_whole_and_pad_comes_last():
 
 def test_crop_pads_label_with_ignore_and_image_with_pad_value():
   example = {"image": np.full((20, 30, 3), 7, np.uint8), "label": np.ones((20, 30), np.uint8)}
-  aug = A.build_augment(_augment_cfg("augment.preset=none", "augment.image_pad=mean"), 255)
+  aug = A.build_augment(_augment_cfg("augment.preset=none", "augment.crop.image_pad=mean"),
+                        255)
   out = aug(example, np.random.default_rng(0))
   assert out["label"].shape == (32, 32)
   np.testing.assert_array_equal(out["label"][20:], 255)
@@ -193,7 +196,7 @@ def test_flip_preset_draws_like_the_original():
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_are_deterministic_per_seed_and_picklable(preset):
-  photometric = ["augment.photometric=true"] if preset == "scale_crop_flip" else []
+  photometric = ["augment.photometric.enabled=true"] if preset == "scale_crop_flip" else []
   cfg = _augment_cfg(f"augment.preset={preset}", *photometric)
   aug = A.build_augment(cfg, 255)
   clone = pickle.loads(pickle.dumps(aug))
@@ -219,8 +222,8 @@ def test_unknown_preset_names_the_closest():
   cfg.preset = "vocc"  # Set past config validation, which refuses both at load.
   with pytest.raises(UnknownNameError, match="did you mean 'voc'"):
     A.build_augment(cfg, 255)
-  cfg.preset, cfg.image_pad = "flip", "edge"
-  with pytest.raises(ValueError, match="image_pad"):
+  cfg.preset, cfg.crop.image_pad = "flip", "edge"
+  with pytest.raises(ValueError, match="augment.crop.image_pad"):
     A.build_augment(cfg, 255)
 
 
@@ -232,7 +235,8 @@ def test_train_loader_with_workers_resumes_exactly(shapes_dir):
 
   flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags (outside absl.app).
   overrides = [f"data.dir={shapes_dir}", "train.batch_size=4", "augment.preset=scale_crop_flip",
-               "augment.base_size=()", "augment.photometric=true", "augment.cat_max_ratio=0.75"]
+               "augment.rescale.base_size=()", "augment.photometric.enabled=true",
+               "augment.crop.cat_max_ratio=0.75"]
 
   def batches(workers, n, state=None):
     cfg = build_config("demo", [*overrides, f"data.worker_count={workers}"])

@@ -104,6 +104,7 @@ def test_missing_archive_fails_fast_naming_file_and_place(tmp_path):
   message = str(e.value)
   assert f"{manual}/VOCtrainval_11-May-2012.tar" in message
   assert f"data.manual_dir={manual}" in message and "python run.py" in message
+  assert "or set data.voc_seg.download=True to fetch it" in message
   assert isinstance(e.value, FileNotFoundError)  # run.py prints it as one line.
 
 
@@ -116,7 +117,7 @@ def test_missing_sbd_named_even_when_voc_is_there(archives, tmp_path):
 
 
 def test_failed_download_gives_the_same_advice(tmp_path, monkeypatch):
-  """data.download=True offline: one connection probe fails it in seconds (tfds alone
+  """data.voc_seg.download=True offline: one connection probe fails it in seconds (tfds alone
   retries for minutes), and a download that fails later gives the same advice."""
   import socket
 
@@ -128,7 +129,7 @@ def test_failed_download_gives_the_same_advice(tmp_path, monkeypatch):
   def must_not_download(self, url):
     raise AssertionError("tried to download although the host is unreachable")
   monkeypatch.setattr(tfds.download.DownloadManager, "download", must_not_download)
-  cfg = _cfg(str(tmp_path / "tfds"), str(tmp_path / "m"), "2012", "data.download=True")
+  cfg = _cfg(str(tmp_path / "tfds"), str(tmp_path / "m"), "2012", "data.voc_seg.download=True")
   with pytest.raises(datasets.DatasetMissingError, match="downloading it failed") as e:
     datasets.prepare(cfg)
   assert "host.robots.ox.ac.uk:80" in str(e.value)

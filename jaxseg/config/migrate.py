@@ -34,6 +34,20 @@ MOVED: dict[str, tuple[str, ...]] = {
     "loss.tversky_alpha": ("loss.tversky.alpha",),
     "loss.tversky_beta": ("loss.tversky.beta",),
     "loss.lovasz_per_image": ("loss.lovasz.per_image",),
+    # data: each dataset builder's arguments under its name.
+    "data.folder_root": ("data.folder.root",),
+    "data.folder_ignore_rgb": ("data.folder.ignore_rgb",),
+    "data.download": ("data.voc_seg.download", "data.ade20k.download"),
+    # augment: each op's arguments in its group (flip_prob kept its name).
+    "augment.scale_range": ("augment.rescale.scale_range",),
+    "augment.base_size": ("augment.rescale.base_size",),
+    "augment.cat_max_ratio": ("augment.crop.cat_max_ratio",),
+    "augment.image_pad": ("augment.crop.image_pad",),
+    "augment.photometric": ("augment.photometric.enabled",),
+    "augment.brightness_delta": ("augment.photometric.brightness_delta",),
+    "augment.contrast_range": ("augment.photometric.contrast_range",),
+    "augment.saturation_range": ("augment.photometric.saturation_range",),
+    "augment.hue_delta": ("augment.photometric.hue_delta",),
     # A test hook (make the loss NaN at a step); the test now poisons the model itself.
     "train.debug_nan_at_step": (),
 }

@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxseg import locks, paths
 from jaxseg.config.checks import Checker
+from jaxseg.config.declare import bind
 from jaxseg.config.sections import Choice, Section
 from jaxseg.data import remote
 # Every module that registers a builder, imported here once so DATASETS is complete.
@@ -30,7 +31,8 @@ class SplitError(ConfigError):
 
 
 # The `data` section (jaxseg/config/sections.py): the keys read here for every dataset, and
-# the chosen builder's own (its `builder_kwargs` keywords: builders/registry.py).
+# under the chosen builder's name its own (its `builder_kwargs` keywords:
+# builders/registry.py), e.g. data.folder.root.
 SECTION = Section("data", shared={
     "name": "shapes",  # A registered dataset (python run.py --list).
     "config": "",  # Builder config, e.g. '2012_aug' for voc_seg.
@@ -40,7 +42,7 @@ SECTION = Section("data", shared={
     "eval_split": "validation",
     "worker_count": 0,  # grain worker processes (0 = read in the main process).
     "shuffle_seed": 0,  # Seed of the training order (grain's index sampler).
-}, choices=(Choice("name", DATASETS),))
+}, choices=(Choice("name", DATASETS, nested=True),))
 
 
 def dataset_names() -> list[str]:
@@ -48,12 +50,11 @@ def dataset_names() -> list[str]:
 
 
 def validate_config(data_cfg: ml_collections.ConfigDict) -> None:
-  """Fails at config load (before any preparation) on a bad `data` section."""
+  """Fails at config load (before any preparation) on a bad `data` section's shared keys;
+  the builder's own are checked against its declarations (SECTION.check)."""
   c = Checker(data_cfg, "data")
   c.choice("name", dataset_names(), "dataset")
   c.count("worker_count", min=0)
-  c.ints("folder_ignore_rgb", (0, 3), "() or an (R, G, B) colour with values 0-255",
-         min=0, max=255, optional=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _builder(data_cfg: ml_collections.ConfigDict, data_dir: str | None = None):
   # Builders whose identity or behaviour comes from their own data keys (the folder
   # builder's root, voc_seg's download permission) map them in `builder_kwargs`.
   if hasattr(builder_cls, "builder_kwargs"):
-    own = {key: data_cfg[key] for key in DATASETS.params(data_cfg.name)}
+    own = bind(DATASETS.declared(data_cfg.name), data_cfg[data_cfg.name])
     kwargs.update(builder_cls.builder_kwargs(data_dir, **own))
   return builder_cls(**kwargs)
 

@@ -41,7 +41,7 @@ __all__ = ["CheckpointError", "Checkpointer", "DamagedCheckpointError", "ResumeC
 RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.tensorboard",
                   "train.skip_nonfinite", "data.dir", "data.manual_dir", "data.worker_count",
-                  "data.folder_root", "model.weights_dir", "train.profile_steps",
+                  "data.folder.root", "model.weights_dir", "train.profile_steps",
                   # The compute dtype ('auto' resolves per backend): the state is float32
                   # whatever it is, so a TPU run may resume on a CPU; the change is said.
                   "model.dtype")

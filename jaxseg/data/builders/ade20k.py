@@ -58,9 +58,8 @@ class Ade20k(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   @classmethod
-  def builder_kwargs(cls, data_dir: str, *, download: bool = False) -> dict:
-    """`download`: fetch the archive if manual_dir lacks it (False: fail at once, naming
-    the file to put there; offline machines never wait on a download)."""
+  def builder_kwargs(cls, data_dir: str, *, download: sources.Download = False) -> dict:
+    """`data.ade20k.download`: see sources.Download."""
     del data_dir  # The source comes from manual_dir, which prepare() passes.
     return {"allow_download": bool(download)}
 

@@ -1,10 +1,10 @@
 """tfds builder for `folder`: your own images and labels in a directory.
 
-Layout under `data.folder_root`:
+Layout under `data.folder.root`:
   images/<split>/<name>.(jpg|jpeg|png)   labels/<split>/<name>.png
   classes.txt   one class name per line (line i = class id i)
   colors.txt    optional: 'R G B' per class line; labels saved as RGB colour
-                images are mapped to ids with it (data.folder_ignore_rgb -> 255)
+                images are mapped to ids with it (data.folder.ignore_rgb -> 255)
 Palette and grey PNG labels are read as class ids (folder_labels.py). `train`
 is required; `val` and `validation` become the `validation` split (without
 one, runs evaluate on train: datasets.check_splits); other subdirectories keep
@@ -25,9 +25,11 @@ import dataclasses
 import hashlib
 import os
 import re
+from typing import Annotated
 
 import tensorflow_datasets as tfds
 
+from jaxseg.config.declare import Arg
 from jaxseg.data.builders import features, fingerprint, folder_labels, imagefiles
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError, DatasetMissingError
@@ -51,7 +53,7 @@ def folder_config(root: str, ignore_rgb=(255, 255, 255), cache_dir: str | None =
   """
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
-    raise DatasetMissingError(f"data.folder_root={root} is not a directory")
+    raise DatasetMissingError(f"data.folder.root={root} is not a directory")
   digest = hashlib.sha256(repr(tuple(ignore_rgb)).encode())
   for top in ("classes.txt", "colors.txt"):
     if os.path.isfile(os.path.join(root, top)):
@@ -76,6 +78,12 @@ def folder_config(root: str, ignore_rgb=(255, 255, 255), cache_dir: str | None =
                       description=f"Images and labels from {root}.")
 
 
+def _ignore_rgb_problem(value: tuple) -> str | None:
+  if len(value) in (0, 3) and all(type(c) is int and 0 <= c <= 255 for c in value):
+    return None
+  return "() or an (R, G, B) colour with values 0-255"
+
+
 @DATASETS.register("folder")
 class Folder(tfds.core.GeneratorBasedBuilder):
   """Images and segmentation labels from a directory tree (see module doc)."""
@@ -85,17 +93,22 @@ class Folder(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = []  # Made per root by `folder_config`.
 
   @classmethod
-  def builder_kwargs(cls, data_dir: str, *, folder_root: str = "",
-                     folder_ignore_rgb: tuple = (255, 255, 255)) -> dict:
-    """The builder config of the dataset at `folder_root` (root of images/<split>/,
-    labels/<split>/, classes.txt); RGB colour labels map `folder_ignore_rgb` to the
-    ignore index 255 (() = none). Digests are cached under `data_dir` (data.dir)."""
-    if not folder_root:
-      raise DatasetMissingError("data.name=folder needs data.folder_root=<directory with "
+  def builder_kwargs(
+      cls, data_dir: str, *,
+      root: Annotated[str, Arg(help=(
+          "the dataset's directory: images/<split>/, labels/<split>/, classes.txt "
+          "(docs/data.md)"))] = "",
+      ignore_rgb: Annotated[tuple, Arg(check=_ignore_rgb_problem, help=(
+          "the colour RGB labels mark ignored pixels with (-> 255); () = none"))
+      ] = (255, 255, 255)) -> dict:
+    """The builder config of the dataset at `root`; the files' digests are cached under
+    `data_dir` (data.dir)."""
+    if not root:
+      raise DatasetMissingError("data.name=folder needs data.folder.root=<directory with "
                                 "images/, labels/, classes.txt>; see docs/data.md")
     # The digest cache lives with the prepared copies, never inside the user's folder.
     cache_dir = os.path.join(data_dir, "folder", "_fingerprints")
-    return {"config": folder_config(folder_root, folder_ignore_rgb, cache_dir)}
+    return {"config": folder_config(root, ignore_rgb, cache_dir)}
 
   def _info(self) -> tfds.core.DatasetInfo:
     names, colors = folder_labels.class_table(self.builder_config.root)

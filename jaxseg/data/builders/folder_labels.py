@@ -74,6 +74,6 @@ def _map_colors(rgb_HW3, colors, ignore_rgb, where):
   if unknown:
     shown = ", ".join(f"({v >> 16},{(v >> 8) & 255},{v & 255})" for v in unknown[:5])
     return None, (f"{where}: colours {shown}{' ...' if len(unknown) > 5 else ''} are not in "
-                  "colors.txt (nor data.folder_ignore_rgb)")
+                  "colors.txt (nor data.folder.ignore_rgb)")
   ids = np.array([table[v] for v in values.tolist()], np.uint8)
   return ids[inverse.reshape(keys_HW.shape)], None

@@ -15,11 +15,17 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from typing import Callable, Iterator
+from typing import Annotated, Callable, Iterator
 
+from jaxseg.config.declare import Arg
 from jaxseg.data.errors import DatasetError, DatasetMissingError
 
 _DEMO_HINT = "No data at hand? `python run.py` trains the embedded demo dataset (shapes)."
+
+# `data.<dataset>.download` of the builders whose archives are public (voc_seg, ade20k).
+Download = Annotated[bool, Arg(help=(
+    "fetch archives missing from data.manual_dir from their URLs (False: fail at once, "
+    "naming the file to put there; offline machines never wait on a download)"))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +45,9 @@ class Archive:
 
 
 def locate(archive: Archive, dl_manager, allow_download: bool, needed_by: str) -> str:
-  """Path of the archive (or its extracted directory), downloading only if allowed."""
+  """Path of the archive (or its extracted directory), downloading only if allowed.
+
+  `needed_by`: 'dataset' or 'dataset/config', as the messages name it."""
   # tfds exposes manual_dir only through a property that raises when the directory
   # is absent; we need the path either way, to say where the file belongs.
   manual_dir = os.fspath(dl_manager._manual_dir)  # pylint: disable=protected-access
@@ -54,7 +62,9 @@ def locate(archive: Archive, dl_manager, allow_download: bool, needed_by: str) -
   if not archive.downloadable:
     raise DatasetMissingError(f"{message}. {_DEMO_HINT}")
   if not allow_download:
-    raise DatasetMissingError(f"{message}, or set data.download=True to fetch it. {_DEMO_HINT}")
+    dataset = needed_by.partition("/")[0]
+    raise DatasetMissingError(f"{message}, or set data.{dataset}.download=True to fetch it. "
+                              f"{_DEMO_HINT}")
   # tfds retries a failed connection with backoff for minutes; one probe fails in seconds.
   error = _unreachable(archive.url)
   if error is None:

@@ -70,9 +70,8 @@ class VocSeg(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   @classmethod
-  def builder_kwargs(cls, data_dir: str, *, download: bool = False) -> dict:
-    """`download`: fetch archives missing from manual_dir from their URLs (False: fail
-    at once, naming the file to put there; offline machines never wait on a download)."""
+  def builder_kwargs(cls, data_dir: str, *, download: sources.Download = False) -> dict:
+    """`data.voc_seg.download`: see sources.Download."""
     del data_dir  # Sources come from manual_dir, which prepare() passes.
     return {"allow_download": bool(download)}
 
