@@ -33,6 +33,21 @@ MOVED: dict[str, tuple[str, ...]] = {
     "loss.tversky_alpha": ("loss.tversky.alpha",),
     "loss.tversky_beta": ("loss.tversky.beta",),
     "loss.lovasz_per_image": ("loss.lovasz.per_image",),
+    # model: the backbone's, the decode head's and the aux head's arguments in their groups.
+    "model.output_stride": ("model.backbone.output_stride",),
+    "model.deep_stem": ("model.backbone.deep_stem",),
+    "model.zero_init_residual": ("model.backbone.zero_init_residual",),
+    "model.vgg_batch_norm": ("model.backbone.batch_norm",),
+    "model.fc_channels": ("model.backbone.fc_channels",),
+    "model.fc_dropout": ("model.backbone.fc_dropout",),
+    "model.drop_path_rate": ("model.backbone.drop_path_rate",),
+    "model.head": ("model.head.style",),  # SegFormer's decoder: 'hf' or 'mmseg'.
+    "model.head_channels": ("model.head.channels",),
+    "model.aspp_dropout": ("model.head.aspp_dropout",),
+    "model.dropout": ("model.dropout", "model.head.dropout", "model.aux_head.dropout"),
+    "model.classifier_init_std": ("model.head.classifier_init_std",
+                                  "model.aux_head.classifier_init_std"),
+    "model.aux_head": ("model.aux_head.enabled",),
 }
 
 
