@@ -72,6 +72,16 @@ def test_a_bad_nested_value_fails_at_load_naming_the_dotted_key():
     build_config("ade20k_segformer_b0:smoke", ["model.head.style=hff"])
 
 
+def test_a_groups_defaults_are_its_factorys_own():
+  # One SegFormerHeadArgs, each size's published decoder width as its default.
+  assert [MODELS.params(f"segformer_b{i}")["head"]["channels"] for i in range(6)] == [
+      256, 256, 768, 768, 768, 768]
+  assert build_model(SECTION.config(name="segformer_b2"), 3).classifier.channels == 768
+  # DeepLabv3's head has no dropout; v3+'s decoder has one.
+  assert "dropout" not in MODELS.params("deeplabv3_resnet50")["head"]
+  assert MODELS.params("deeplabv3plus_resnet50")["head"]["dropout"] == 0.1
+
+
 def test_the_same_key_passes_with_a_model_that_takes_it():
   cfg = build_config("demo", ["model.name=deeplabv3_resnet50", "model.head.aspp_dropout=0.3"])
   assert cfg.model.head.aspp_dropout == 0.3

@@ -2,7 +2,8 @@
 
 The wrapper is shared by the DeepLab models: a backbone returning named
 features, a head mapping those features to coarse logits, and torchvision's
-auxiliary FCN head on layer3.
+auxiliary FCN head on layer3. So are the `model` groups every ResNet model's heads
+declare alike (`AuxHeadArgs`, `ClassifierInitStd`, `HeadDropout`).
 """
 
 from __future__ import annotations
