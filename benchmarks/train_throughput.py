@@ -91,7 +91,8 @@ class Setup:
     self.cfg = build_config("demo", [
         f"model.name={a.model}", f"model.dtype={a.dtype}",
         # Models without an aux head (unet, the VGG FCNs) take no model.aux_head.
-        *([f"model.aux_head={bool(a.aux)}"] if "aux_head" in MODELS.params(a.model) else []),
+        *([f"model.aux_head.enabled={bool(a.aux)}"] if "aux_head" in MODELS.params(a.model)
+          else []),
         f"augment.crop_size=({a.crop},{a.crop})", "optim.name=sgd", "optim.lr=0.01",
         "optim.momentum=0.9", "optim.weight_decay=5e-4", "optim.warmup_steps=0",
         f"train.batch_size={a.batch}", f"eval.batch_size={a.voc_eval_batch}", *a.overrides])

@@ -69,10 +69,12 @@ def recipe(*, data_name: str, crop_size: tuple, base_size: tuple, steps: int, ba
 
 def resnet_recipe(c: ml_collections.ConfigDict) -> None:
   """mmseg's R50-D8 model and optimizer settings on `c`: output stride 8, aux FCN head
-  (loss weight 0.4), dropout 0.1, SGD lr 0.01 momentum 0.9 wd 5e-4, poly 0.9 to 1e-4."""
-  c.model.output_stride = 8
-  c.model.aux_head = True
-  c.model.dropout = 0.1
+  (loss weight 0.4), dropout 0.1 in both heads, SGD lr 0.01 momentum 0.9 wd 5e-4, poly
+  0.9 to 1e-4."""
+  c.model.backbone = dict(output_stride=8)
+  # Both heads' dropout_ratio (a head without one, torchvision's DeepLabHead, drops it).
+  c.model.head = dict(dropout=0.1)
+  c.model.aux_head = dict(enabled=True, dropout=0.1)
   c.loss.aux_weight = 0.4  # mmseg's auxiliary FCNHead loss_weight (decode head: 1.0).
   c.optim.name = "sgd"
   c.optim.lr = 0.01
@@ -121,12 +123,11 @@ def resnet_experiment(c: ml_collections.ConfigDict, model_name: str, variant: st
   flags, options = parse_variant(variant, known_flags=RESNET_VARIANT_FLAGS,
                                  known_keys=LOSS_VARIANT)
   resnet_recipe(c)
-  c.model.name = model_name if "tv" in flags else f"mmseg_{model_name}"
-  c.model.deep_stem = "tv" not in flags
-  # mmseg's ResNet zero-inits each block's last BN when it starts from scratch.
-  c.model.zero_init_residual = "tv" not in flags
-  c.model.backbone_weights = ("open-mmlab://resnet50_v1c" if c.model.deep_stem
-                              else "torchvision://resnet50")
+  tv = "tv" in flags
+  c.model.name = model_name if tv else f"mmseg_{model_name}"
+  # mmseg's ResNet-v1c; it zero-inits each block's last BN when it starts from scratch.
+  c.model.backbone.update(deep_stem=not tv, zero_init_residual=not tv)
+  c.model.backbone_weights = "torchvision://resnet50" if tv else "open-mmlab://resnet50_v1c"
   apply_loss_variant(c, options)
   if "smoke" in flags:
     apply_smoke(c)

@@ -4,7 +4,7 @@ and `cityscapes_segformer_b*` experiments.
 configs/segformer/segformer_mit-b{0..5}_8xb2-160k_ade20k-512x512.py and
 segformer_mit-b{0..5}_8xb1-160k_cityscapes-1024x1024.py (and B5's
 _8xb2-160k_ade20k-640x640.py: the `640x640` variant of `ade20k_segformer_b5`):
-- model: MiT-B* with mmseg's SegformerHead (`model.head=mmseg`: its LayerNorm eps
+- model: MiT-B* with mmseg's SegformerHead (`model.head.style=mmseg`: its LayerNorm eps
   1e-6, 256 decoder channels at every size), dropout 0.1 before conv_seg, drop path
   0.1; one CE (weight 1) summed over every pixel, no aux head; the encoder starts
   from mmseg's ImageNet MiT weights (`open-mmlab://mit_b*`, downloaded once into
@@ -62,10 +62,9 @@ def experiment(dataset: str, size: str, variant: str) -> ml_collections.ConfigDi
   flags, options = parse_variant(variant, known_flags=known_flags, known_keys=known_keys)
   c = dataset_config(dataset, flags)
   c.model.name = f"segformer_{size}"
-  c.model.head = "mmseg"
-  c.model.head_channels = HEAD_CHANNELS
-  c.model.dropout = 0.1  # SegformerHead dropout_ratio.
-  c.model.drop_path_rate = 0.1  # MixVisionTransformer drop_path_rate.
+  # SegformerHead's channels and dropout_ratio, MixVisionTransformer's drop_path_rate.
+  c.model.head = dict(style="mmseg", channels=HEAD_CHANNELS, dropout=0.1)
+  c.model.backbone = dict(drop_path_rate=0.1)
   c.model.backbone_weights = f"open-mmlab://mit_{size}"
   c.optim.update(MMSEG_RECIPE_OPTIM)
   apply_loss_variant(c, options)

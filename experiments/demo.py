@@ -29,6 +29,9 @@ def get_config(variant: str = ""):
     c.model.width = 16
     c.model.depth = 3
     c.model.dropout = 0.0
+    # No dropout in the demo, whichever model `--set model.name=...` swaps in.
+    c.model.head = dict(dropout=0.0)
+    c.model.aux_head = dict(dropout=0.0)
   c.optim.name = "adamw"
   c.optim.lr = 3e-3
   c.optim.weight_decay = 1e-4

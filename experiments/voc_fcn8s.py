@@ -28,8 +28,8 @@ def get_config(variant: str = ""):
   flags, options = parse_variant(variant, known_flags=VARIANT_FLAGS, known_keys=VARIANT_OPTIONS)
   c = _voc.voc_config()
   c.model.name = "fcn8s"
-  c.model.output_stride = 32
-  c.model.aux_head = False
+  c.model.backbone = dict(output_stride=32)
+  c.model.aux_head.enabled = False
   c.model.backbone_weights = "torchvision://vgg16"
   apply_loss_variant(c, options)
   if "smoke" in flags:

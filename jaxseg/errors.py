@@ -41,7 +41,7 @@ class PathError(ValueError):
 
 class WeightsMismatchError(ValueError):
   """A weights file that does not fit the configured model (its keys or shapes):
-  a config problem (model.depth, deep_stem, the weights named)."""
+  a config problem (model.name, model.backbone.deep_stem, the weights named)."""
 
   exit_status = EXIT_CONFIG
 

@@ -139,7 +139,8 @@ def test_recipe_train_step_bf16_within_tolerance_of_float32():
   device = jax.devices()[:1]  # Numerics, not sharding: one device compiles faster.
   results = {}
   for dtype in ("float32", "bfloat16"):
-    cfg = build_config("voc_deeplabv3plus:smoke", [f"model.dtype={dtype}", "model.head_channels=32"])
+    cfg = build_config("voc_deeplabv3plus:smoke", [f"model.dtype={dtype}",
+                                                   "model.head.channels=32"])
     mesh, state, step, _ = build_step(cfg, devices=device, num_classes=NUM_CLASSES)
     before = jax.device_get(state.params)  # The step donates the state's buffers.
     new_state, metrics = step(state, global_batch(mesh, fixed_batch(n=8)))

@@ -47,7 +47,8 @@ def no_preparation(monkeypatch):
     ("augment.crop_size=64", "augment.crop_size=(64,): expected two positive ints (H, W)"),
     ("train.batch_size=0", "train.batch_size=0: expected an int >= 1"),
     ("train.steps=-5", "train.steps=-5: expected an int >= 1"),
-    ("model.dtype=bf16", "model.dtype='bf16': unknown value 'bf16'; did you mean 'bfloat16'"),
+    ("model.dtype=bf16", "model.dtype='bf16': expected one of ['auto', 'float32', 'bfloat16', "
+     "'float16'] (did you mean 'bfloat16'?)"),
     ("eval.mode=slid", "did you mean 'slide'"),
     ("train.batch_size=12", "train.batch_size=12 must be divisible by the 8 devices (1 process)"),
     ("eval.batch_size=12", "eval.batch_size=12 must be divisible by the 8 devices"),

@@ -15,10 +15,12 @@ VOC = ("voc_fcn", "voc_fcn8s", "voc_deeplabv3", "voc_deeplabv3plus")
 
 def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
   c = build_config("voc_fcn")
-  assert (c.model.name, c.model.deep_stem, c.model.output_stride) == (
+  assert (c.model.name, c.model.backbone.deep_stem, c.model.backbone.output_stride) == (
       "mmseg_fcn_resnet50", True, 8)
-  assert c.model.zero_init_residual and c.model.classifier_init_std == 0.01
-  assert c.model.aux_head and c.loss.aux_weight == 0.4
+  assert c.model.backbone.zero_init_residual
+  assert c.model.head.classifier_init_std == c.model.aux_head.classifier_init_std == 0.01
+  assert c.model.head.dropout == c.model.aux_head.dropout == 0.1  # mmseg's dropout_ratio.
+  assert c.model.aux_head.enabled and c.loss.aux_weight == 0.4
   assert (c.data.name, c.data.config) == ("voc_seg", "2012_aug")
   assert tuple(c.augment.crop_size) == (512, 512) and c.augment.preset == "voc"
   assert c.augment.crop.cat_max_ratio == 0.75 and c.augment.rescale.scale_range == (0.5, 2.0)
@@ -27,7 +29,7 @@ def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
       "sgd", 0.01, 0.9, 5e-4)
   assert (c.optim.schedule, c.optim.poly_power) == ("poly", 0.9)
   tv = build_config("voc_fcn:tv")
-  assert (tv.model.name, tv.model.deep_stem) == ("fcn_resnet50", False)
+  assert (tv.model.name, tv.model.backbone.deep_stem) == ("fcn_resnet50", False)
 
 
 @pytest.mark.parametrize("name", VOC)

@@ -83,7 +83,7 @@ def hub(monkeypatch):
 
 
 def model_cfg(cache, **values):
-  return SECTION.config(name="segformer_b0", head="hf", head_channels=HEAD_CHANNELS,
+  return SECTION.config(name="segformer_b0", head=dict(style="hf", channels=HEAD_CHANNELS),
                         weights_dir=str(cache), **values)
 
 

@@ -1,5 +1,5 @@
-"""The `model` section is the chosen factory's own keys (jaxseg/config/sections.py,
-jaxseg/models)."""
+"""The `model` section is the chosen factory's own keys, groups nested (model.backbone,
+model.head, model.aux_head), each declared once (jaxseg/config/declare.py, jaxseg/models)."""
 
 import dataclasses
 import inspect
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from jaxseg.config.from_checkpoint import config_from_checkpoint
+from jaxseg.config.migrate import migrate
+from jaxseg.config.overrides import flat_dict
 from jaxseg.config.resolve import build_config
 from jaxseg.errors import ConfigError
 from jaxseg.models import MODELS, SECTION, build_model, model_names
-from jaxseg.models.zoo_config import CHOICES
 from jaxseg.registry import UnknownNameError
 from jaxseg.runtime.build import build, synthetic_meta
 from jaxseg.runtime.sharding import make_mesh
@@ -32,26 +33,91 @@ OLD_MODEL_KEYS = {
 
 def test_inapplicable_key_fails_at_load_naming_its_owners():
   with pytest.raises(ConfigError) as info:
-    build_config("demo", ["model.aspp_dropout=0.3"])
+    build_config("demo", ["model.head.aspp_dropout=0.3"])
   message = str(info.value)
-  assert message.startswith("config key 'model.aspp_dropout' does not apply to the chosen "
-                            "model unet") and "\n" not in message
+  assert message.startswith("config key 'model.head.aspp_dropout' does not apply to the "
+                            "chosen model unet") and "\n" not in message
   assert "model deeplabv3_resnet101" in message and "model deeplabv3plus_resnet50" in message
   assert message.endswith("model keys now: backbone_weights, depth, dropout, dtype, name, weights, "
                           "weights_dir, width")
   with pytest.raises(UnknownNameError, match="does not apply to the chosen model unet"):
-    SECTION.config(name="unet", aspp_dropout=0.3)
+    SECTION.config(name="unet", head=dict(aspp_dropout=0.3))
   with pytest.raises(ConfigError, match="did you mean 'model.width'"):
     build_config("demo", ["model.widht=8"])
 
 
+def test_a_group_key_of_another_model_fails_naming_its_owner():
+  with pytest.raises(ConfigError) as info:
+    build_config("voc_fcn:smoke", ["model.backbone.fc_channels=64"])
+  message = str(info.value)
+  assert message.startswith("config key 'model.backbone.fc_channels' does not apply to the "
+                            "chosen model mmseg_fcn_resnet50 (it is a key of model fcn16s, "
+                            "model fcn32s, model fcn8s)") and "\n" not in message
+  assert "model keys now: " in message and " backbone.output_stride," in message
+  # Inside a group a typo is still a typo.
+  with pytest.raises(ConfigError, match="did you mean 'model.backbone.output_stride'"):
+    build_config("voc_fcn:smoke", ["model.backbone.outptu_stride=16"])
+  # Section.config refuses it too, where fill would drop it for a swapped-in model.
+  with pytest.raises(UnknownNameError, match="'model.head.dropout' does not apply to the "
+                                             "chosen model deeplabv3_resnet50"):
+    SECTION.config(name="deeplabv3_resnet50", head=dict(dropout=0.3))
+
+
+def test_a_bad_nested_value_fails_at_load_naming_the_dotted_key():
+  with pytest.raises(ConfigError) as info:
+    build_config("voc_fcn:smoke", ["model.backbone.output_stride=7"])
+  assert str(info.value) == "model.backbone.output_stride=7: expected one of [8, 16, 32]"
+  with pytest.raises(ConfigError, match=r"^model\.head\.style='hff': expected one of "
+                                        r"\['hf', 'mmseg'\] \(did you mean 'hf'\?\)$"):
+    build_config("ade20k_segformer_b0:smoke", ["model.head.style=hff"])
+
+
+def test_a_groups_defaults_are_its_factorys_own():
+  # One SegFormerHeadArgs, each size's published decoder width as its default.
+  assert [MODELS.params(f"segformer_b{i}")["head"]["channels"] for i in range(6)] == [
+      256, 256, 768, 768, 768, 768]
+  assert build_model(SECTION.config(name="segformer_b2"), 3).classifier.channels == 768
+  # DeepLabv3's head has no dropout; v3+'s decoder has one.
+  assert "dropout" not in MODELS.params("deeplabv3_resnet50")["head"]
+  assert MODELS.params("deeplabv3plus_resnet50")["head"]["dropout"] == 0.1
+
+
 def test_the_same_key_passes_with_a_model_that_takes_it():
-  cfg = build_config("demo", ["model.name=deeplabv3_resnet50", "model.aspp_dropout=0.3"])
-  assert cfg.model.aspp_dropout == 0.3
+  cfg = build_config("demo", ["model.name=deeplabv3_resnet50", "model.head.aspp_dropout=0.3"])
+  assert cfg.model.head.aspp_dropout == 0.3
   assert build_model(cfg.model, 3).classifier.aspp_dropout == 0.3
   # mmseg's ASPP head has no dropout after the projection: the key is not its.
   with pytest.raises(ConfigError, match="does not apply to the chosen model mmseg_deeplabv3"):
-    build_config("demo", ["model.name=mmseg_deeplabv3_resnet50", "model.aspp_dropout=0.3"])
+    build_config("demo", ["model.name=mmseg_deeplabv3_resnet50", "model.head.aspp_dropout=0.3"])
+
+
+def test_output_stride_set_on_the_command_line_reaches_the_built_model():
+  for spec, name in (("voc_fcn:smoke", "mmseg_fcn_resnet50"),
+                     ("voc_deeplabv3:smoke,tv", "deeplabv3_resnet50")):
+    default = build_model(build_config(spec).model, 21)
+    cfg = build_config(spec, ["model.backbone.output_stride=16"])
+    assert (cfg.model.name, cfg.model.backbone.output_stride) == (name, 16)
+    model = build_model(cfg.model, 21)
+    assert (default.backbone.output_stride, model.backbone.output_stride) == (8, 16)
+    assert model.aux_classifier.stride == 16  # layer3 is no longer dilated.
+  assert model.classifier.rates == (6, 12, 18)  # ASPP's rates follow the stride.
+
+
+def test_head_and_aux_head_dropout_are_independent():
+  for spec in ("voc_fcn:smoke", "voc_fcn:smoke,tv"):
+    model = build_model(build_config(spec, ["model.head.dropout=0.3"]).model, 21)
+    assert (model.classifier.dropout, model.aux_classifier.dropout) == (0.3, 0.1)
+    model = build_model(build_config(spec, ["model.aux_head.dropout=0.2"]).model, 21)
+    assert (model.classifier.dropout, model.aux_classifier.dropout) == (0.1, 0.2)
+
+
+def test_a_recipes_head_keys_survive_swapping_in_a_model_without_them():
+  # voc_fcn sets head.dropout and aux_head.*; torchvision's DeepLabHead has no dropout.
+  cfg = build_config("voc_fcn:smoke", ["model.name=deeplabv3_resnet50"])
+  assert dict(cfg.model.head) == {"aspp_dropout": 0.5, "classifier_init_std": 0.01}
+  assert (cfg.model.aux_head.dropout, cfg.model.backbone.deep_stem) == (0.1, True)
+  cfg = build_config("voc_fcn:smoke", ["model.name=fcn8s"])  # No head group at all.
+  assert "head" not in cfg.model and cfg.model.backbone.output_stride == 8
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -80,24 +146,38 @@ def _fingerprint(obj):
   return repr(obj)
 
 
-def _another_value(key, value):
-  if key in CHOICES:
-    return next(v for v in CHOICES[key] if v != value)
+def _declared(params: dict, prefix: str = ""):
+  """(dotted key, Param) of every argument, groups' fields included."""
+  for key, p in params.items():
+    if p.group is not None:
+      yield from _declared(p.group, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", p
+
+
+def _another_value(key, p):
   if key == "dtype":
-    return "bfloat16"
-  if isinstance(value, bool):
-    return not value
-  if isinstance(value, int):
-    return value * 2
-  return value / 2 if value else 0.25
+    return "bfloat16"  # 'auto' is float32 on a CPU: the next choice would change nothing.
+  if p.arg.choices:
+    return next(v for v in p.arg.choices if v != p.default)
+  if isinstance(p.default, bool):
+    return not p.default
+  if isinstance(p.default, int):
+    return p.default * 2
+  return p.default / 2 if p.default else 0.25
+
+
+def _nested(dotted: str, value) -> dict:
+  head, _, rest = dotted.partition(".")
+  return {head: _nested(rest, value) if rest else value}
 
 
 @pytest.mark.parametrize("name", model_names())
 def test_every_key_a_model_declares_is_one_it_reads(name):
   base = _fingerprint(build_model(SECTION.config(name=name), 3))
   assert _fingerprint(build_model(SECTION.config(name=name), 3)) == base  # Deterministic.
-  for key, default in MODELS.params(name).items():
-    changed = build_model(SECTION.config(name=name, **{key: _another_value(key, default)}), 3)
+  for key, p in _declared(MODELS.declared(name)):
+    changed = build_model(SECTION.config(name=name, **_nested(key, _another_value(key, p))), 3)
     assert _fingerprint(changed) != base, f"model {name} declares model.{key} but ignores it"
 
 
@@ -106,8 +186,18 @@ def test_an_old_checkpoint_config_with_every_old_model_key_rebuilds():
   saved = {"experiment": "voc_fcn:smoke", "model": OLD_MODEL_KEYS}
   cfg = config_from_checkpoint(saved)
   assert set(cfg.model) == {*SECTION.shared, *MODELS.params("mmseg_fcn_resnet50")}
-  assert all(cfg.model[k] == v for k, v in OLD_MODEL_KEYS.items() if k in cfg.model)
+  # Each value as saved, at its new key (model.dropout in both heads' groups).
+  moved = migrate({f"model.{k}": v for k, v in OLD_MODEL_KEYS.items()})
+  rebuilt = flat_dict({"model": cfg.model.to_dict()})
+  assert set(rebuilt) <= set(moved) and all(moved[k] == v for k, v in rebuilt.items())
   assert isinstance(build_model(cfg.model, 21), nn.Module)
+  # A SegFormer: the old string model.head is its head's style now.
+  saved = {"experiment": "ade20k_segformer_b0:smoke",
+           "model": {"name": "segformer_b0", "head": "mmseg", "head_channels": 64,
+                     "dropout": 0.2, "drop_path_rate": 0.3, "dtype": "float32"}}
+  cfg = config_from_checkpoint(saved)
+  assert cfg.model.head.to_dict() == {"style": "mmseg", "channels": 64, "dropout": 0.2}
+  assert cfg.model.backbone.drop_path_rate == 0.3
   # A U-Net, with --mode eval's own rebuild (abstract: the checkpoint fills the state).
   saved = {"experiment": "demo:smoke", "model": {**OLD_MODEL_KEYS, "name": "unet",
                                                   "dropout": 0.0, "backbone_weights": ""}}

@@ -105,7 +105,7 @@ def test_backbone_safetensors_lands_every_tensor_without_torch(tmp_path):
 
 
 def test_vgg_fc_layers_become_convolutions(tmp_path):
-  model = build_model(SECTION.config(name="fcn8s", output_stride=32), 21)
+  model = build_model(SECTION.config(name="fcn8s", backbone=dict(output_stride=32)), 21)
   abstract = abstract_variables(model)["params"]["backbone"]
   shapes = {}
   for name, leaves in abstract.items():
@@ -118,7 +118,7 @@ def test_vgg_fc_layers_become_convolutions(tmp_path):
   shapes.update({"classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,)})
   state = random_state(shapes)
   path = save_state(state, tmp_path, "vgg16")
-  cfg = SECTION.config(name="fcn8s", output_stride=32, backbone_weights=path)
+  cfg = SECTION.config(name="fcn8s", backbone=dict(output_stride=32), backbone_weights=path)
   variables = apply_pretrained(cfg, zeros_like_variables(model))
   fc6 = np.asarray(variables["params"]["backbone"]["classifier_0"]["kernel"])  # (7, 7, 512, 4096)
   # torch flattens pool5 as (C, H, W): input index c * 49 + y * 7 + x.

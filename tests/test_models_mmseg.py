@@ -51,13 +51,14 @@ def test_mmseg_key_of_each_module_kind():
     ("mmseg_deeplabv3plus_resnet50", 43_591_418),
 ])
 def test_param_counts_are_mmsegs(name, expected):
-  model = build_model(SECTION.config(name=name, deep_stem=True), 21)
+  model = build_model(SECTION.config(name=name, backbone=dict(deep_stem=True)), 21)
   shapes = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 64, 64, 3)), train=False))
   assert sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes["params"])) == expected
 
 
 def test_depthwise_separable_branches_are_grouped():
-  model = build_model(SECTION.config(name="mmseg_deeplabv3plus_resnet50", deep_stem=True), 21)
+  model = build_model(SECTION.config(name="mmseg_deeplabv3plus_resnet50",
+                                    backbone=dict(deep_stem=True)), 21)
   params = jax.eval_shape(lambda: model.init(KEY, jnp.zeros((1, 64, 64, 3)),
                                              train=False))["params"]["classifier"]
   assert params["aspp_modules_0"]["conv"]["kernel"].shape == (1, 1, 2048, 512)

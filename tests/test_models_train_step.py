@@ -2,8 +2,8 @@
 
 Params are replicated on every device, so 8 fake CPU devices hold 8 copies of
 params, gradients and optimizer state: VGG's 4096-wide fc6/fc7 (134M params)
-would need ~21 GB. The smoke size narrows them (model.fc_channels, and the
-mmseg heads' model.head_channels) and every
+would need ~21 GB. The smoke size narrows them (model.backbone.fc_channels, and the
+mmseg heads' model.head.channels) and every
 test frees its compiled programs and arrays before the next.
 """
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("rbg_keys")
 
 NUM_CLASSES = 5
 SIZE = 32  # The smallest input every model accepts (VGG FCNs pool 32x).
-# Models with an auxiliary head (on by default, model.aux_head=True), trained with
+# Models with an auxiliary head (on by default, model.aux_head.enabled=True), trained with
 # weight loss.aux_weight; the others have none.
 WITH_AUX_HEAD = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
                  "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "mmseg_fcn_resnet50",
@@ -65,7 +65,8 @@ def test_every_model_is_stepped_or_covered_by_one_that_is():
 
 @pytest.mark.parametrize("name", STEPPED)
 def test_one_sharded_train_step(name):
-  sizes = model_overrides(name, width=4, depth=2, fc_channels=64, head_channels=64)
+  sizes = model_overrides(name, width=4, depth=2, backbone=dict(fc_channels=64),
+                          head=dict(channels=64))
   cfg = build_config("demo", [*sizes, f"augment.crop_size=({SIZE},{SIZE})", "optim.name=sgd",
                               "optim.warmup_steps=0"])
   mesh, state, step, _ = build_step(cfg, size=SIZE, num_classes=NUM_CLASSES)

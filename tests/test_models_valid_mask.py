@@ -78,7 +78,8 @@ def small_input():
 
 @pytest.mark.parametrize("name", model_names())
 def test_every_model_accepts_valid_BHW(name):
-  model = build_model(model_config(name, width=4, depth=2, fc_channels=8, output_stride=32), 3)
+  model = build_model(model_config(name, width=4, depth=2,
+                                   backbone=dict(fc_channels=8, output_stride=32)), 3)
   x = small_input()
   variables = jax.eval_shape(lambda: model.init(KEY, x, train=False))
   logits, _ = jax.eval_shape(

@@ -44,7 +44,7 @@ def test_param_count_matches_torchvision(name, expected):
 
 
 def test_aux_head_off_removes_aux_params_and_output():
-  model = build_model(SECTION.config(name="fcn_resnet50", aux_head=False), 21)
+  model = build_model(SECTION.config(name="fcn_resnet50", aux_head=dict(enabled=False)), 21)
   variables = param_shapes(model)
   assert "aux_classifier" not in variables["params"]
   assert count(variables["params"]) == 35_322_218 - (1024 * 256 * 9 + 2 * 256 + 256 * 21 + 21)
@@ -55,7 +55,7 @@ def test_aux_head_off_removes_aux_params_and_output():
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 @pytest.mark.parametrize("name", ZOO)
 def test_train_mode_output_shapes(name, output_stride):
-  model = build_model(SECTION.config(name=name, output_stride=output_stride), 5)
+  model = build_model(SECTION.config(name=name, backbone=dict(output_stride=output_stride)), 5)
   variables = param_shapes(model)
 
   def train_apply(v):
@@ -116,7 +116,8 @@ def test_dilation_follows_torchvision_replace_stride_with_dilation():
 
 @pytest.mark.parametrize("name", ["deeplabv3plus_resnet50", "fcn8s"])
 def test_real_train_forward_batch2(name):
-  model = build_model(SECTION.config(name=name, output_stride=16 if "resnet" in name else 32), 3)
+  stride = 16 if "resnet" in name else 32
+  model = build_model(SECTION.config(name=name, backbone=dict(output_stride=stride)), 3)
   # numpy-filled params: a real init of 134M params costs ~10 s on 2 CPU cores.
   rng = np.random.default_rng(0)
   variables = jax.tree.map(lambda s: rng.standard_normal(s.shape, np.float32) * 0.02,
@@ -138,11 +139,14 @@ def test_real_train_forward_batch2(name):
   assert not np.allclose(logits, logits2)
 
 
-@pytest.mark.parametrize("key, value, valid", [("init", "he", "kaiming_normal"),
-                                               ("output_stride", 4, "16")])
-def test_unknown_config_values_name_the_key(key, value, valid):
-  with pytest.raises(ValueError, match=rf"model\.{key}=.*{valid}"):
-    build_model(SECTION.config(name="fcn_resnet50", **{key: value}), 21)
+@pytest.mark.parametrize("values, message", [
+    (dict(init="he"), "model.init='he': expected one of ['kaiming_normal', 'xavier_uniform']"),
+    (dict(backbone=dict(output_stride=4)),
+     "model.backbone.output_stride=4: expected one of [8, 16, 32]")])
+def test_unknown_config_values_name_the_key(values, message):
+  with pytest.raises(ValueError) as info:
+    SECTION.check(SECTION.config(name="fcn_resnet50", **values))
+  assert str(info.value).startswith(message)
 
 
 def test_kaiming_normal_is_fan_out_and_xavier_is_bounded():
@@ -192,7 +196,7 @@ def test_fcn_upsampling_starts_bilinear():
 
 @pytest.mark.parametrize("name", ["deeplabv3plus_resnet50", "fcn16s"])
 def test_bfloat16_compute_keeps_float32_params_and_logits(name):
-  model = build_model(model_config(name, dtype="bfloat16", vgg_batch_norm=True), 4)
+  model = build_model(model_config(name, dtype="bfloat16", backbone=dict(batch_norm=True)), 4)
   variables = param_shapes(model)
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype("float32")}
   (logits, aux), _ = jax.eval_shape(
@@ -206,7 +210,8 @@ def test_bfloat16_compute_keeps_float32_params_and_logits(name):
 def test_classifier_init_std_reaches_every_resnet_head(std):
   # 0.01 (mmsegmentation): the first logits are near zero; 0: the heads' `init` (He).
   for model_name in ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
-    model = build_model(SECTION.config(name=model_name, classifier_init_std=std), 21)
+    stds = dict(head=dict(classifier_init_std=std), aux_head=dict(classifier_init_std=std))
+    model = build_model(SECTION.config(name=model_name, **stds), 21)
     for head in (model.classifier, model.aux_classifier):
       kernel = np.asarray(
           (head.classifier_init or head.kernel_init)(KEY, (1, 1, 512, 21)))

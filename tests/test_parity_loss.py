@@ -141,7 +141,7 @@ def test_recipe_loss_is_mmsegs_shipped_config(name):
   model = mmseg_config(name).model
   ours = build_config(name)
   aux = model.get("auxiliary_head")
-  assert bool(aux) == bool(ours.model.get("aux_head", False))
+  assert bool(aux) == ("aux_head" in ours.model and ours.model.aux_head.enabled)
   heads = [model.decode_head.loss_decode] + ([aux.loss_decode] if aux else [])
   for head in heads:
     assert head.type == "CrossEntropyLoss" and not head.get("use_sigmoid")

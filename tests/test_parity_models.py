@@ -30,7 +30,8 @@ SMALL_HW = (65, 97)  # Odd sides: every stride-2 conv and resize must round like
 
 
 def jaxseg_cfg(name, weights="", **values):
-  return SECTION.config(name=name, deep_stem=True, output_stride=8, weights=weights, **values)
+  return SECTION.config(name=name, backbone=dict(deep_stem=True, output_stride=8), weights=weights,
+                        **values)
 
 
 class Pair:
@@ -151,7 +152,7 @@ def test_train_mode_logits_and_bn_means_equal_mmseg(pair):
       np.random.default_rng(2).standard_normal((2, 3, *SMALL_HW)).astype(np.float32))
   with torch.no_grad():
     expected = net.encode_decode(x_BCHW, [dict(img_shape=SMALL_HW)] * 2)
-  model = build_model(jaxseg_cfg(pair.name, dropout=0.0), 21)
+  model = build_model(jaxseg_cfg(pair.name, head=dict(dropout=0.0), aux_head=dict(dropout=0.0)), 21)
   (logits, _), updated = jax.jit(lambda v, x: model.apply(
       v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.PRNGKey(0)}))(
           pair.variables, jnp.asarray(x_BCHW.numpy().transpose(0, 2, 3, 1)))

@@ -53,8 +53,10 @@ def torch_state(net) -> dict:
   return {k: v.detach().numpy() for k, v in net.state_dict().items()}
 
 
-def jaxseg_model(variant, head, num_classes, **keys):
-  return build_model(SECTION.config(name=f"segformer_{variant}", head=head, **keys), num_classes)
+def jaxseg_model(variant, style, num_classes, **head):
+  """SegFormer-`variant` with the `style` decoder and any other `model.head` keys."""
+  return build_model(SECTION.config(name=f"segformer_{variant}", head=dict(style=style, **head)),
+                     num_classes)
 
 
 def abstract_variables(model, hw=(64, 64)):
@@ -76,7 +78,7 @@ def test_parameter_counts_equal_both_references(variant):
   ours = jaxseg_model(variant, "hf", NUM_CLASSES)
   assert param_count(abstract_variables(ours)) == torch_param_count(hf)
   mm = mmseg_net(variant)  # 150 ADE20K classes; mmseg's SegformerHead is 256 wide at any size.
-  ours = jaxseg_model(variant, "mmseg", 150, head_channels=256)
+  ours = jaxseg_model(variant, "mmseg", 150, channels=256)
   assert param_count(abstract_variables(ours)) == torch_param_count(mm)
 
 

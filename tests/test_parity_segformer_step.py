@@ -108,8 +108,9 @@ def test_one_adamw_step_equals_mmsegs_optim_wrapper():
   wrapper.update_params(losses["decode.loss_ce"])
   want_loss = float(losses["decode.loss_ce"])
 
-  model = build_model(SECTION.config(name="segformer_b0", head="mmseg", head_channels=256,
-                                     dropout=0.0, drop_path_rate=0.0), 150)
+  model = build_model(SECTION.config(
+      name="segformer_b0", head=dict(style="mmseg", channels=256, dropout=0.0),
+      backbone=dict(drop_path_rate=0.0)), 150)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0, impl="rbg"),
                                              jnp.zeros((1, 64, 96, 3)), train=False))
   zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)

@@ -66,12 +66,13 @@ def test_weights_that_do_not_fit_fail_before_data(resnet50_v1c, tmp_path):
   """ResNet-v1c-50 weights for a ResNet-101 or a 7x7 stem: exit 2, one line, no data."""
   path, _ = resnet50_v1c
   with pytest.raises(WeightsMismatchError, match=r"lacks 255 of its tensors: layer3\."):
-    pretrained.resolve(smoke_config(path, "model.name=fcn_resnet101", "model.deep_stem=true"))
+    pretrained.resolve(smoke_config(path, "model.name=fcn_resnet101",
+                                          "model.backbone.deep_stem=true"))
   data_dir = tmp_path / "tfds"
   proc = subprocess.run(
       [sys.executable, "run.py", "--exp", "voc_fcn:smoke", "--workdir", str(tmp_path / "w"),
        "--set", f"data.dir={data_dir}", "--set", f"model.backbone_weights={path}",
-       "--set", "model.deep_stem=false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+       "--set", "model.backbone.deep_stem=false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and path in lines[0] and "conv1.weight" in lines[0], proc.stderr

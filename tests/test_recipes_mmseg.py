@@ -110,10 +110,10 @@ def test_segformer_model_is_mmsegs(name):
   assert tuple(backbone.num_layers) == depths and tuple(backbone.num_heads) == NUM_HEADS
   assert tuple(backbone.sr_ratios) == SR_RATIOS and tuple(backbone.patch_sizes) == PATCH_SIZES
   assert (backbone.drop_rate, backbone.attn_drop_rate) == (0.0, 0.0) and backbone.qkv_bias
-  assert backbone.drop_path_rate == ours.model.drop_path_rate
+  assert backbone.drop_path_rate == ours.model.backbone.drop_path_rate
   assert tuple(head.in_channels) == embed_dims and head.in_index == [0, 1, 2, 3]
-  assert ours.model.head == "mmseg" and head.channels == ours.model.head_channels
-  assert head.dropout_ratio == ours.model.dropout and not head.align_corners
+  assert ours.model.head.style == "mmseg" and head.channels == ours.model.head.channels
+  assert head.dropout_ratio == ours.model.head.dropout and not head.align_corners
   assert mm.model.get("auxiliary_head") is None
 
 

@@ -28,7 +28,7 @@ def test_b0_to_b5_are_registered():
 def test_masked_canvas_gives_the_unpadded_images_logits(head):
   """45x61 on a 64x96 canvas of large noise: every stride rounds up, every key grid
   (floor(h / sr)) has a partial window, and only the key mask keeps the valid logits."""
-  model = build_model(SECTION.config(name="segformer_b0", head=head, head_channels=32), 3)
+  model = build_model(SECTION.config(name="segformer_b0", head=dict(style=head, channels=32)), 3)
   rng = np.random.default_rng(0)
   canvas = rng.standard_normal((1, 64, 96, 3)).astype(np.float32) * 10
   image = rng.standard_normal((1, 45, 61, 3)).astype(np.float32)
@@ -61,7 +61,7 @@ def fake_state(model, head: str) -> dict:
 
 
 def test_hf_names_of_transformers_5_load_like_the_published_ones(tmp_path):
-  model = build_model(SECTION.config(name="segformer_b0", head="hf", head_channels=8), 3)
+  model = build_model(SECTION.config(name="segformer_b0", head=dict(style="hf", channels=8)), 3)
   shapes, state = fake_state(model, "hf")
   renamed = {k.replace("segformer.encoder.block.0.", "segformer.stages.0.blocks.")
               .replace("attention.self.query", "attention.q_proj")
@@ -72,7 +72,7 @@ def test_hf_names_of_transformers_5_load_like_the_published_ones(tmp_path):
   # Through model.weights, as a run loads it (pretrained.load_pretrained_state's SegFormer branch).
   path = str(tmp_path / "segformer.npz")
   np.savez(path, **state)
-  cfg = SECTION.config(name="segformer_b0", head="hf", head_channels=8, weights=path)
+  cfg = SECTION.config(name="segformer_b0", head=dict(style="hf", channels=8), weights=path)
   loaded = apply_pretrained(cfg, jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes),
                             verbose=False)
   jax.tree.map(np.testing.assert_array_equal, a, loaded)
@@ -85,7 +85,7 @@ def test_hf_names_of_transformers_5_load_like_the_published_ones(tmp_path):
 
 
 def test_mmseg_qkv_is_split_and_encoder_files_load_the_backbone_only():
-  model = build_model(SECTION.config(name="segformer_b0", head="mmseg", head_channels=8), 3)
+  model = build_model(SECTION.config(name="segformer_b0", head=dict(style="mmseg", channels=8)), 3)
   shapes, state = fake_state(model, "mmseg")
   stem = "backbone.layers.0.1.0.attn.attn."
   for leaf in ("weight", "bias"):
@@ -102,7 +102,7 @@ def test_mmseg_qkv_is_split_and_encoder_files_load_the_backbone_only():
 
 
 def test_a_checkpoint_that_does_not_fit_fails_naming_every_misfit():
-  model = build_model(SECTION.config(name="segformer_b0", head="mmseg", head_channels=8), 3)
+  model = build_model(SECTION.config(name="segformer_b0", head=dict(style="mmseg", channels=8)), 3)
   shapes, state = fake_state(model, "mmseg")
   del state["backbone.layers.3.2.weight"]
   state["backbone.layers.9.2.weight"] = np.zeros(3)
@@ -121,7 +121,7 @@ def test_segformer_b0_trains_on_shapes_through_run_py(shapes_dir, tmp_path):
             for k, v in MMSEG_RECIPE_OPTIM.items()]
   args = ["--exp", "demo:smoke", "--workdir", str(tmp_path / "run"), "--set",
           f"data.dir={shapes_dir}", "--set", "model.name=segformer_b0", "--set",
-          "model.head=mmseg", "--set", "model.head_channels=32", "--set", "optim.name=adamw",
+          "model.head.style=mmseg", "--set", "model.head.channels=32", "--set", "optim.name=adamw",
           "--set", "train.steps=4", "--set", "optim.warmup_steps=2"]
   for override in recipe:
     if not override.startswith("optim.warmup_steps"):

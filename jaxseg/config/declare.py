@@ -104,14 +104,18 @@ def _param(obj_name: str, name: str, default, hint) -> Param:
   if default is inspect.Parameter.empty or default is dataclasses.MISSING:
     raise TypeError(f"{obj_name}: config argument {name!r} has no default")
   if dataclasses.is_dataclass(default):
-    return Param(default, _arg_of(hint), group=group_params(type(default)))
+    return Param(default, _arg_of(hint), group=group_params(type(default), default))
   return Param(default, _arg_of(hint))
 
 
-def group_params(cls: type) -> dict[str, Param]:
-  """{field: Param} of a group dataclass (its fields, with defaults, in order)."""
+def group_params(cls: type, instance=None) -> dict[str, Param]:
+  """{field: Param} of a group dataclass (its fields, in order), each defaulting to
+  `instance`'s value if given (a component's own default: SegFormer-B2's head is 768
+  wide, B0's 256), else to the field's."""
   hints = typing.get_type_hints(cls, include_extras=True)
-  return {f.name: _param(cls.__qualname__, f.name, f.default, hints.get(f.name))
+  return {f.name: _param(cls.__qualname__, f.name,
+                         f.default if instance is None else getattr(instance, f.name),
+                         hints.get(f.name))
           for f in dataclasses.fields(cls)}
 
 

@@ -48,6 +48,21 @@ MOVED: dict[str, tuple[str, ...]] = {
     "augment.contrast_range": ("augment.photometric.contrast_range",),
     "augment.saturation_range": ("augment.photometric.saturation_range",),
     "augment.hue_delta": ("augment.photometric.hue_delta",),
+    # model: the backbone's, the decode head's and the aux head's arguments in their groups.
+    "model.output_stride": ("model.backbone.output_stride",),
+    "model.deep_stem": ("model.backbone.deep_stem",),
+    "model.zero_init_residual": ("model.backbone.zero_init_residual",),
+    "model.vgg_batch_norm": ("model.backbone.batch_norm",),
+    "model.fc_channels": ("model.backbone.fc_channels",),
+    "model.fc_dropout": ("model.backbone.fc_dropout",),
+    "model.drop_path_rate": ("model.backbone.drop_path_rate",),
+    "model.head": ("model.head.style",),  # SegFormer's decoder: 'hf' or 'mmseg'.
+    "model.head_channels": ("model.head.channels",),
+    "model.aspp_dropout": ("model.head.aspp_dropout",),
+    "model.dropout": ("model.dropout", "model.head.dropout", "model.aux_head.dropout"),
+    "model.classifier_init_std": ("model.head.classifier_init_std",
+                                  "model.aux_head.classifier_init_std"),
+    "model.aux_head": ("model.aux_head.enabled",),
     # A test hook (make the loss NaN at a step); the test now poisons the model itself.
     "train.debug_nan_at_step": (),
 }

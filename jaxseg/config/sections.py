@@ -102,7 +102,20 @@ class Section:
       if key not in keys and not self.owners(key) and not drop_unknown:
         raise UnknownNameError(f"{where}: " + unknown_name_message(
             f"{self.name} key", key, keys) + f" (chosen: {self.describe(values)})")
-    return ml_collections.ConfigDict(fill_values(keys, values, self.name, drop_unknown))
+    return ml_collections.ConfigDict(fill_values(keys, self._without_others(keys, values),
+                                                 self.name, drop_unknown))
+
+  def _without_others(self, keys: Mapping, values: Mapping, path: tuple = ()) -> dict:
+    """`values` less the keys inside groups that the chosen components lack but others
+    take, as fill drops such keys at the top: a recipe's `model.head.dropout` stays
+    valid when `--set model.name` swaps in a head without dropout."""
+    kept = {}
+    for key, value in values.items():
+      if key in keys and isinstance(keys[key], dict) and isinstance(value, Mapping):
+        kept[key] = self._without_others(keys[key], value, (*path, key))
+      elif key in keys or not path or not self.owners(".".join((*path, key))):
+        kept[key] = value
+    return kept
 
   def check(self, section: Mapping) -> None:
     """Each chosen component's arguments against their declared ranges and choices."""
@@ -123,10 +136,12 @@ class Section:
 
   def config(self, **values) -> ml_collections.ConfigDict:
     """The filled section of `values`, for code and tests that build one directly:
-    `models.SECTION.config(name='unet', width=8)`. Any key the choices do not take fails."""
+    `models.SECTION.config(name='unet', width=8)`. Any key the choices do not take
+    fails, inside groups too (`head=dict(dropout=0.3)` with a head without one)."""
     section = self.fill(values, f"{self.name} section")
-    for key in values:
-      if key not in section:
+    filled = set(flat_keys(section))
+    for key in flat_keys(values):
+      if key not in filled:
         raise UnknownNameError(self.inapplicable(key, section))
     return section
 

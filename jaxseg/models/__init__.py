@@ -1,8 +1,12 @@
 """Segmentation models, chosen by `model.name`.
 
-Each registered factory is `build_x(num_classes, *, dtype, <its own keys>)`: its
-keyword-only parameters, with their defaults, are the `model` keys it takes
-(jaxseg/config/sections.py), so `--set model.aspp_dropout=0.3` with `unet` fails at load.
+Each registered factory is `build_x(num_classes, *, dtype, <its own arguments>)`: its
+keyword-only parameters are the `model` keys it takes, each declared once with its
+default, range and meaning (jaxseg/config/declare.py). Groups several factories
+share are frozen dataclasses, nested dicts of the section: `model.backbone`
+(resnet.ResNetArgs, vgg.VGGArgs, mit.MiTArgs), `model.head` (each family's own) and
+`model.aux_head` (fcn.AuxHeadArgs). `--set model.head.aspp_dropout=0.3` with `unet`
+fails at load naming the models that take it.
 Every model is a linen module called as `model.apply(variables, x_BHWC, train=...)`
 returning `(logits_BHWC float32, aux: dict)`; `aux` may hold `aux_logits`.
 Every model also takes `valid_BHW=None`, a bool mask of the real (non-padding)
@@ -19,9 +23,7 @@ from jaxseg.config.checks import Checker
 from jaxseg.config.sections import Choice, Section
 # Every module that registers a model, imported here once so MODELS is complete.
 from jaxseg.models import deeplab, fcn, fcn_vgg, mmseg_heads, seed_cnn, segformer, unet
-from jaxseg.models.layers import AUTO, DTYPES
 from jaxseg.models.registry import MODELS
-from jaxseg.models.zoo_config import CHOICES
 
 
 # The `model` section (jaxseg/config/sections.py): the keys read outside the factories
@@ -45,23 +47,10 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int):
 
 
 def validate_config(model_cfg: ml_collections.ConfigDict) -> None:
-  """Fails at config load (not mid-run) on a bad `model` section; the keys only some
-  models take are checked when the chosen one does."""
-  c = Checker(model_cfg, "model")
-  c.choice("name", model_names(), "model")
-  c.choice("dtype", [AUTO, *DTYPES], optional=True)
-  c.choice("init", CHOICES["init"], optional=True)
-  c.choice("head", CHOICES["head"], optional=True)
-  if "output_stride" in model_cfg and model_cfg.output_stride not in CHOICES["output_stride"]:
-    c.fail("output_stride", f"one of {list(CHOICES['output_stride'])}")
-  c.count("width", optional=True)
-  c.count("depth", min=0, optional=True)
-  c.count("fc_channels", optional=True)
-  c.count("head_channels", min=2, optional=True)  # The mmseg aux head has half of them.
-  for key in ("dropout", "aspp_dropout", "fc_dropout", "drop_path_rate"):
-    c.number(key, min=0, below=1, optional=True)
-  c.number("bn_momentum", min=0, max=1, optional=True)
-  c.number("classifier_init_std", min=0, optional=True)
+  """Fails at config load (not mid-run) on a bad shared `model` key; the chosen
+  factory's own arguments are checked against their declarations (Section.check),
+  the weights keys by weights.validate_config."""
+  Checker(model_cfg, "model").choice("name", model_names(), "model")
 
 
 def model_names() -> list[str]:

@@ -138,7 +138,7 @@ def load_segformer(variables, state: dict[str, np.ndarray], *, path: str, whole:
   """`(new_variables, report)`: every variable from a segmentor checkpoint (`whole`,
   model.weights), or the backbone's from an encoder one; a ValueError listing every
   misfit otherwise. The file's key names (transformers' or mmseg's) say how to read it;
-  a whole checkpoint must have the model's head style (`model.head`)."""
+  a whole checkpoint must have the model's head style (`model.head.style`)."""
   head = file_style(state)
   state = canonical_state(state, head)
   if not whole:
@@ -165,6 +165,6 @@ def load_segformer(variables, state: dict[str, np.ndarray], *, path: str, whole:
   if problems:
     raise WeightsMismatchError(
         f"{path} ({head}-style SegFormer weights) does not fit this model (another size? "
-        "model.head, or mmseg's head_channels=256?): " + "; ".join(problems))
+        "model.head.style, or mmseg's head.channels=256?): " + "; ".join(problems))
   return replaced(variables, flat, match.updates), LoadReport(
       path=path, loaded=sorted(match.used), missing=[], unused=[])

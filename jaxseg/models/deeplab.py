@@ -6,19 +6,44 @@ ASPP submodules are named like torchvision's keys (`convs_1_0` is
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Annotated, Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.fcn import Segmentor, fcn_aux_head, resnet_and_heads
-from jaxseg.models.layers import batch_norm, conv2d, global_mean, mask_to, resize_to_stride
+from jaxseg.config.declare import Arg
+from jaxseg.models.fcn import (AuxHeadArgs, ClassifierInitStd, HeadDropout, Segmentor,
+                               classifier_init, fcn_aux_head, resnet_and_layers)
+from jaxseg.models.layers import (AUTO, BNMomentum, Dtype, Init, batch_norm, conv2d,
+                                  global_mean, mask_to, resize_to_stride)
 from jaxseg.models.registry import MODELS
+from jaxseg.models.resnet import ResNetArgs
 
 # Atrous rates per output stride: the paper's 6/12/18 at OS16, doubled at OS8
 # (torchvision's 12/24/36); halved again at OS32 so the field of view stays put.
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+
+AsppDropout = Annotated[float, Arg(min=0, below=1, help=(
+    "dropout after the ASPP projection (torchvision's DeepLabHead: 0.5)"))]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepLabV3HeadArgs:
+  """`model.head` of torchvision's DeepLabv3 (its DeepLabHead)."""
+
+  aspp_dropout: AsppDropout = 0.5
+  classifier_init_std: ClassifierInitStd = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepLabV3PlusHeadArgs:
+  """`model.head` of DeepLabv3+: ASPP, then the decoder fused with layer1."""
+
+  aspp_dropout: AsppDropout = 0.5
+  dropout: HeadDropout = 0.1
+  classifier_init_std: ClassifierInitStd = 0.01
 
 
 class _HeadBase(nn.Module):
@@ -107,33 +132,23 @@ class DeepLabV3PlusHead(_HeadBase):
 
 
 def _deeplab(depth: int, plus: bool):
-  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
-            deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
-            aspp_dropout: float = 0.5, init: str = "kaiming_normal",
-            classifier_init_std: float = 0.01, zero_init_residual: bool = False,
-            bn_momentum: float = 0.9) -> Segmentor:
-    """torchvision's deeplabv3_resnet50/101, or DeepLabv3+ (`plus`) on the same backbone.
-
-    aux_head: also torchvision's FCN head on layer3, its logits returned as `aux_logits`.
-    dropout: before the classifier of the aux head and (DeepLabv3+) of the decoder.
-    aspp_dropout: after the ASPP projection (torchvision's DeepLabHead uses 0.5).
-    Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `fcn.head_kwargs`.
-    """
-    backbone, head = resnet_and_heads(
-        depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
-        classifier_init_std=classifier_init_std, zero_init_residual=zero_init_residual,
-        bn_momentum=bn_momentum, dtype=dtype)
-    rates = ASPP_RATES[output_stride]  # Valid: resnet_and_heads checked output_stride.
-    if plus:
-      classifier = DeepLabV3PlusHead(num_classes=num_classes, rates=rates,
-                                     aspp_dropout=aspp_dropout, dropout=dropout,
-                                     output_stride=output_stride, **head)
-    else:
-      classifier = DeepLabHead(num_classes=num_classes, rates=rates, aspp_dropout=aspp_dropout,
-                               output_stride=output_stride, **head)
-    return Segmentor(backbone=backbone, classifier=classifier,
-                     aux_classifier=fcn_aux_head(num_classes, aux_head, dropout, output_stride,
-                                                 head))
+  def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
+            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(),
+            head: DeepLabV3PlusHeadArgs | DeepLabV3HeadArgs = (
+                DeepLabV3PlusHeadArgs() if plus else DeepLabV3HeadArgs()),
+            aux_head: AuxHeadArgs = AuxHeadArgs()) -> Segmentor:
+    """torchvision's deeplabv3_resnet50/101, or DeepLabv3+ (`plus`) on the same backbone;
+    aux_head: torchvision's FCN head on layer3."""
+    resnet, layers = resnet_and_layers(depth, backbone, init=init, bn_momentum=bn_momentum,
+                                       dtype=dtype)
+    stride = backbone.output_stride
+    common = dict(num_classes=num_classes, rates=ASPP_RATES[stride], output_stride=stride,
+                  aspp_dropout=head.aspp_dropout,
+                  classifier_init=classifier_init(head.classifier_init_std), **layers)
+    classifier = (DeepLabV3PlusHead(dropout=head.dropout, **common) if plus
+                  else DeepLabHead(**common))
+    return Segmentor(backbone=resnet, classifier=classifier,
+                     aux_classifier=fcn_aux_head(num_classes, aux_head, stride, layers))
   return build
 
 

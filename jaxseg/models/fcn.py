@@ -2,22 +2,48 @@
 
 The wrapper is shared by the DeepLab models: a backbone returning named
 features, a head mapping those features to coarse logits, and torchvision's
-auxiliary FCN head on layer3.
+auxiliary FCN head on layer3. So are the `model` groups every ResNet model's heads
+declare alike (`AuxHeadArgs`, `ClassifierInitStd`, `HeadDropout`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Annotated, Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import (batch_norm, compute_dtype, conv2d, kernel_init, mask_to,
-                                  resize_bilinear)
+from jaxseg.config.declare import Arg
+from jaxseg.models.layers import (AUTO, BNMomentum, Dtype, Init, batch_norm, compute_dtype,
+                                  conv2d, kernel_init, mask_to, resize_bilinear)
 from jaxseg.models.registry import MODELS
-from jaxseg.models.resnet import feature_stride, resnet_backbone
-from jaxseg.models.zoo_config import check_choice
+from jaxseg.models.resnet import ResNet, ResNetArgs, feature_stride, resnet_backbone
+
+# What every ResNet model's heads declare alike (`model.head.*`, `model.aux_head.*`).
+ClassifierInitStd = Annotated[float, Arg(min=0, help=(
+    "std of the normal init of the 1x1 classifier (mmsegmentation's 0.01: the first "
+    "logits near zero); 0 = model.init, as the other convs"))]
+HeadDropout = Annotated[float, Arg(min=0, below=1, help="dropout before the 1x1 classifier")]
+
+
+@dataclasses.dataclass(frozen=True)
+class FCNHeadArgs:
+  """`model.head` of torchvision's FCN (its FCNHead on layer4)."""
+
+  dropout: HeadDropout = 0.1
+  classifier_init_std: ClassifierInitStd = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class AuxHeadArgs:
+  """`model.aux_head` of every ResNet model: torchvision's aux_classifier or
+  mmsegmentation's auxiliary_head, an FCN head on layer3."""
+
+  enabled: Annotated[bool, Arg(help="build it; its logits are returned as aux_logits")] = True
+  dropout: HeadDropout = 0.1
+  classifier_init_std: ClassifierInitStd = 0.01
 
 
 class FCNHead(nn.Module):
@@ -69,62 +95,46 @@ class Segmentor(nn.Module):
     return logits_BHWC, aux
 
 
-def head_kwargs(*, init: str, classifier_init_std: float, bn_momentum: float, dtype: str) -> dict:
-  """The init/BN/dtype settings every head shares, from the zoo models' `model` keys:
-
-  init: the convs' kernel initializer, as the backbone's (`layers.kernel_init`).
-  classifier_init_std: std of the normal init of the heads' 1x1 classifiers
-    (mmsegmentation's 0.01, so the first logits are near zero); 0 = `init`, as the other convs.
-  bn_momentum, dtype: as the backbone's (`resnet.resnet_backbone`).
-  """
-  return dict(kernel_init=kernel_init(check_choice("init", init)), bn_momentum=bn_momentum,
-              dtype=compute_dtype(dtype),
-              classifier_init=(nn.initializers.normal(classifier_init_std)
-                               if classifier_init_std > 0 else None))
+def classifier_init(std: float) -> Callable | None:
+  """A head's 1x1 classifier init from its `classifier_init_std`: None = the convs' own."""
+  return nn.initializers.normal(std) if std > 0 else None
 
 
-def resnet_and_heads(depth: int, *, output_stride: int, deep_stem: bool, init: str,
-                     classifier_init_std: float, zero_init_residual: bool, bn_momentum: float,
-                     dtype: str) -> tuple[nn.Module, dict]:
-  """(backbone, head settings) of a ResNet zoo model from the keys all of them take:
-  `resnet.resnet_backbone` and `head_kwargs`, built alike for every head."""
-  backbone = resnet_backbone(depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
-                             bn_momentum=bn_momentum, zero_init_residual=zero_init_residual,
-                             dtype=dtype)
-  return backbone, head_kwargs(init=init, classifier_init_std=classifier_init_std,
-                               bn_momentum=bn_momentum, dtype=dtype)
+def resnet_and_layers(depth: int, backbone: ResNetArgs, *, init: str, bn_momentum: float,
+                      dtype: str) -> tuple[ResNet, dict]:
+  """(backbone, the init/BN/dtype settings of every head's layers) of a ResNet zoo model:
+  `init`, `bn_momentum` and `dtype` apply to the backbone and the heads alike."""
+  layers = dict(kernel_init=kernel_init(init), bn_momentum=bn_momentum,
+                dtype=compute_dtype(dtype))
+  return resnet_backbone(depth, backbone, init=init, bn_momentum=bn_momentum,
+                         dtype=dtype), layers
 
 
-def fcn_aux_head(num_classes: int, enabled: bool, dropout: float, output_stride: int,
-                 head: dict) -> FCNHead | None:
-  """torchvision's aux_classifier (FCNHead on layer3), or None when `model.aux_head` is off."""
-  if not enabled:
+def fcn_aux_head(num_classes: int, args: AuxHeadArgs, output_stride: int,
+                 layers: dict) -> FCNHead | None:
+  """torchvision's aux_classifier (FCNHead on layer3), or None when `model.aux_head.enabled`
+  is off."""
+  if not args.enabled:
     return None
-  return FCNHead(num_classes, feature="layer3", dropout=dropout,
-                 stride=feature_stride("layer3", output_stride), **head)
+  return FCNHead(num_classes, feature="layer3", dropout=args.dropout,
+                 classifier_init=classifier_init(args.classifier_init_std),
+                 stride=feature_stride("layer3", output_stride), **layers)
 
 
 def _fcn_resnet(depth: int):
-  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
-            deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
-            init: str = "kaiming_normal", classifier_init_std: float = 0.01,
-            zero_init_residual: bool = False, bn_momentum: float = 0.9) -> Segmentor:
-    """torchvision's fcn_resnet50/101.
-
-    aux_head: also an FCN head on layer3 (torchvision's aux_classifier), its
-      logits returned as `aux_logits`.
-    dropout: before the 1x1 classifier of both FCN heads.
-    Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `head_kwargs`.
-    """
-    backbone, head = resnet_and_heads(
-        depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
-        classifier_init_std=classifier_init_std, zero_init_residual=zero_init_residual,
-        bn_momentum=bn_momentum, dtype=dtype)
+  def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
+            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(),
+            head: FCNHeadArgs = FCNHeadArgs(), aux_head: AuxHeadArgs = AuxHeadArgs()
+            ) -> Segmentor:
+    """torchvision's fcn_resnet50/101: FCN heads on layer4 and (aux_head) layer3."""
+    resnet, layers = resnet_and_layers(depth, backbone, init=init, bn_momentum=bn_momentum,
+                                       dtype=dtype)
+    stride = backbone.output_stride
     return Segmentor(
-        backbone=backbone,
-        classifier=FCNHead(num_classes, feature="layer4", dropout=dropout,
-                           stride=output_stride, **head),
-        aux_classifier=fcn_aux_head(num_classes, aux_head, dropout, output_stride, head))
+        backbone=resnet,
+        classifier=FCNHead(num_classes, feature="layer4", dropout=head.dropout, stride=stride,
+                           classifier_init=classifier_init(head.classifier_init_std), **layers),
+        aux_classifier=fcn_aux_head(num_classes, aux_head, stride, layers))
   return build
 
 

@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.models.layers import compute_dtype, conv2d, resize_bilinear
+from jaxseg.models.layers import (AUTO, BNMomentum, Dtype, Init, compute_dtype, conv2d,
+                                  resize_bilinear)
 from jaxseg.models.registry import MODELS
-from jaxseg.models.vgg import vgg_backbone
+from jaxseg.models.vgg import VGGArgs, vgg_backbone
 
 # Skips fused into the fc7 scores, coarsest first; FCN-16s uses the first.
 SKIPS = ("pool4", "pool3")
@@ -64,24 +65,13 @@ class FCNVGG(nn.Module):
 
 
 def _fcn_vgg(num_skips: int):
-  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
-            fc_dropout: float = 0.5, fc_channels: int = 4096, vgg_batch_norm: bool = False,
-            init: str = "kaiming_normal", bn_momentum: float = 0.9) -> FCNVGG:
+  def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
+            bn_momentum: BNMomentum = 0.9, backbone: VGGArgs = VGGArgs()) -> FCNVGG:
     """FCN-32s, 16s or 8s; the paper's nets have no auxiliary head and zero-init scorers.
-
-    output_stride: of VGG-16's pool5 (8, 16, 32; the paper's 32); below 32 pool5
-      (and pool4, at 8) keep the resolution and later convs dilate (DeepLab-v1).
-    fc_dropout: after fc6 and fc7 (VGG's own 0.5).
-    fc_channels: width of fc6/fc7: 4096 as ImageNet VGG-16 (and its weights); smaller
-      (DeepLab-LargeFOV's 1024) trains from scratch with far less memory.
-    vgg_batch_norm: on VGG-16-BN (torchvision's vgg16_bn) instead of VGG-16.
-    init, bn_momentum, dtype: as the ResNets' (`resnet.resnet_backbone`).
-    """
-    backbone = vgg_backbone(batch_norm=vgg_batch_norm, output_stride=output_stride,
-                            fc_dropout=fc_dropout, fc_channels=fc_channels, init=init,
-                            bn_momentum=bn_momentum, dtype=dtype)
-    return FCNVGG(backbone=backbone, num_classes=num_classes, num_skips=num_skips,
-                  dtype=compute_dtype(dtype))
+    `bn_momentum` is read with `backbone.batch_norm` only."""
+    return FCNVGG(backbone=vgg_backbone(backbone, init=init, bn_momentum=bn_momentum,
+                                        dtype=dtype),
+                  num_classes=num_classes, num_skips=num_skips, dtype=compute_dtype(dtype))
   return build
 
 

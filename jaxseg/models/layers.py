@@ -1,11 +1,15 @@
-"""Building blocks shared by the segmentation models."""
+"""Building blocks shared by the segmentation models, and the `model` arguments
+several factories declare alike (`Dtype`, `Init`, `BNMomentum`)."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from jaxseg.config.declare import Arg
 from jaxseg.models import resample
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -14,6 +18,22 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 AUTO = "auto"
 AUTO_DTYPES = {"cpu": "float32", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": "bfloat16",
                "tpu": "bfloat16"}
+# The conv kernel initializers `model.init` names.
+KERNEL_INITS = {
+    # torchvision's ResNet/VGG init: He normal over fan-out, not truncated.
+    "kaiming_normal": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+    "xavier_uniform": nn.initializers.xavier_uniform(),
+}
+
+# Every factory's `model.dtype`; the zoo models' `model.init` and `model.bn_momentum`,
+# which apply to each of their layers, backbone and heads alike.
+Dtype = Annotated[str, Arg(choices=(AUTO, *DTYPES), help=(
+    "compute dtype (params stay float32); auto: bfloat16 on GPU and TPU, float32 on CPU"))]
+Init = Annotated[str, Arg(choices=tuple(KERNEL_INITS), help=(
+    "the convs' kernel initializer (kaiming_normal: torchvision's He fan-out normal)"))]
+BNMomentum = Annotated[float, Arg(min=0, max=1, help=(
+    "flax's convention: running = momentum * running + (1 - momentum) * batch "
+    "(torch's 0.1 is 0.9)"))]
 
 
 def normalize(image_BHWC, mean, std) -> jax.Array:
@@ -64,15 +84,10 @@ class ConvBNReLU(nn.Module):
 
 
 def kernel_init(name: str):
-  """The conv kernel initializer named by `model.init`."""
-  inits = {
-      # torchvision's ResNet/VGG init: He normal over fan-out, not truncated.
-      "kaiming_normal": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-      "xavier_uniform": nn.initializers.xavier_uniform(),
-  }
-  if name not in inits:
-    raise ValueError(f"model.init={name!r}; expected one of {sorted(inits)}")
-  return inits[name]
+  """The conv kernel initializer named by `model.init` (one of KERNEL_INITS)."""
+  if name not in KERNEL_INITS:
+    raise ValueError(f"kernel init {name!r}; expected one of {sorted(KERNEL_INITS)}")
+  return KERNEL_INITS[name]
 
 
 def conv2d(features: int, kernel: int, *, stride: int = 1, dilation: int = 1,

@@ -20,12 +20,14 @@ Submodule names follow the published checkpoints (convert_segformer.py maps them
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Annotated, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.config.declare import Arg
 from jaxseg.models.layers import mask_to, valid_at_stride
 
 # name -> (embed dims per stage, blocks per stage); heads (1, 2, 5, 8), sr (8, 4, 2, 1)
@@ -38,6 +40,14 @@ MIT_SIZES = {
     "b4": ((64, 128, 320, 512), (3, 8, 27, 3)),
     "b5": ((64, 128, 320, 512), (3, 6, 40, 3)),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class MiTArgs:
+  """`model.backbone` of the SegFormers."""
+
+  drop_path_rate: Annotated[float, Arg(min=0, below=1, help=(
+      "stochastic depth of the last encoder block (0 at the first, linear between)"))] = 0.1
 NUM_HEADS = (1, 2, 5, 8)
 SR_RATIOS = (8, 4, 2, 1)
 PATCH_SIZES = (7, 3, 3, 3)

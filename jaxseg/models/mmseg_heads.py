@@ -11,17 +11,34 @@ names are mmseg's state-dict keys with `_` for `.` before an index
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Annotated, Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.config.declare import Arg
 from jaxseg.models.deeplab import ASPP_RATES
-from jaxseg.models.fcn import Segmentor, resnet_and_heads
-from jaxseg.models.layers import batch_norm, global_mean, mask_to, resize_to_stride
+from jaxseg.models.fcn import (AuxHeadArgs, ClassifierInitStd, Segmentor, classifier_init,
+                               resnet_and_layers)
+from jaxseg.models.layers import (AUTO, BNMomentum, Dtype, Init, batch_norm, global_mean,
+                                  mask_to, resize_to_stride)
 from jaxseg.models.registry import MODELS
-from jaxseg.models.resnet import feature_stride
+from jaxseg.models.resnet import ResNetArgs, feature_stride
+
+
+@dataclasses.dataclass(frozen=True)
+class MMSegHeadArgs:
+  """`model.head` of the mmseg segmentors: their decode head (FCNHead, ASPPHead or
+  DepthwiseSeparableASPPHead)."""
+
+  channels: Annotated[int, Arg(min=2, help=(
+      "width of the decode head (mmseg's `channels`, 512 in its configs); the auxiliary "
+      "head has half. Tests narrow it to keep 8 replicas small"))] = 512
+  dropout: Annotated[float, Arg(min=0, below=1, help=(
+      "Dropout2d before conv_seg (mmseg's dropout_ratio)"))] = 0.1
+  classifier_init_std: ClassifierInitStd = 0.01
 
 
 class ConvModule(nn.Module):
@@ -157,45 +174,39 @@ class MMSegASPPHead(_DecodeHead):
     return self.cls_seg(y, train)
 
 
-def mmseg_aux_head(num_classes: int, enabled: bool, channels: int, dropout: float,
-                   output_stride: int, head: dict) -> MMSegFCNHead | None:
-  """The configs' auxiliary_head: FCNHead on layer3, one 3x3 conv of `channels`, no concat."""
-  if not enabled:
+def mmseg_aux_head(num_classes: int, args: AuxHeadArgs, channels: int, output_stride: int,
+                   layers: dict) -> MMSegFCNHead | None:
+  """The configs' auxiliary_head: FCNHead on layer3, one 3x3 conv of `channels`, no concat;
+  None when `model.aux_head.enabled` is off."""
+  if not args.enabled:
     return None
   return MMSegFCNHead(num_classes, feature="layer3", channels=channels, num_convs=1,
-                      concat_input=False, dropout=dropout,
-                      stride=feature_stride("layer3", output_stride), **head)
+                      concat_input=False, dropout=args.dropout,
+                      classifier_init=classifier_init(args.classifier_init_std),
+                      stride=feature_stride("layer3", output_stride), **layers)
 
 
 def _mmseg_segmentor(depth: int, head_kind: str):
-  def build(num_classes: int, *, dtype: str = "auto", output_stride: int = 8,
-            deep_stem: bool = False, aux_head: bool = True, dropout: float = 0.1,
-            head_channels: int = 512, init: str = "kaiming_normal",
-            classifier_init_std: float = 0.01, zero_init_residual: bool = False,
-            bn_momentum: float = 0.9) -> Segmentor:
-    """mmseg's FCN, DeepLabv3 or DeepLabv3+ R50-D8 (its decode head, auxiliary FCNHead).
-
-    aux_head: also the configs' auxiliary FCNHead on layer3, returned as `aux_logits`.
-    dropout: the Dropout2d before `conv_seg` of both heads (mmseg's dropout_ratio).
-    head_channels: width of the decode head (mmseg's `channels`, 512 in its configs);
-      the auxiliary head has half (256). Tests narrow it to keep 8 replicas small.
-    Backbone keys: `resnet.resnet_backbone`; init and classifier_init_std: `fcn.head_kwargs`.
-    """
-    backbone, head = resnet_and_heads(
-        depth, output_stride=output_stride, deep_stem=deep_stem, init=init,
-        classifier_init_std=classifier_init_std, zero_init_residual=zero_init_residual,
-        bn_momentum=bn_momentum, dtype=dtype)
+  def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
+            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(),
+            head: MMSegHeadArgs = MMSegHeadArgs(), aux_head: AuxHeadArgs = AuxHeadArgs()
+            ) -> Segmentor:
+    """mmseg's FCN, DeepLabv3 or DeepLabv3+ R50-D8: its decode head and (aux_head) its
+    auxiliary FCNHead on layer3, half as wide."""
+    resnet, layers = resnet_and_layers(depth, backbone, init=init, bn_momentum=bn_momentum,
+                                       dtype=dtype)
+    stride = backbone.output_stride
+    common = dict(channels=head.channels, dropout=head.dropout,
+                  classifier_init=classifier_init(head.classifier_init_std), **layers)
     if head_kind == "fcn":
-      decode_head = MMSegFCNHead(num_classes, channels=head_channels, dropout=dropout,
-                                 stride=output_stride, **head)
+      decode_head = MMSegFCNHead(num_classes, stride=stride, **common)
     else:  # mmseg's D8 dilations (1, 12, 24, 36); (1, 6, 12, 18) at D16, as its default.
-      decode_head = MMSegASPPHead(num_classes, channels=head_channels, dropout=dropout,
-                                  dilations=(1, *ASPP_RATES[output_stride]),
-                                  output_stride=output_stride,
-                                  separable=head_kind == "deeplabv3plus", **head)
-    return Segmentor(backbone=backbone, classifier=decode_head,
-                     aux_classifier=mmseg_aux_head(num_classes, aux_head, head_channels // 2,
-                                                   dropout, output_stride, head))
+      decode_head = MMSegASPPHead(num_classes, dilations=(1, *ASPP_RATES[stride]),
+                                  output_stride=stride, separable=head_kind == "deeplabv3plus",
+                                  **common)
+    return Segmentor(backbone=resnet, classifier=decode_head,
+                     aux_classifier=mmseg_aux_head(num_classes, aux_head, head.channels // 2,
+                                                   stride, layers))
   return build
 
 

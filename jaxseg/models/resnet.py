@@ -6,14 +6,15 @@ Submodule names mirror torchvision's state-dict keys (`layer1_0/conv1` is
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+import dataclasses
+from typing import Annotated, Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.config.declare import Arg
 from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, mask_to
-from jaxseg.models.zoo_config import check_choice
 
 # depth -> (block, blocks per stage), as torchvision's resnet18 ... resnet152.
 SPECS = {
@@ -29,6 +30,19 @@ DILATE = {32: (False, False, False), 16: (False, False, True), 8: (False, True, 
 
 # Stride of each exposed feature at output stride 32; dilation caps it at the output stride.
 FEATURE_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetArgs:
+  """`model.backbone` of every ResNet zoo model (torchvision's and mmseg's heads alike)."""
+
+  output_stride: Annotated[int, Arg(choices=tuple(sorted(DILATE)), help=(
+      "backbone stride; below 32 dilation replaces the strides of layer4 (16) and layer3 "
+      "too (8), as torchvision's replace_stride_with_dilation"))] = 8
+  deep_stem: Annotated[bool, Arg(help=(
+      "mmsegmentation's ResNet-v1c stem (three 3x3 convs) instead of one 7x7"))] = False
+  zero_init_residual: Annotated[bool, Arg(help=(
+      "zero the last BN scale of each residual block (Goyal et al. 2017)"))] = False
 
 
 def feature_stride(name: str, output_stride: int) -> int:
@@ -113,7 +127,7 @@ class ResNet(nn.Module):
     if self.depth not in SPECS:
       raise ValueError(f"ResNet depth={self.depth}; expected one of {sorted(SPECS)}")
     if self.output_stride not in DILATE:
-      raise ValueError(f"model.output_stride={self.output_stride}; expected one of "
+      raise ValueError(f"ResNet output_stride={self.output_stride}; expected one of "
                        f"{sorted(DILATE)}")
     block_kind, blocks = SPECS[self.depth]
     block_cls = BasicBlock if block_kind == "basic" else Bottleneck
@@ -165,19 +179,11 @@ def feature_channels(depth: int) -> dict[str, int]:
                          for i, p in enumerate((64, 128, 256, 512))}}
 
 
-def resnet_backbone(depth: int, *, output_stride: int, deep_stem: bool, init: str,
-                    bn_momentum: float, zero_init_residual: bool, dtype: str) -> ResNet:
-  """The ResNet backbone of the zoo models, from their `model` keys:
-
-  output_stride: backbone stride (8, 16, 32); below 32, dilation replaces the strides
-    of layer4 (16) and layer3 too (8), as torchvision's `replace_stride_with_dilation`.
-  deep_stem: mmsegmentation's ResNet-v1c stem (three 3x3 convs) instead of one 7x7.
-  init: the conv kernels' initializer (`layers.kernel_init`).
-  bn_momentum: flax's convention: running = momentum * running + (1 - momentum) * batch.
-  zero_init_residual: zero the last BN scale of each residual block (Goyal et al. 2017).
-  dtype: the compute dtype (`layers.compute_dtype`).
-  """
-  return ResNet(depth=depth, output_stride=check_choice("output_stride", output_stride),
-                deep_stem=deep_stem, kernel_init=kernel_init(check_choice("init", init)),
-                bn_momentum=bn_momentum, zero_init_residual=zero_init_residual,
-                dtype=compute_dtype(dtype))
+def resnet_backbone(depth: int, args: ResNetArgs, *, init: str, bn_momentum: float,
+                    dtype: str) -> ResNet:
+  """The ResNet-`depth` backbone of the zoo models from their `model.backbone` (`args`)
+  and the `model.init`, `model.bn_momentum` and `model.dtype` every layer shares
+  (`layers.Init`, `BNMomentum`, `Dtype`)."""
+  return ResNet(depth=depth, output_stride=args.output_stride, deep_stem=args.deep_stem,
+                kernel_init=kernel_init(init), bn_momentum=bn_momentum,
+                zero_init_residual=args.zero_init_residual, dtype=compute_dtype(dtype))

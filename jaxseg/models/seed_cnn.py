@@ -7,10 +7,13 @@ the input size, which is exactly the FCN recipe applied to the smallest CNN.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models.layers import compute_dtype, resize_bilinear
+from jaxseg.config.declare import Arg
+from jaxseg.models.layers import AUTO, Dtype, compute_dtype, resize_bilinear
 from jaxseg.models.registry import MODELS
 
 
@@ -36,7 +39,8 @@ class SeedCNN(nn.Module):
 
 
 @MODELS.register("seed_cnn")
-def build_seed_cnn(num_classes: int, *, dtype: str = "auto", width: int = 16) -> SeedCNN:
-  """The seed CNN with `width` channels in its first conv (2x, 4x in the next two);
-  `dtype` the compute dtype (`layers.compute_dtype`)."""
+def build_seed_cnn(num_classes: int, *, dtype: Dtype = AUTO,
+                   width: Annotated[int, Arg(min=1, help=(
+                       "channels of the first conv (2x, 4x in the next two)"))] = 16) -> SeedCNN:
+  """The seed CNN (the module doc)."""
   return SeedCNN(num_classes=num_classes, width=width, dtype=compute_dtype(dtype))

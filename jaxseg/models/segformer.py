@@ -1,6 +1,6 @@
 """SegFormer: the MiT encoder (mit.py) under one of its two published all-MLP decoders.
 
-`model.head` picks the implementation whose weights load, and with it the
+`model.head.style` picks the implementation whose weights load, and with it the
 encoder's LayerNorm epsilon:
 - `hf`: transformers' SegformerDecodeHead (nvidia/segformer-* checkpoints): a
   Linear per stage, each upsampled to stride 4, concatenated from the DEEPEST
@@ -15,23 +15,40 @@ Both resize bilinearly (align_corners=False) to the stride-4 grid; with
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Annotated, Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.config.declare import Arg
 from jaxseg.models.fcn import Segmentor
-from jaxseg.models.layers import batch_norm, compute_dtype, kernel_init, resize_to_stride
-from jaxseg.models.mit import MIT_SIZES, STAGE_STRIDES, STAGES, MixTransformer, dense_init
+from jaxseg.models.layers import (AUTO, Dtype, batch_norm, compute_dtype, kernel_init,
+                                  resize_to_stride)
+from jaxseg.models.mit import (MIT_SIZES, STAGE_STRIDES, STAGES, MiTArgs, MixTransformer,
+                               dense_init)
 from jaxseg.models.mmseg_heads import _DecodeHead
 from jaxseg.models.registry import MODELS
-from jaxseg.models.zoo_config import check_choice
 
 LN_EPS = {"hf": 1e-5, "mmseg": 1e-6}
 # The decoder width of the published models: the paper's and transformers' 256 for B0/B1
 # and 768 for B2..B5. mmseg 1.x's SegformerHead configs use 256 for every size.
 HEAD_CHANNELS = {"b0": 256, "b1": 256, "b2": 768, "b3": 768, "b4": 768, "b5": 768}
+
+
+@dataclasses.dataclass(frozen=True)
+class SegFormerHeadArgs:
+  """`model.head` of the SegFormers (each size's default `channels`: HEAD_CHANNELS)."""
+
+  style: Annotated[str, Arg(choices=tuple(LN_EPS), help=(
+      "hf: transformers' decoder (nvidia/* weights); mmseg: mmsegmentation's (its "
+      "segformer_mit-* weights, 256 channels at every size); each with its LayerNorm eps"))
+  ] = "hf"
+  channels: Annotated[int, Arg(min=1, help=(
+      "decoder width (the published 256 for B0/B1, 768 for B2..B5)"))] = 256
+  dropout: Annotated[float, Arg(min=0, below=1, help=(
+      "before the classifier (element-wise for hf, Dropout2d for mmseg)"))] = 0.1
 
 
 def to_stride4(x_BHWC, valid_BHW, stride: int, size_hw) -> jax.Array:
@@ -82,38 +99,32 @@ class MMSegSegformerHead(_DecodeHead):
     return self.cls_seg(x, train)
 
 
-def segformer(variant: str, num_classes: int, *, head: str, head_channels: int, dropout: float,
-              drop_path_rate: float, dtype: str) -> Segmentor:
-  """SegFormer-`variant` (b0..b5) with the `head` implementation's decoder and LayerNorms."""
-  check_choice("head", head)
+def segformer(variant: str, num_classes: int, *, head: SegFormerHeadArgs, backbone: MiTArgs,
+              dtype: str) -> Segmentor:
+  """SegFormer-`variant` (b0..b5) with the `head.style` implementation's decoder and
+  LayerNorms."""
+  if head.style not in LN_EPS:
+    raise ValueError(f"SegFormer head style {head.style!r}; expected one of {list(LN_EPS)}")
   embed_dims, depths = MIT_SIZES[variant]
   dtype_ = compute_dtype(dtype)
   classifier_init = nn.initializers.normal(0.01)  # mmseg's conv_seg init.
-  if head == "hf":
-    decoder = HFSegformerHead(num_classes, head_channels, dropout, classifier_init, dtype_)
+  if head.style == "hf":
+    decoder = HFSegformerHead(num_classes, head.channels, head.dropout, classifier_init, dtype_)
   else:
     decoder = MMSegSegformerHead(num_classes, kernel_init=kernel_init("kaiming_normal"),
                                  bn_momentum=0.9, dtype=dtype_, classifier_init=classifier_init,
-                                 channels=head_channels, dropout=dropout)
-  backbone = MixTransformer(embed_dims, depths, drop_path_rate=drop_path_rate,
-                            ln_eps=LN_EPS[head], dtype=dtype_)
-  return Segmentor(backbone=backbone, classifier=decoder)
+                                 channels=head.channels, dropout=head.dropout)
+  encoder = MixTransformer(embed_dims, depths, drop_path_rate=backbone.drop_path_rate,
+                           ln_eps=LN_EPS[head.style], dtype=dtype_)
+  return Segmentor(backbone=encoder, classifier=decoder)
 
 
 def _register(variant: str):
-  def build(num_classes: int, *, dtype: str = "auto", head: str = "hf",
-            head_channels: int = HEAD_CHANNELS[variant], dropout: float = 0.1,
-            drop_path_rate: float = 0.1) -> Segmentor:
-    """SegFormer on MiT-{variant}.
-
-    head: 'hf' (transformers' decoder; nvidia/* weights) or 'mmseg' (mmsegmentation's;
-      its segformer_mit-* weights, which use head_channels=256 at every size).
-    head_channels: decoder width (the published 256 for B0/B1, 768 for B2..B5).
-    dropout: before the classifier (element-wise for hf, Dropout2d for mmseg).
-    drop_path_rate: stochastic depth of the last encoder block (0 at the first, linear).
-    """
-    return segformer(variant, num_classes, head=head, head_channels=head_channels,
-                     dropout=dropout, drop_path_rate=drop_path_rate, dtype=dtype)
+  def build(num_classes: int, *, dtype: Dtype = AUTO, backbone: MiTArgs = MiTArgs(),
+            head: SegFormerHeadArgs = SegFormerHeadArgs(channels=HEAD_CHANNELS[variant])
+            ) -> Segmentor:
+    """SegFormer on MiT-{variant}."""
+    return segformer(variant, num_classes, head=head, backbone=backbone, dtype=dtype)
   build.__doc__ = build.__doc__.format(variant=variant.upper())
   return build
 

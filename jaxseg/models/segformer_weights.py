@@ -2,7 +2,7 @@
 
 mmsegmentation's MiT ImageNet-1k encoders, the `checkpoint` of its
 segformer_mit-b*_8xb2-160k_ade20k-512x512.py configs (mmseg-style keys: load with
-either `model.head`; convert_segformer reads them). Each file name ends in the
+either `model.head.style`; convert_segformer reads them). Each file name ends in the
 first 8 hex digits of its sha256 (mmcv's publish_model), which weights.fetch checks.
 
 transformers' nvidia/mit-b* and nvidia/segformer-b*-finetuned-* checkpoints carry

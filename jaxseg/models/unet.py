@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.models.layers import ConvBNReLU, compute_dtype
+from jaxseg.config.declare import Arg
+from jaxseg.models.layers import AUTO, ConvBNReLU, Dtype, compute_dtype
 from jaxseg.models.registry import MODELS
 
 
@@ -50,10 +53,13 @@ class UNet(nn.Module):
 
 
 @MODELS.register("unet")
-def build_unet(num_classes: int, *, dtype: str = "auto", width: int = 16, depth: int = 3,
-               dropout: float = 0.0) -> UNet:
-  """U-Net of `depth` 2x downsamplings (the input side must divide 2**depth) whose
-  first level has `width` channels, doubling per level; `dropout` after the bottleneck;
-  `dtype` the compute dtype (`layers.compute_dtype`)."""
+def build_unet(num_classes: int, *, dtype: Dtype = AUTO,
+               width: Annotated[int, Arg(min=1, help=(
+                   "channels of the first level, doubling per level"))] = 16,
+               depth: Annotated[int, Arg(min=0, help=(
+                   "2x downsamplings; the input side must divide 2**depth"))] = 3,
+               dropout: Annotated[float, Arg(min=0, below=1, help=(
+                   "dropout after the bottleneck"))] = 0.0) -> UNet:
+  """U-Net of `depth` levels from `width` channels."""
   return UNet(num_classes=num_classes, width=width, depth=depth, dropout=dropout,
               dtype=compute_dtype(dtype))

@@ -7,14 +7,15 @@ index per conv), fc6/fc7 are `classifier_0`/`classifier_3` as 7x7 and 1x1 convs
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Annotated, Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.config.declare import Arg
 from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init
-from jaxseg.models.zoo_config import check_choice
 
 # torchvision's configuration "D": conv widths of the five stages, each followed by a max-pool.
 STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -22,6 +23,22 @@ FC6_KERNEL = 7  # fc6 sees a 7x7 pool5 window in the ImageNet classifier.
 
 # output stride -> stride-1 pools among pool4, pool5 (DeepLab-v1 style dilation).
 KEEP_RESOLUTION = {32: (False, False), 16: (False, True), 8: (True, True)}
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGArgs:
+  """`model.backbone` of the FCN-VGG models."""
+
+  output_stride: Annotated[int, Arg(choices=tuple(sorted(KEEP_RESOLUTION)), help=(
+      "of pool5 (the paper's 32); below 32 pool5 (and pool4, at 8) keep the resolution "
+      "and later convs dilate (DeepLab-v1)"))] = 8
+  batch_norm: Annotated[bool, Arg(help=(
+      "VGG-16-BN (torchvision's vgg16_bn) instead of VGG-16"))] = False
+  fc_channels: Annotated[int, Arg(min=1, help=(
+      "width of fc6/fc7: 4096 as ImageNet VGG-16 (and its weights); smaller (DeepLab-"
+      "LargeFOV's 1024) trains from scratch with far less memory"))] = 4096
+  fc_dropout: Annotated[float, Arg(min=0, below=1, help=(
+      "dropout after fc6 and fc7 (VGG's own 0.5)"))] = 0.5
 
 
 class VGG16(nn.Module):
@@ -38,7 +55,7 @@ class VGG16(nn.Module):
   @nn.compact
   def __call__(self, x_BHWC, *, train: bool) -> dict[str, jax.Array]:
     if self.output_stride not in KEEP_RESOLUTION:
-      raise ValueError(f"model.output_stride={self.output_stride}; expected one of "
+      raise ValueError(f"VGG16 output_stride={self.output_stride}; expected one of "
                        f"{sorted(KEEP_RESOLUTION)}")
     keep = (False, False, False) + KEEP_RESOLUTION[self.output_stride]
     x = x_BHWC.astype(self.dtype)
@@ -73,10 +90,10 @@ class VGG16(nn.Module):
     return features
 
 
-def vgg_backbone(*, batch_norm: bool, output_stride: int, fc_dropout: float, fc_channels: int,
-                 init: str, bn_momentum: float, dtype: str) -> VGG16:
-  """The VGG-16 backbone of the FCNs, from their `model` keys (`fcn_vgg._fcn_vgg`)."""
-  return VGG16(batch_norm=batch_norm, output_stride=check_choice("output_stride", output_stride),
-               fc_dropout=fc_dropout, fc_features=fc_channels,
-               kernel_init=kernel_init(check_choice("init", init)),
-               bn_momentum=bn_momentum, dtype=compute_dtype(dtype))
+def vgg_backbone(args: VGGArgs, *, init: str, bn_momentum: float, dtype: str) -> VGG16:
+  """The VGG-16 backbone of the FCNs from their `model.backbone` (`args`) and the
+  `model.init`, `model.bn_momentum` and `model.dtype` of every layer."""
+  return VGG16(batch_norm=args.batch_norm, output_stride=args.output_stride,
+               fc_dropout=args.fc_dropout, fc_features=args.fc_channels,
+               kernel_init=kernel_init(init), bn_momentum=bn_momentum,
+               dtype=compute_dtype(dtype))
