@@ -81,8 +81,7 @@ def resnet_recipe(c: ml_collections.ConfigDict) -> None:
   c.optim.momentum = 0.9
   c.optim.weight_decay = 5e-4
   c.optim.schedule = "poly"
-  c.optim.poly_power = 0.9
-  c.optim.end_lr = 1e-4
+  c.optim.poly = dict(power=0.9, end_lr=1e-4)
   c.optim.warmup_steps = 0
 
 

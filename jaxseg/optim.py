@@ -1,15 +1,16 @@
 """Optimizers and learning-rate schedules, chosen by `optim.name` and `optim.schedule`.
 
-Each registered optimizer and schedule declares its own `optim` keys as
-keyword-only parameters (jaxseg/config/sections.py); `SECTION` lists the keys read
-here for every choice.
+Each registered optimizer and schedule declares its own arguments, with their
+ranges, as keyword-only parameters (jaxseg/config/declare.py): an optimizer's are
+keys of the section (`optim.momentum`), a schedule's are under its name
+(`optim.poly.power`); `SECTION` lists the keys read here for every choice.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from typing import Annotated, Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ import ml_collections
 import optax
 
 from jaxseg.config.checks import Checker
+from jaxseg.config.declare import Arg
 from jaxseg.config.sections import Choice, Section
 from jaxseg.registry import Registry
 
@@ -24,15 +26,21 @@ OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")
 
 
+# Arguments several optimizers or schedules take, declared once.
+EndLr = Annotated[float, Arg(min=0, help="learning rate at the last step")]
+Beta = Annotated[float, Arg(min=0, below=1, help="Adam's decay of a moment estimate")]
+
+
 @SCHEDULES.register("poly")
-def poly(lr: float, decay_steps: int, *, end_lr: float = 0.0,
-         poly_power: float = 0.9) -> optax.Schedule:
-  """lr -> end_lr as (1 - step / decay_steps) ** poly_power (mmseg's PolyLR)."""
-  return optax.polynomial_schedule(lr, end_lr, poly_power, decay_steps)
+def poly(lr: float, decay_steps: int, *, end_lr: EndLr = 0.0,
+         power: Annotated[float, Arg(above=0, help="exponent of the decay")] = 0.9
+         ) -> optax.Schedule:
+  """lr -> end_lr as (1 - step / decay_steps) ** power (mmseg's PolyLR)."""
+  return optax.polynomial_schedule(lr, end_lr, power, decay_steps)
 
 
 @SCHEDULES.register("cosine")
-def cosine(lr: float, decay_steps: int, *, end_lr: float = 0.0) -> optax.Schedule:
+def cosine(lr: float, decay_steps: int, *, end_lr: EndLr = 0.0) -> optax.Schedule:
   return optax.cosine_decay_schedule(lr, decay_steps, alpha=end_lr / lr)
 
 
@@ -63,7 +71,7 @@ def build_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sc
   end=warmup) + PolyLR(begin=warmup, end=total) step for step.
   """
   last = 1 if cfg.mmengine_schedule else 0
-  decay = SCHEDULES.build(cfg.schedule, cfg, lr=cfg.lr,
+  decay = SCHEDULES.build(cfg.schedule, cfg.get(cfg.schedule, {}), lr=cfg.lr,
                           decay_steps=max(total_steps - cfg.warmup_steps - last, 1))
   if cfg.warmup_steps <= 0:
     return decay
@@ -146,7 +154,8 @@ def scale_by_lr_mult(cfg) -> optax.GradientTransformation:
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(lr, weight_decay: float, mask, *, momentum: float = 0.9,
+def sgd(lr, weight_decay: float, mask, *,
+        momentum: Annotated[float, Arg(min=0, below=1, help="SGD momentum")] = 0.9,
         nesterov: bool = False) -> optax.GradientTransformation:
   # Decay added to the gradient before momentum, as torch.optim.SGD does.
   return optax.chain(add_decayed_weights(weight_decay, mask),
@@ -154,16 +163,16 @@ def sgd(lr, weight_decay: float, mask, *, momentum: float = 0.9,
 
 
 @OPTIMIZERS.register("adam")
-def adam(lr, weight_decay: float, mask, *, b1: float = 0.9,
-         b2: float = 0.999) -> optax.GradientTransformation:
+def adam(lr, weight_decay: float, mask, *, b1: Beta = 0.9,
+         b2: Beta = 0.999) -> optax.GradientTransformation:
   """Adam with L2 decay added to the gradient (torch.optim.Adam's weight_decay)."""
   return optax.chain(add_decayed_weights(weight_decay, mask),
                      optax.adam(lr, b1=b1, b2=b2))
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(lr, weight_decay: float, mask, *, b1: float = 0.9,
-          b2: float = 0.999) -> optax.GradientTransformation:
+def adamw(lr, weight_decay: float, mask, *, b1: Beta = 0.9,
+           b2: Beta = 0.999) -> optax.GradientTransformation:
   """AdamW with decoupled decay (scaled by lr, as torch.optim.AdamW's)."""
   if isinstance(mask, DecayMultipliers):  # optax.adamw is this chain with a bool mask.
     return optax.chain(optax.scale_by_adam(b1=b1, b2=b2), add_decayed_weights(weight_decay, mask),
@@ -191,7 +200,7 @@ SECTION = Section("optim", shared={
     # Warmup and decay reach their end values one step earlier, as mmengine's
     # schedulers do (build_schedule); for mmseg recipes step for step.
     "mmengine_schedule": False,
-}, choices=(Choice("name", OPTIMIZERS), Choice("schedule", SCHEDULES)))
+}, choices=(Choice("name", OPTIMIZERS), Choice("schedule", SCHEDULES, nested=True)))
 
 
 def validate_config(optim_cfg: ml_collections.ConfigDict) -> None:
@@ -200,12 +209,8 @@ def validate_config(optim_cfg: ml_collections.ConfigDict) -> None:
   c.choice("name", OPTIMIZERS.names(), "optimizer")
   c.choice("schedule", SCHEDULES.names(), "schedule")
   c.number("lr", above=0)
-  for key in ("momentum", "b1", "b2"):
-    c.number(key, min=0, below=1, optional=True)
   for key in ("weight_decay", "clip_grad_norm"):
     c.number(key, min=0)
-  c.number("end_lr", min=0, optional=True)
-  c.number("poly_power", above=0, optional=True)
   c.count("warmup_steps", min=0)
   c.regex_rules("lr_mult")
   c.regex_rules("decay_mult")

@@ -27,7 +27,7 @@ def test_voc_fcn_is_mmsegmentations_fcn_r50_d8_recipe():
   assert c.train.batch_size == 16 and c.train.steps == 20_000
   assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == (
       "sgd", 0.01, 0.9, 5e-4)
-  assert (c.optim.schedule, c.optim.poly_power) == ("poly", 0.9)
+  assert (c.optim.schedule, c.optim.poly.power) == ("poly", 0.9)
   tv = build_config("voc_fcn:tv")
   assert (tv.model.name, tv.model.backbone.deep_stem) == ("fcn_resnet50", False)
 

@@ -240,13 +240,13 @@ def test_segformer_recipe_optimizer_and_schedule_are_mmsegs(name):
   assert mm.optim_wrapper.paramwise_cfg == reference.optim_wrapper.paramwise_cfg == dict(
       custom_keys={"pos_block": dict(decay_mult=0.0), "norm": dict(decay_mult=0.0),
                    "head": dict(lr_mult=10.0)})
-  assert {k: ours.optim[k] for k in MMSEG_RECIPE_OPTIM} == MMSEG_RECIPE_OPTIM
+  assert {k: ours.optim.to_dict()[k] for k in MMSEG_RECIPE_OPTIM} == MMSEG_RECIPE_OPTIM
   assert mm.optim_wrapper.get("clip_grad") is None and ours.optim.clip_grad_norm == 0
   linear, poly = mm.param_scheduler
   assert (linear.type, poly.type) == ("LinearLR", "PolyLR") and not linear.by_epoch
   assert linear.end == poly.begin == ours.optim.warmup_steps and linear.begin == 0
   assert linear.start_factor == ours.optim.warmup_start_factor
-  assert (poly.power, poly.eta_min) == (ours.optim.poly_power, ours.optim.end_lr)
+  assert (poly.power, poly.eta_min) == (ours.optim.poly.power, ours.optim.poly.end_lr)
   assert mm.train_cfg.max_iters == poly.end == ours.train.steps
   expected = mmengine_warmup_poly_lrs(adamw.lr, tuple(sorted(linear.items())),
                                       tuple(sorted(poly.items())), ours.train.steps)

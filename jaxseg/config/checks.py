@@ -1,8 +1,9 @@
 """Value checks for one config section; each failure is a one-line ValueError naming the key.
 
-Components validate the section they read with these (`validate_config` in
-optim.py, losses.py, inference.py, data/, models/); `config.validate` runs them
-all at load, so a bad value stops the run before any data is prepared.
+Each section's reader validates its own keys with these (`validate_config` in
+optim.py, losses/combine.py, data/, models/; the run sections in run_sections.py);
+`config.resolve.validate` runs them all at load, so a bad value stops the run
+before any data is prepared.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def _bounds(min=None, max=None, above=None, below=None) -> tuple[str, callable]:
 class Checker:
   """`Checker(cfg.train, 'train').count('steps')` raises if train.steps < 1.
 
-  `optional=True`: a key only some choices take (jaxseg/config/sections.py) is checked
-  when the section has it.
+  For a section's own keys; a component's arguments declare their ranges in its
+  signature (jaxseg/config/declare.py).
   """
 
   def __init__(self, section: ml_collections.ConfigDict, name: str):
@@ -59,38 +60,30 @@ class Checker:
     shown = tuple(value) if isinstance(value, list) else value
     raise ValueError(f"{self.name}.{key}={shown!r}: expected {expected}")
 
-  def count(self, key: str, min: int = 1, max: int | None = None, optional: bool = False) -> None:
+  def count(self, key: str, min: int = 1, max: int | None = None) -> None:
     """An int >= `min` (and <= `max`)."""
-    if optional and key not in self.section:
-      return
     value = self.section[key]
     if not _is_int(value) or value < min or (max is not None and value > max):
       self.fail(key, f"an int >= {min}" + (f" and <= {max}" if max is not None else ""))
 
-  def number(self, key: str, optional: bool = False, **bounds) -> None:
+  def number(self, key: str, **bounds) -> None:
     """A number within `bounds` (min/max inclusive, above/below exclusive)."""
-    if optional and key not in self.section:
-      return
     text, ok = _bounds(**bounds)
     value = self.section[key]
     if not _is_number(value) or not ok(value):
       self.fail(key, f"a number {text}")
 
-  def choice(self, key: str, choices: Iterable[str], kind: str = "", optional: bool = False) -> None:
+  def choice(self, key: str, choices: Iterable[str], kind: str = "") -> None:
     """One of `choices`; a typo lists the closest ones."""
-    if optional and key not in self.section:
-      return
     value, choices = self.section[key], list(choices)
     if value not in choices:
       message = unknown_name_message(kind or "value", str(value), choices)
       raise ValueError(f"{self.name}.{key}={value!r}: {message}")
 
-  def ints(self, key: str, lengths: Container[int], what: str, optional: bool = False,
+  def ints(self, key: str, lengths: Container[int], what: str,
            **bounds) -> None:
     """A tuple of ints, as many as one of `lengths`, each within `bounds`;
     `what` says all of that in words for the message."""
-    if optional and key not in self.section:
-      return
     _, ok = _bounds(**bounds)
     value = self.section[key]
     if (not isinstance(value, (tuple, list)) or len(value) not in lengths
@@ -98,11 +91,9 @@ class Checker:
       self.fail(key, what)
 
   def numbers(self, key: str, lengths: Container[int], what: str, ordered: bool = False,
-              optional: bool = False, **bounds) -> None:
+              **bounds) -> None:
     """A tuple of numbers, as many as one of `lengths`, each within `bounds`, and
     non-decreasing if `ordered` (a (low, high) range); `what` says it in words."""
-    if optional and key not in self.section:
-      return
     _, ok = _bounds(**bounds)
     value = self.section[key]
     if (not isinstance(value, (tuple, list)) or len(value) not in lengths

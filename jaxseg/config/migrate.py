@@ -63,6 +63,9 @@ MOVED: dict[str, tuple[str, ...]] = {
     "model.classifier_init_std": ("model.head.classifier_init_std",
                                   "model.aux_head.classifier_init_std"),
     "model.aux_head": ("model.aux_head.enabled",),
+    # optim: a schedule's arguments under its name.
+    "optim.poly_power": ("optim.poly.power",),
+    "optim.end_lr": ("optim.poly.end_lr", "optim.cosine.end_lr"),
     # A test hook (make the loss NaN at a step); the test now poisons the model itself.
     "train.debug_nan_at_step": (),
 }

@@ -37,9 +37,10 @@ class Choice:
   nested: bool = False
 
   def member_keys(self, member: str) -> dict[str, Any]:
-    """{key: default} this member adds to the section (one dict under its name if nested)."""
+    """{key: default} this member adds to the section (one dict under its name if
+    nested; none for a member without arguments, such as the `shapes` dataset)."""
     params = self.registry.params(member)
-    return {member: params} if self.nested else params
+    return ({member: params} if params else {}) if self.nested else params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +123,8 @@ class Section:
     for choice, name in self.selected(section):
       params = choice.registry.declared(name)
       if choice.nested:
-        check_args(params, section[name], f"{self.name}.{name}")
+        if params:
+          check_args(params, section[name], f"{self.name}.{name}")
       else:
         check_args(params, section, self.name)
 

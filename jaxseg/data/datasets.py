@@ -93,7 +93,7 @@ def _builder(data_cfg: ml_collections.ConfigDict, data_dir: str | None = None):
   # Builders whose identity or behaviour comes from their own data keys (the folder
   # builder's root, voc_seg's download permission) map them in `builder_kwargs`.
   if hasattr(builder_cls, "builder_kwargs"):
-    own = bind(DATASETS.declared(data_cfg.name), data_cfg[data_cfg.name])
+    own = bind(DATASETS.declared(data_cfg.name), data_cfg.get(data_cfg.name, {}))
     kwargs.update(builder_cls.builder_kwargs(data_dir, **own))
   return builder_cls(**kwargs)
 

@@ -63,7 +63,7 @@ def validate_config(loss_cfg: ml_collections.ConfigDict) -> None:
 
 def term(name: str, loss_cfg: ml_collections.ConfigDict):
   """Loss `name` with its arguments from `loss_cfg[name]`: (logits, labels, valid) -> scalar."""
-  return functools.partial(LOSSES.get(name), **bind(LOSSES.declared(name), loss_cfg[name]))
+  return functools.partial(LOSSES.get(name), **bind(LOSSES.declared(name), loss_cfg.get(name, {})))
 
 
 def make_loss(loss_cfg: ml_collections.ConfigDict, ignore_index: int):

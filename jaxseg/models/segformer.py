@@ -144,5 +144,5 @@ for _variant in MIT_SIZES:
 MMSEG_RECIPE_OPTIM = dict(
     name="adamw", lr=6e-5, b1=0.9, b2=0.999, weight_decay=0.01,
     lr_mult=((r"^classifier/", 10.0),), decay_mult=((r"/norm\d?/", 0.0),),
-    schedule="poly", poly_power=1.0, end_lr=0.0, warmup_steps=1500, warmup_start_factor=1e-6,
-    mmengine_schedule=True)
+    schedule="poly", poly=dict(power=1.0, end_lr=0.0), warmup_steps=1500,
+    warmup_start_factor=1e-6, mmengine_schedule=True)
