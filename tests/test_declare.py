@@ -105,6 +105,15 @@ def test_a_nested_choice_keeps_each_members_arguments_under_its_name():
     section.check(section.config(names="seg", seg={"trunk": {"stride": 7}}))
 
 
+def test_setting_a_whole_group_says_to_set_its_keys():
+  from jaxseg.config.resolve import build_config
+  from jaxseg.errors import ConfigError
+
+  with pytest.raises(ConfigError, match=r"optim.poly is a group; set its keys one by one: "
+                                        r"optim.poly.end_lr, optim.poly.power"):
+    build_config("demo", ["optim.poly={'power': 1}"])
+
+
 def test_print_config_shows_each_arguments_meaning_and_range(capsys):
   assert run.main(["--exp", "demo", "--set", "loss.terms=focal", "--print_config"]) == 0
   out = capsys.readouterr().out

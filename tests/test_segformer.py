@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.config.overrides import flat_dict
 from jaxseg.evaluation.inference import head_logits
 from jaxseg.models import SECTION, build_model, model_names
 from jaxseg.models.convert import flat_variables
@@ -117,8 +118,8 @@ def test_a_checkpoint_that_does_not_fit_fails_naming_every_misfit():
 @pytest.mark.slow
 def test_segformer_b0_trains_on_shapes_through_run_py(shapes_dir, tmp_path):
   """The recipe's optimizer keys (MMSEG_RECIPE_OPTIM) with the mmseg head, end to end."""
-  recipe = [f"optim.{k}={v if isinstance(v, str) else repr(v)}"
-            for k, v in MMSEG_RECIPE_OPTIM.items()]
+  recipe = [f"{k}={v if isinstance(v, str) else repr(v)}"
+            for k, v in flat_dict({"optim": MMSEG_RECIPE_OPTIM}).items()]
   args = ["--exp", "demo:smoke", "--workdir", str(tmp_path / "run"), "--set",
           f"data.dir={shapes_dir}", "--set", "model.name=segformer_b0", "--set",
           "model.head.style=mmseg", "--set", "model.head.channels=32", "--set", "optim.name=adamw",

@@ -42,6 +42,10 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]
     if not sep:
       raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
     if key not in keys:
+      inside = [k for k in keys if k.startswith(key + ".")]
+      if inside:  # A group (model.backbone): its keys are set one by one.
+        raise ConfigError(f"--set {override!r}: {key} is a group; set its keys one by "
+                          f"one: {', '.join(inside)}")
       raise ConfigError(_unknown_key(cfg, key))
     *parents, leaf = key.split(".")
     node = cfg
