@@ -103,6 +103,22 @@ def test_output_stride_set_on_the_command_line_reaches_the_built_model():
   assert model.classifier.rates == (6, 12, 18)  # ASPP's rates follow the stride.
 
 
+def test_backbone_depth_is_an_argument_its_model_name_defaults():
+  """`--set model.backbone.depth=101` turns a recipe's R50 into an R101 (mmseg's
+  fcn_r101-d8); a flat-layout checkpoint's depth was its model name's."""
+  cfg = build_config("voc_fcn:smoke", ["model.backbone.depth=101"])
+  assert (cfg.model.name, build_model(cfg.model, 21).backbone.depth) == ("mmseg_fcn_resnet50", 101)
+  assert SECTION.config(name="deeplabv3_resnet101").backbone.depth == 101
+  with pytest.raises(ConfigError, match=r"model.backbone.depth=34: expected one of \[50, 101\]"):
+    build_config("voc_fcn:smoke", ["model.backbone.depth=34"])
+  saved = {"experiment": "voc_fcn:smoke",
+           "model": {**OLD_MODEL_KEYS, "name": "mmseg_fcn_resnet50"}}
+  assert config_from_checkpoint(saved).model.backbone.depth == 50
+  saved = {"experiment": "voc_fcn:smoke,tv",
+           "model": {**OLD_MODEL_KEYS, "name": "fcn_resnet101", "deep_stem": False}}
+  assert config_from_checkpoint(saved).model.backbone.depth == 101
+
+
 def test_head_and_aux_head_dropout_are_independent():
   for spec in ("voc_fcn:smoke", "voc_fcn:smoke,tv"):
     model = build_model(build_config(spec, ["model.head.dropout=0.3"]).model, 21)

@@ -14,6 +14,7 @@ nothing is retired: its meaning is gone on purpose.
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 MOVED: dict[str, tuple[str, ...]] = {
@@ -81,4 +82,8 @@ def migrate(flat: Mapping[str, object]) -> dict[str, object]:
     if old in flat:
       for new in new_keys:
         moved.setdefault(new, flat[old])
+  # A flat-layout ResNet model's depth was its name's (`fcn_resnet101`); now an argument.
+  depth = re.search(r"resnet(50|101)$", str(flat.get("model.name", "")))
+  if depth and "model.output_stride" in flat:
+    moved.setdefault("model.backbone.depth", int(depth.group(1)))
   return moved

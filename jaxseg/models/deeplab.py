@@ -133,13 +133,13 @@ class DeepLabV3PlusHead(_HeadBase):
 
 def _deeplab(depth: int, plus: bool):
   def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
-            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(),
+            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(depth=depth),
             head: DeepLabV3PlusHeadArgs | DeepLabV3HeadArgs = (
                 DeepLabV3PlusHeadArgs() if plus else DeepLabV3HeadArgs()),
             aux_head: AuxHeadArgs = AuxHeadArgs()) -> Segmentor:
     """torchvision's deeplabv3_resnet50/101, or DeepLabv3+ (`plus`) on the same backbone;
     aux_head: torchvision's FCN head on layer3."""
-    resnet, layers = resnet_and_layers(depth, backbone, init=init, bn_momentum=bn_momentum,
+    resnet, layers = resnet_and_layers(backbone, init=init, bn_momentum=bn_momentum,
                                        dtype=dtype)
     stride = backbone.output_stride
     common = dict(num_classes=num_classes, rates=ASPP_RATES[stride], output_stride=stride,

@@ -100,13 +100,13 @@ def classifier_init(std: float) -> Callable | None:
   return nn.initializers.normal(std) if std > 0 else None
 
 
-def resnet_and_layers(depth: int, backbone: ResNetArgs, *, init: str, bn_momentum: float,
+def resnet_and_layers(backbone: ResNetArgs, *, init: str, bn_momentum: float,
                       dtype: str) -> tuple[ResNet, dict]:
   """(backbone, the init/BN/dtype settings of every head's layers) of a ResNet zoo model:
   `init`, `bn_momentum` and `dtype` apply to the backbone and the heads alike."""
   layers = dict(kernel_init=kernel_init(init), bn_momentum=bn_momentum,
                 dtype=compute_dtype(dtype))
-  return resnet_backbone(depth, backbone, init=init, bn_momentum=bn_momentum,
+  return resnet_backbone(backbone, init=init, bn_momentum=bn_momentum,
                          dtype=dtype), layers
 
 
@@ -123,11 +123,11 @@ def fcn_aux_head(num_classes: int, args: AuxHeadArgs, output_stride: int,
 
 def _fcn_resnet(depth: int):
   def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
-            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(),
+            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(depth=depth),
             head: FCNHeadArgs = FCNHeadArgs(), aux_head: AuxHeadArgs = AuxHeadArgs()
             ) -> Segmentor:
     """torchvision's fcn_resnet50/101: FCN heads on layer4 and (aux_head) layer3."""
-    resnet, layers = resnet_and_layers(depth, backbone, init=init, bn_momentum=bn_momentum,
+    resnet, layers = resnet_and_layers(backbone, init=init, bn_momentum=bn_momentum,
                                        dtype=dtype)
     stride = backbone.output_stride
     return Segmentor(

@@ -188,12 +188,12 @@ def mmseg_aux_head(num_classes: int, args: AuxHeadArgs, channels: int, output_st
 
 def _mmseg_segmentor(depth: int, head_kind: str):
   def build(num_classes: int, *, dtype: Dtype = AUTO, init: Init = "kaiming_normal",
-            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(),
+            bn_momentum: BNMomentum = 0.9, backbone: ResNetArgs = ResNetArgs(depth=depth),
             head: MMSegHeadArgs = MMSegHeadArgs(), aux_head: AuxHeadArgs = AuxHeadArgs()
             ) -> Segmentor:
     """mmseg's FCN, DeepLabv3 or DeepLabv3+ R50-D8: its decode head and (aux_head) its
     auxiliary FCNHead on layer3, half as wide."""
-    resnet, layers = resnet_and_layers(depth, backbone, init=init, bn_momentum=bn_momentum,
+    resnet, layers = resnet_and_layers(backbone, init=init, bn_momentum=bn_momentum,
                                        dtype=dtype)
     stride = backbone.output_stride
     common = dict(channels=head.channels, dropout=head.dropout,
@@ -210,6 +210,7 @@ def _mmseg_segmentor(depth: int, head_kind: str):
   return build
 
 
-# R50 only: the depth of the recipes and of the parity suite (a test checks each model).
+# Named for R50, the depth of the recipes and of the parity suite (a test checks each
+# model); `model.backbone.depth=101` builds mmseg's R101-D8 (its fcn_r101-d8 configs).
 for _head in ("fcn", "deeplabv3", "deeplabv3plus"):
   MODELS.register(f"mmseg_{_head}_resnet50")(_mmseg_segmentor(50, _head))

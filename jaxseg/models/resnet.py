@@ -36,6 +36,9 @@ FEATURE_STRIDES = {"stem": 2, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 
 class ResNetArgs:
   """`model.backbone` of every ResNet zoo model (torchvision's and mmseg's heads alike)."""
 
+  # The depths with named ImageNet weights (models/weights.py) and torchvision models.
+  depth: Annotated[int, Arg(choices=(50, 101), help=(
+      "ResNet-50 or -101; the model's name gives its default (fcn_resnet101: 101)"))] = 50
   output_stride: Annotated[int, Arg(choices=tuple(sorted(DILATE)), help=(
       "backbone stride; below 32 dilation replaces the strides of layer4 (16) and layer3 "
       "too (8), as torchvision's replace_stride_with_dilation"))] = 8
@@ -179,11 +182,10 @@ def feature_channels(depth: int) -> dict[str, int]:
                          for i, p in enumerate((64, 128, 256, 512))}}
 
 
-def resnet_backbone(depth: int, args: ResNetArgs, *, init: str, bn_momentum: float,
-                    dtype: str) -> ResNet:
-  """The ResNet-`depth` backbone of the zoo models from their `model.backbone` (`args`)
+def resnet_backbone(args: ResNetArgs, *, init: str, bn_momentum: float, dtype: str) -> ResNet:
+  """The ResNet backbone of the zoo models from their `model.backbone` (`args`)
   and the `model.init`, `model.bn_momentum` and `model.dtype` every layer shares
   (`layers.Init`, `BNMomentum`, `Dtype`)."""
-  return ResNet(depth=depth, output_stride=args.output_stride, deep_stem=args.deep_stem,
+  return ResNet(depth=args.depth, output_stride=args.output_stride, deep_stem=args.deep_stem,
                 kernel_init=kernel_init(init), bn_momentum=bn_momentum,
                 zero_init_residual=args.zero_init_residual, dtype=compute_dtype(dtype))
