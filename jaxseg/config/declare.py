@@ -124,10 +124,9 @@ def declared_params(obj: Callable) -> dict[str, Param]:
 
   Its other parameters are context the caller passes (num_classes, the ignore index...).
   """
-  try:
-    hints = typing.get_type_hints(obj, include_extras=True)
-  except (NameError, TypeError):  # A hint naming what only type checkers import.
-    hints = {}
+  # Unresolvable hints fail here, at registration: silently losing them would drop
+  # the declared ranges.
+  hints = typing.get_type_hints(obj, include_extras=True)
   return {p.name: _param(getattr(obj, "__qualname__", repr(obj)), p.name, p.default,
                          hints.get(p.name))
           for p in inspect.signature(obj).parameters.values() if p.kind is p.KEYWORD_ONLY}
