@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules, chosen by `optim.name` and `optim.schedule`.
 
 Each registered optimizer and schedule declares its own arguments, with their
-ranges, as keyword-only parameters (jaxseg/config/declare.py): an optimizer's are
+ranges, as keyword-only parameters (jaxseg/declare.py): an optimizer's are
 keys of the section (`optim.momentum`), a schedule's are under its name
 (`optim.poly.power`); `SECTION` lists the keys read here for every choice.
 """
@@ -18,8 +18,8 @@ import ml_collections
 import optax
 
 from jaxseg.config.checks import Checker
-from jaxseg.config.declare import Arg
 from jaxseg.config.sections import Choice, Section
+from jaxseg.declare import Arg
 from jaxseg.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar
 
-from jaxseg.config.declare import Param, bind, declared_params
+from jaxseg.declare import Param, bind, declared_params
 # Raised here; importers find them here too.
 from jaxseg.errors import UnknownNameError, closest, unknown_name_message  # noqa: F401
 
@@ -15,7 +15,7 @@ class Registry(Generic[T]):
   """Maps names to objects; `register` is a decorator, `get` explains typos.
 
   Members are callables whose keyword-only parameters are their config arguments
-  (jaxseg/config/declare.py); `build(name, section, **context)` calls one with its own.
+  (jaxseg/declare.py); `build(name, section, **context)` calls one with its own.
   """
 
   def __init__(self, kind: str, params_of: Callable[[T], dict[str, Param]] = declared_params):

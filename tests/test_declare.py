@@ -1,4 +1,4 @@
-"""How components declare config arguments (jaxseg/config/declare.py): defaults, groups,
+"""How components declare config arguments (jaxseg/declare.py): defaults, groups,
 ranges and meanings read from signatures, bound back to calls, checked at load."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated
 import pytest
 
 import run
-from jaxseg.config.declare import (Arg, bind, check_args, declared_params, describe_args,
+from jaxseg.declare import (Arg, bind, check_args, declared_params, describe_args,
                                    fill_values)
 from jaxseg.config.sections import Choice, Section
 from jaxseg.registry import Registry

@@ -1,5 +1,5 @@
 """The `model` section is the chosen factory's own keys, groups nested (model.backbone,
-model.head, model.aux_head), each declared once (jaxseg/config/declare.py, jaxseg/models)."""
+model.head, model.aux_head), each declared once (jaxseg/declare.py, jaxseg/models)."""
 
 import dataclasses
 import inspect

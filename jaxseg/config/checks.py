@@ -49,7 +49,7 @@ class Checker:
   """`Checker(cfg.train, 'train').count('steps')` raises if train.steps < 1.
 
   For a section's own keys; a component's arguments declare their ranges in its
-  signature (jaxseg/config/declare.py).
+  signature (jaxseg/declare.py).
   """
 
   def __init__(self, section: ml_collections.ConfigDict, name: str):

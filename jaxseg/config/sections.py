@@ -4,7 +4,7 @@ A component section (`data`, `augment`, `model`, `loss`, `optim`) holds the keys
 its reader takes itself (`Section.shared`: `model.name`, `optim.lr`, ...) and the
 arguments of the registered components its choice keys select (`Choice`:
 `model.name` picks a model factory; `optim.schedule` a schedule), as each declares
-them in its signature (jaxseg/config/declare.py): groups are nested dicts
+them in its signature (jaxseg/declare.py): groups are nested dicts
 (`model.backbone`), and a `nested` choice puts each member's arguments under its
 name (`loss.dice.smooth`). The config loader fills each section from the chosen
 components' declarations (`Section.fill`) and checks it against them
@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
-from jaxseg.config.declare import check_args, describe_args, fill_values
 from jaxseg.config.overrides import flat_keys
+from jaxseg.declare import check_args, describe_args, fill_values
 from jaxseg.registry import Registry, UnknownNameError, unknown_name_message
 
 

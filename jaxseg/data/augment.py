@@ -2,7 +2,7 @@
 
 Each preset is registered in AUGMENTATIONS and chosen by `augment.preset`; it
 takes the context every preset gets and, keyword-only, its own `augment` keys
-(jaxseg/config/declare.py). The arguments of one op are a group, declared once
+(jaxseg/declare.py). The arguments of one op are a group, declared once
 below and taken by every preset that runs the op: `augment.rescale.*`,
 `augment.crop.*` (the crop_size window: how it is drawn and padded),
 `augment.photometric.*`; `augment.flip_prob` is one number. `build_augment` turns a
@@ -19,10 +19,10 @@ import ml_collections
 import numpy as np
 
 from jaxseg.config.checks import Checker
-from jaxseg.config.declare import Arg
 from jaxseg.config.sections import Choice, Section
 from jaxseg.data import transforms
 from jaxseg.data.transforms import Example, Op, hflip, pad, random_crop, random_rescale
+from jaxseg.declare import Arg
 from jaxseg.registry import Registry
 
 AUGMENTATIONS: Registry = Registry("augmentation preset")

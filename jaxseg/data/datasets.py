@@ -14,9 +14,9 @@ import numpy as np
 
 from jaxseg import locks, paths
 from jaxseg.config.checks import Checker
-from jaxseg.config.declare import bind
 from jaxseg.config.sections import Choice, Section
 from jaxseg.data import remote
+from jaxseg.declare import bind
 # Every module that registers a builder, imported here once so DATASETS is complete.
 from jaxseg.data.builders import ade20k, cityscapes, folder, shapes, voc_seg  # noqa: F401
 from jaxseg.data.builders.registry import DATASETS

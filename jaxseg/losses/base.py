@@ -2,7 +2,7 @@
 
 Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool) and its own
 arguments, declared keyword-only in its signature with their ranges and meaning
-(jaxseg/config/declare.py; the config's `loss.<name>.<argument>`), and returns a scalar. A leaf module, so the pixel losses (`jaxseg.losses`) and the
+(jaxseg/declare.py; the config's `loss.<name>.<argument>`), and returns a scalar. A leaf module, so the pixel losses (`jaxseg.losses`) and the
 region losses (`jaxseg.losses.region`) both register here without importing
 each other; read LOSSES through `jaxseg.losses`, which imports both.
 """
@@ -14,7 +14,7 @@ from typing import Annotated
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.registry import Registry
 
 LOSSES: Registry = Registry("loss")

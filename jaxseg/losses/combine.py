@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxseg.config.checks import Checker, representable_problem
-from jaxseg.config.declare import bind
 from jaxseg.config.sections import Choice, Section
+from jaxseg.declare import bind
 from jaxseg.losses.base import LOSSES
 from jaxseg.registry import unknown_name_message
 

@@ -3,7 +3,7 @@ pixels or all), binary cross-entropy, focal, OHEM and top-k.
 
 Every loss takes (logits_BHWC f32, labels_BHW int, valid_BHW bool) and its own
 arguments (`loss.<name>.<argument>`), declared keyword-only with their ranges
-(jaxseg/config/declare.py), and returns a scalar. Ignored pixels (valid False) never contribute, and an all-ignore batch
+(jaxseg/declare.py), and returns a scalar. Ignored pixels (valid False) never contribute, and an all-ignore batch
 gives loss 0 with finite (zero) gradients: divisions use a double `where` so no
 0/0 appears even in the backward pass.
 """
@@ -15,7 +15,7 @@ from typing import Annotated
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.losses.base import LOSSES, ClassWeights, LabelSmoothing, one_hot_valid, safe_divide
 
 

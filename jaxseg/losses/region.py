@@ -14,7 +14,7 @@ from typing import Annotated
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.losses.base import LOSSES, one_hot_valid, safe_divide
 
 # The arguments Dice and Tversky share, declared once.

@@ -2,7 +2,7 @@
 
 Each registered factory is `build_x(num_classes, *, dtype, <its own arguments>)`: its
 keyword-only parameters are the `model` keys it takes, each declared once with its
-default, range and meaning (jaxseg/config/declare.py). Groups several factories
+default, range and meaning (jaxseg/declare.py). Groups several factories
 share are frozen dataclasses, nested dicts of the section: `model.backbone`
 (resnet.ResNetArgs, vgg.VGGArgs, mit.MiTArgs), `model.head` (each family's own) and
 `model.aux_head` (fcn.AuxHeadArgs). `--set model.head.aspp_dropout=0.3` with `unet`

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.fcn import (AuxHeadArgs, ClassifierInitStd, HeadDropout, Segmentor,
                                classifier_init, fcn_aux_head, resnet_and_layers)
 from jaxseg.models.layers import (AUTO, BNMomentum, Dtype, Init, batch_norm, conv2d,

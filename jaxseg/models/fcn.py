@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.layers import (AUTO, BNMomentum, Dtype, Init, batch_norm, compute_dtype,
                                   conv2d, kernel_init, mask_to, resize_bilinear)
 from jaxseg.models.registry import MODELS

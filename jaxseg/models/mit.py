@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.layers import mask_to, valid_at_stride
 
 # name -> (embed dims per stage, blocks per stage); heads (1, 2, 5, 8), sr (8, 4, 2, 1)

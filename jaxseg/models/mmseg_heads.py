@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.deeplab import ASPP_RATES
 from jaxseg.models.fcn import (AuxHeadArgs, ClassifierInitStd, Segmentor, classifier_init,
                                resnet_and_layers)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init, mask_to
 
 # depth -> (block, blocks per stage), as torchvision's resnet18 ... resnet152.

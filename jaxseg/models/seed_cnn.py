@@ -12,7 +12,7 @@ from typing import Annotated
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.layers import AUTO, Dtype, compute_dtype, resize_bilinear
 from jaxseg.models.registry import MODELS
 

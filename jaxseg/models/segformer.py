@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.fcn import Segmentor
 from jaxseg.models.layers import (AUTO, Dtype, batch_norm, compute_dtype, kernel_init,
                                   resize_to_stride)

@@ -7,7 +7,7 @@ from typing import Annotated
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.layers import AUTO, ConvBNReLU, Dtype, compute_dtype
 from jaxseg.models.registry import MODELS
 

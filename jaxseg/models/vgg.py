@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.config.declare import Arg
+from jaxseg.declare import Arg
 from jaxseg.models.layers import batch_norm, compute_dtype, conv2d, kernel_init
 
 # torchvision's configuration "D": conv widths of the five stages, each followed by a max-pool.

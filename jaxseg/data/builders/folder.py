@@ -29,10 +29,10 @@ from typing import Annotated
 
 import tensorflow_datasets as tfds
 
-from jaxseg.config.declare import Arg
 from jaxseg.data.builders import features, fingerprint, folder_labels, imagefiles
 from jaxseg.data.builders.registry import DATASETS
 from jaxseg.data.errors import DatasetError, DatasetMissingError
+from jaxseg.declare import Arg
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _SPLIT_NAMES = {"val": "validation"}

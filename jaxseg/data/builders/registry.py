@@ -7,7 +7,7 @@ builder and so holds every name.
 
 from __future__ import annotations
 
-from jaxseg.config.declare import Param, declared_params
+from jaxseg.declare import Param, declared_params
 from jaxseg.registry import Registry
 
 

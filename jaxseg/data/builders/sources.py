@@ -17,8 +17,8 @@ import zipfile
 import zlib
 from typing import Annotated, Callable, Iterator
 
-from jaxseg.config.declare import Arg
 from jaxseg.data.errors import DatasetError, DatasetMissingError
+from jaxseg.declare import Arg
 
 _DEMO_HINT = "No data at hand? `python run.py` trains the embedded demo dataset (shapes)."
 
