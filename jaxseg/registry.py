@@ -22,12 +22,17 @@ class Registry(Generic[T]):
     self.kind = kind
     self._params_of = params_of  # Where a member declares its config keys.
     self._entries: dict[str, T] = {}
+    # Each member's declarations, read once at registration: loading a config asks for
+    # them many times (fill, check, owners, build), and a signature never changes.
+    self._declared: dict[str, dict[str, Param]] = {}
 
   def register(self, name: str) -> Callable[[T], T]:
     def decorator(obj: T) -> T:
       if name in self._entries:
         raise ValueError(f"{self.kind} {name!r} is registered twice")
-      self._params_of(obj)  # A config parameter without a default fails here, at import.
+      # A config argument without a default, or a hint that does not resolve, fails
+      # here, at import.
+      self._declared[name] = self._params_of(obj)
       self._entries[name] = obj
       return obj
 
@@ -40,7 +45,8 @@ class Registry(Generic[T]):
 
   def declared(self, name: str) -> dict[str, Param]:
     """{key: Param} of the config arguments member `name` declares."""
-    return self._params_of(self.get(name))
+    self.get(name)  # An unknown name fails with the closest ones.
+    return self._declared[name]
 
   def params(self, name: str) -> dict[str, Any]:
     """{key: default} of member `name`'s config arguments (a group: a dict of its own)."""
